@@ -4,22 +4,27 @@
 //! number here carries its unit in its type, and conversions are explicit and
 //! saturating so that no input can overflow them.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A rate in bits per second.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Rate(pub u64);
 
 /// A volume in bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Bytes(pub u64);
 
 /// A volume in KiB (1024 bytes), as the node manager's `net_*_kbyte` keys give it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct KiB(pub u64);
 
 /// A rate in kbit/s (1000 bit/s), as the node manager's `net_*_rate` keys give it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Kbit(pub u64);
 
 /// The smallest rate bwmon ever gives a class (HTB cannot go lower usefully).

@@ -1,0 +1,63 @@
+//! From the parsed command line to a command: logging, configuration, the
+//! clock, and dispatch. The commands themselves live in `init` and `sync`.
+
+use crate::cli::{Cli, Command, Global};
+use crate::config::{Config, Overrides};
+use chrono::{DateTime, Utc};
+use std::io::Write;
+use std::process::ExitCode;
+
+/// What every command gets: the validated config and the time to act at.
+#[derive(Debug)]
+pub struct Context {
+    pub config: Config,
+    pub now: DateTime<Utc>,
+}
+
+/// stderr, one line per message, `bwmon: ` first; default level warn, so a
+/// cron run with nothing to report prints nothing.
+pub fn init_logging(g: &Global) {
+    let level = if g.quiet {
+        log::LevelFilter::Error
+    } else {
+        match g.verbose {
+            0 => log::LevelFilter::Warn,
+            1 => log::LevelFilter::Info,
+            2 => log::LevelFilter::Debug,
+            _ => log::LevelFilter::Trace,
+        }
+    };
+    let mut b = env_logger::Builder::new();
+    b.filter_level(level);
+    if g.verbose == 0 && !g.quiet {
+        if let Ok(spec) = std::env::var("RUST_LOG") {
+            b.parse_filters(&spec);
+        }
+    }
+    b.format(|buf, record| {
+        let level = match record.level() {
+            log::Level::Error => "error: ",
+            log::Level::Warn => "warning: ",
+            _ => "",
+        };
+        writeln!(buf, "bwmon: {level}{}", record.args())
+    });
+    let _ = b.try_init();
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = cli.global;
+    let config = Config::load(&Overrides {
+        config: g.config,
+        dev: g.dev,
+        state: g.state,
+    })?;
+    let ctx = Context {
+        config,
+        now: g.now.unwrap_or_else(Utc::now),
+    };
+    match cli.command {
+        Command::Init(args) => crate::init::run(&ctx, args.bwcap, args.bwmax),
+        Command::Sync(args) => crate::sync::run(&ctx, args.input.as_deref()),
+    }
+}

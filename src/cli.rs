@@ -1,0 +1,70 @@
+//! The command line as clap sees it. Nothing outside this module touches clap
+//! types: `config::Settings::resolve` turns these into a validated `Config`.
+
+use clap::{Args, Parser, Subcommand};
+use crate::units::{Rate, parse_rate};
+use chrono::{DateTime, Utc};
+use std::path::PathBuf;
+
+/// Soft daily bandwidth quotas per slice on tc HTB classes.
+#[derive(Debug, Parser)]
+#[command(name = "bwmon", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Configuration file [default: /etc/bwmon/bwmon.yaml, if present]
+    #[arg(short, long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Egress device to shape (overrides `dev` in the config)
+    #[arg(long, global = true, value_name = "IFACE")]
+    pub dev: Option<String>,
+    /// State file (overrides `state_file` in the config)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// More output: -v says what changed, -vv why
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Act as if this were the current time (RFC 3339), for tests and what-ifs
+    #[arg(long, global = true, hide = true, value_name = "RFC3339", value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the HTB hierarchy on the device, or change its cap
+    Init(InitArgs),
+    /// Run the enforcement cycle once: new and dead slices, usage, caps, mail
+    Sync(SyncArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Node cap: ceil of all non-exempt traffic (tc rate, e.g. 100mbit)
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub bwcap: Option<Rate>,
+    /// Hardware maximum: ceil of exempt traffic and of the root class
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub bwmax: Option<Rate>,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Read the slivers JSON from FILE instead of the config's `input` or stdin
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+}
+
+fn parse_now(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{e}: use RFC 3339, e.g. 2026-11-24T15:00:00Z"))
+}

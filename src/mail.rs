@@ -1,0 +1,168 @@
+//! The cap mail (SPEC §6): composed from a plan's `MailRequest` and piped,
+//! without a shell, into `sendmail -N never -t -f<from>`, bounded by a timeout.
+
+use crate::config::MailConfig;
+use crate::policy::MailRequest;
+use chrono::{DateTime, Duration as TimeDelta, Utc};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The two ends of a period and the moment of writing, as the mail shows them.
+fn asctime(t: DateTime<Utc>) -> String {
+    format!("{} GMT", t.format("%a %b %e %H:%M:%S %Y"))
+}
+
+/// The period in the 2008 mail's words: `day`, `hour`, `6.0 hours`, `2.0 days`.
+pub fn period_words(secs: u64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let s = secs as f64;
+    match secs {
+        86_400 => "day".into(),
+        3600 => "hour".into(),
+        s_ if s_ > 86_400 => format!("{:.1} days", s / 86_400.0),
+        s_ if s_ > 3600 => format!("{:.1} hours", s / 3600.0),
+        s_ if s_ > 60 => format!("{:.1} minutes", s / 60.0),
+        _ => format!("{secs} seconds"),
+    }
+}
+
+/// The whole message, headers and body, as sendmail reads it.
+pub fn compose(cfg: &MailConfig, req: &MailRequest, period_secs: u64, now: DateTime<Utc>) -> String {
+    let host = &cfg.hostname;
+    let slice = &req.name;
+    let from = format!("{} Support <{}>", cfg.name, cfg.from);
+    let mut to = cfg.list.clone();
+    if let Some(addr) = &cfg.slice_address {
+        to.push_str(", ");
+        to.push_str(&addr.replace("SLICE", slice));
+    }
+    let until = req.start + TimeDelta::seconds(i64::try_from(period_secs).unwrap_or(i64::MAX));
+    let mut m = format!(
+        "Content-type: text/plain\nFrom: {from}\nReply-To: {from}\nTo: {to}\nX-Mailer: bwmon/{}\nSubject: pl_mom capped bandwidth of slice {slice} on {host}\n\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for c in &req.classes {
+        let class = c.kind.describe();
+        m.push_str(&format!(
+            "The slice {slice} has transmitted more than {} from\n{host} to {class} destinations\nsince {}.\n\n\
+             Its maximum {class} burst rate will be capped at {}/s\nuntil {}.\n\n\
+             Please reduce the average {class} transmission rate\nof the slice to {} per {}.\n\n",
+            c.used,
+            asctime(req.start),
+            c.ceil,
+            asctime(until),
+            c.quota,
+            period_words(period_secs),
+        ));
+    }
+    m.push_str(&format!("{} {host} bwcap {slice}\n", asctime(now)));
+    m
+}
+
+/// Sends one message. Ok only when sendmail exited 0 within the timeout.
+pub fn send(cfg: &MailConfig, message: &str) -> Result<(), String> {
+    let mut child = Command::new(&cfg.sendmail)
+        .args(["-N", "never", "-t"])
+        .arg(format!("-f{}", cfg.from))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", cfg.sendmail.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(message.as_bytes())
+            .map_err(|e| format!("writing to {}: {e}", cfg.sendmail.display()))?;
+    }
+    let deadline = Instant::now() + cfg.timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                let why = err.lines().next().unwrap_or("").trim().to_string();
+                return Err(format!("{} exited with {status} {why}", cfg.sendmail.display()));
+            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{} did not finish within {}: killed",
+                    cfg.sendmail.display(),
+                    humantime::format_duration(cfg.timeout)
+                ));
+            }
+            Err(e) => return Err(format!("waiting for {}: {e}", cfg.sendmail.display())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{CappedClass, Kind};
+    use crate::units::{Bytes, Rate};
+    use std::path::PathBuf;
+
+    fn cfg() -> MailConfig {
+        MailConfig {
+            enabled: true,
+            sendmail: PathBuf::from("/usr/sbin/sendmail"),
+            from: "support@example.org".into(),
+            name: "ExampleLab".into(),
+            list: "mom@example.org".into(),
+            slice_address: Some("SLICE@slices.example.org".into()),
+            hostname: "node1.example.org".into(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn message_follows_the_spec() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).expect("valid").with_timezone(&Utc);
+        let req = MailRequest {
+            xid: 257,
+            name: "pl_alice".into(),
+            start: t("2026-11-04T00:00:00Z"),
+            classes: vec![CappedClass {
+                kind: Kind::Low,
+                used: Bytes(4_200_000_000),
+                ceil: Rate(312_000),
+                quota: Bytes(5_798_205_440),
+            }],
+        };
+        let m = compose(&cfg(), &req, 86_400, t("2026-11-04T18:00:00Z"));
+        let expected = "Content-type: text/plain\n\
+From: ExampleLab Support <support@example.org>\n\
+Reply-To: ExampleLab Support <support@example.org>\n\
+To: mom@example.org, pl_alice@slices.example.org\n\
+X-Mailer: bwmon/0.1.0\n\
+Subject: pl_mom capped bandwidth of slice pl_alice on node1.example.org\n\
+\n\
+The slice pl_alice has transmitted more than 4.2 GB from\n\
+node1.example.org to low bandwidth destinations\n\
+since Wed Nov  4 00:00:00 2026 GMT.\n\
+\n\
+Its maximum low bandwidth burst rate will be capped at 312kbit/s\n\
+until Thu Nov  5 00:00:00 2026 GMT.\n\
+\n\
+Please reduce the average low bandwidth transmission rate\n\
+of the slice to 5.8 GB per day.\n\
+\n\
+Wed Nov  4 18:00:00 2026 GMT node1.example.org bwcap pl_alice\n";
+        assert_eq!(m, expected.replace("0.1.0", env!("CARGO_PKG_VERSION")));
+    }
+
+    #[test]
+    fn period_in_words() {
+        assert_eq!(period_words(86_400), "day");
+        assert_eq!(period_words(3600), "hour");
+        assert_eq!(period_words(6 * 3600), "6.0 hours");
+        assert_eq!(period_words(2 * 86_400), "2.0 days");
+    }
+}

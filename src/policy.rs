@@ -1,0 +1,530 @@
+//! The enforcement decisions of SPEC §5, as one pure function: given the
+//! state, the live slices, the kernel's classes and the time, `plan` returns
+//! the next state, the tc changes to make and the mails to send. No I/O here,
+//! so every rule (periods, caps, reinstatement, counter resets) is tested
+//! without root and without a clock.
+
+use crate::config::Defaults;
+use crate::slivers::Rspec;
+use crate::state::{ClassState, DEFAULT_XID, DeadState, ROOT_XID, SliceState, State};
+use crate::tc::{ClassId, KernelClass};
+use crate::units::{BWMIN, Bytes, Rate};
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// HTB's quantum per unit of share.
+pub const QUANTUM_PER_SHARE: u64 = 1600;
+
+/// Handles of the fixed hierarchy (SPEC §4).
+pub const ROOT_CLASS: ClassId = ClassId::new(1, 1);
+pub const CAP_CLASS: ClassId = ClassId::new(1, 0x10);
+pub const LOW_PARENT: ClassId = ClassId::new(1, 0x100);
+pub const I2_PARENT: ClassId = ClassId::new(1, 0x20);
+
+/// The two classes every slice has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// Normal destinations, under the node cap.
+    Low,
+    /// Destinations exempt from the node cap.
+    I2,
+}
+
+impl Kind {
+    pub const BOTH: [Kind; 2] = [Kind::Low, Kind::I2];
+
+    pub fn class_id(self, xid: u16) -> ClassId {
+        match self {
+            Kind::Low => ClassId::new(1, 0x1000 | xid),
+            Kind::I2 => ClassId::new(1, 0x2000 | xid),
+        }
+    }
+
+    pub fn parent(self) -> ClassId {
+        match self {
+            Kind::Low => LOW_PARENT,
+            Kind::I2 => I2_PARENT,
+        }
+    }
+
+    /// The words the mail uses (the 2008 wording).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Low => "low bandwidth",
+            Kind::I2 => "high bandwidth",
+        }
+    }
+
+    /// Which slice class a kernel class is, if it has a slice's form.
+    pub fn of_kernel_class(class: &KernelClass) -> Option<(Kind, u16)> {
+        if class.id.major != 1 {
+            return None;
+        }
+        let kind = match class.id.minor & 0xf000 {
+            0x1000 => Kind::Low,
+            0x2000 => Kind::I2,
+            _ => return None,
+        };
+        (class.parent == Some(kind.parent())).then_some((kind, class.id.minor & 0x0fff))
+    }
+}
+
+/// What one class may do this period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub min: Rate,
+    pub max: Rate,
+    pub quota: Bytes,
+    pub thresh: Bytes,
+    pub share: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SliceLimits {
+    pub lo: Limits,
+    pub i2: Limits,
+}
+
+impl SliceLimits {
+    pub fn get(&self, kind: Kind) -> &Limits {
+        match kind {
+            Kind::Low => &self.lo,
+            Kind::I2 => &self.i2,
+        }
+    }
+}
+
+/// The node-wide figures the limits are clamped to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// Ceil of class 1:10: the most non-exempt traffic may have.
+    pub bwcap: Rate,
+    /// Hardware maximum: the most exempt traffic may have.
+    pub bwmax: Rate,
+    pub period_secs: u64,
+}
+
+/// Resolves a sliver's rspec against the defaults and clamps it (SPEC §3, §4):
+/// max within [bwmin, bwcap], min within [bwmin, max] and at most 25 % of the
+/// node cap; i2 max within [bwmin, bwmax], i2 min within [bwmin, i2 max].
+pub fn limits_for(rspec: &Rspec, defaults: &Defaults, node: &Node) -> SliceLimits {
+    let bwcap = node.bwcap.max(BWMIN);
+    let bwmax = node.bwmax.max(BWMIN);
+    let max = rspec.max_rate.map_or(bwcap, |k| k.rate()).clamp(BWMIN, bwcap);
+    let min = rspec
+        .min_rate
+        .map_or(BWMIN, |k| k.rate())
+        .min(Rate(bwcap.0 / 4))
+        .clamp(BWMIN, max);
+    let i2max = rspec.i2_max_rate.map_or(bwmax, |k| k.rate()).clamp(BWMIN, bwmax);
+    let i2min = rspec.i2_min_rate.map_or(BWMIN, |k| k.rate()).clamp(BWMIN, i2max);
+    let quota = rspec.max_kbyte.unwrap_or(defaults.max_kbyte).bytes();
+    let i2quota = rspec.i2_max_kbyte.unwrap_or(defaults.max_i2_kbyte).bytes();
+    let pct = |q: Bytes| {
+        let t = u128::from(q.0) * u128::from(defaults.thresh_percent) / 100;
+        Bytes(u64::try_from(t).unwrap_or(u64::MAX))
+    };
+    SliceLimits {
+        lo: Limits {
+            min,
+            max,
+            quota,
+            thresh: rspec.thresh_kbyte.map_or_else(|| pct(quota), |k| k.bytes()),
+            share: rspec.share.unwrap_or(defaults.share).max(1),
+        },
+        i2: Limits {
+            min: i2min,
+            max: i2max,
+            quota: i2quota,
+            thresh: rspec.i2_thresh_kbyte.map_or_else(|| pct(i2quota), |k| k.bytes()),
+            share: rspec.i2_share.unwrap_or(defaults.share).max(1),
+        },
+    }
+}
+
+/// The ceil of a class over its threshold: what is left of the quota spread
+/// over what is left of the period, never below min nor above max.
+pub fn capped_ceil(limits: &Limits, used: Bytes, elapsed_secs: u64, period_secs: u64) -> Rate {
+    let period = period_secs.max(1);
+    let left_secs = period - elapsed_secs.min(period - 1);
+    let left_bits = u128::from(limits.quota.0.saturating_sub(used.0)) * 8;
+    let rate = u64::try_from(left_bits / u128::from(left_secs)).unwrap_or(u64::MAX);
+    Rate(rate).clamp(limits.min, limits.max.max(limits.min))
+}
+
+/// Seconds from `start` to `now`, 0 when the clock says `now` is earlier.
+pub fn elapsed_secs(start: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
+    u64::try_from((now - start).num_seconds()).unwrap_or(0)
+}
+
+fn period_over(start: DateTime<Utc>, now: DateTime<Utc>, period_secs: u64) -> bool {
+    elapsed_secs(start, now) >= period_secs
+}
+
+/// Brings a class up to the kernel counter now: a counter below the baseline
+/// means the class was reset behind our back, so what was counted up to the
+/// last run is carried and counting goes on from the new counter (SPEC §9.6:
+/// never a fresh period).
+pub fn advance(class: &mut ClassState, counter: Bytes) {
+    if counter < class.base {
+        class.carry = Bytes(
+            class
+                .carry
+                .0
+                .saturating_add(class.last.0.saturating_sub(class.base.0)),
+        );
+        class.base = counter;
+    }
+    class.last = counter;
+}
+
+/// Usage of a class whose kernel class is gone: it ends at the last counter seen.
+fn retire(class: &mut ClassState) {
+    class.carry = class.used(class.last);
+    class.base = Bytes(0);
+    class.last = Bytes(0);
+}
+
+/// A live slice, its rspec resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Live {
+    pub name: String,
+    pub xid: u16,
+    pub limits: SliceLimits,
+}
+
+/// What a class should be set to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spec {
+    pub rate: Rate,
+    pub ceil: Rate,
+    pub quantum: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Create the class and its pfifo leaf.
+    Add { xid: u16, kind: Kind, spec: Spec },
+    /// Change rate, ceil and quantum of an existing class.
+    Change { xid: u16, kind: Kind, spec: Spec },
+    /// Remove the class (and its leaf).
+    Delete { xid: u16, kind: Kind },
+}
+
+impl Op {
+    pub fn xid(&self) -> u16 {
+        match *self {
+            Op::Add { xid, .. } | Op::Change { xid, .. } | Op::Delete { xid, .. } => xid,
+        }
+    }
+}
+
+/// One capped class, as the mail describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CappedClass {
+    pub kind: Kind,
+    pub used: Bytes,
+    pub ceil: Rate,
+    pub quota: Bytes,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MailRequest {
+    pub xid: u16,
+    pub name: String,
+    pub start: DateTime<Utc>,
+    pub classes: Vec<CappedClass>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub state: State,
+    /// Deletions first, then additions and changes, so a freed xid can be reused.
+    pub ops: Vec<Op>,
+    pub mails: Vec<MailRequest>,
+}
+
+/// Everything `plan` looks at.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    pub state: State,
+    pub live: &'a [Live],
+    /// Records with per-slice errors: their state and classes stay as they were.
+    pub held_xids: &'a HashSet<u16>,
+    pub held_names: &'a HashSet<String>,
+    pub kernel: &'a [KernelClass],
+    pub node: Node,
+    /// Limits of root and default, which have no rspec.
+    pub base_limits: SliceLimits,
+    pub now: DateTime<Utc>,
+}
+
+/// The kernel's slice classes by (kind, xid).
+type KernelIndex<'a> = HashMap<(Kind, u16), &'a KernelClass>;
+
+pub fn plan(inputs: Inputs<'_>) -> Plan {
+    let Inputs {
+        state,
+        live,
+        held_xids,
+        held_names,
+        kernel,
+        node,
+        base_limits,
+        now,
+    } = inputs;
+    let period = node.period_secs;
+    let k: KernelIndex<'_> = kernel
+        .iter()
+        .filter_map(|c| Kind::of_kernel_class(c).map(|key| (key, c)))
+        .collect();
+    let live_by_xid: HashMap<u16, &Live> = live.iter().map(|l| (l.xid, l)).collect();
+
+    let State {
+        hierarchy,
+        last_sync,
+        slices: old_slices,
+        mut dead,
+    } = state;
+    let mut slices = BTreeMap::new();
+    let mut deletes = Vec::new();
+    let mut changes = Vec::new();
+    let mut mails = Vec::new();
+    // xids whose kernel classes are deleted this run: their counters are gone.
+    let mut freed = HashSet::new();
+
+    // Held and dying slices first (SPEC §5 step 1: deaths before births).
+    let mut continuing = HashMap::new();
+    for (xid, s) in old_slices {
+        if held_xids.contains(&xid) || held_names.contains(&s.name) {
+            slices.insert(xid, s);
+            continue;
+        }
+        let special = xid == ROOT_XID || xid == DEFAULT_XID;
+        if special || live_by_xid.get(&xid).is_some_and(|l| l.name == s.name) {
+            continuing.insert(xid, s);
+            continue;
+        }
+        let mut s = s;
+        let mut used = [Bytes(0); 2];
+        for (i, kind) in Kind::BOTH.into_iter().enumerate() {
+            let class = class_mut(&mut s, kind);
+            if let Some(kc) = k.get(&(kind, xid)) {
+                advance(class, kc.sent);
+                deletes.push(Op::Delete { xid, kind });
+            }
+            used[i] = class.used(class.last);
+        }
+        freed.insert(xid);
+        if period_over(s.start, now, period) {
+            log::info!("{}: removed; its period had ended", s.name);
+        } else {
+            log::info!(
+                "{}: removed; its usage is kept until its period ends",
+                s.name
+            );
+            dead.insert(
+                s.name.clone(),
+                DeadState {
+                    name: s.name,
+                    start: s.start,
+                    lo: used[0],
+                    i2: used[1],
+                    mailed: s.mailed,
+                },
+            );
+        }
+    }
+    dead.retain(|_, d| !period_over(d.start, now, period));
+
+    // Root and default always exist, with default limits (step 2).
+    let specials = [(ROOT_XID, "root"), (DEFAULT_XID, "default")];
+    let mut work: Vec<(u16, &str, SliceLimits, bool)> = specials
+        .iter()
+        .map(|&(xid, name)| (xid, name, base_limits, true))
+        .collect();
+    work.extend(
+        live.iter()
+            .filter(|l| !held_xids.contains(&l.xid) && !held_names.contains(&l.name))
+            .map(|l| (l.xid, l.name.as_str(), l.limits, false)),
+    );
+
+    for (xid, name, limits, special) in work {
+        let mut added = [false; 2];
+        let mut s = match continuing.remove(&xid) {
+            Some(mut s) => {
+                for (i, kind) in Kind::BOTH.into_iter().enumerate() {
+                    if !k.contains_key(&(kind, xid)) {
+                        // Classes gone (qdisc rebuilt, reboot): keep the period and
+                        // carry what was counted (step 4).
+                        retire(class_mut(&mut s, kind));
+                        added[i] = true;
+                    }
+                }
+                s
+            }
+            None => {
+                let back = dead.remove(name);
+                if back.is_some() {
+                    log::info!("{name}: recreated within its period: its usage and period go on");
+                } else {
+                    log::info!("{name}: new slice, period starts now");
+                }
+                let mut s = SliceState {
+                    name: name.to_string(),
+                    xid,
+                    start: back.as_ref().map_or(now, |d| d.start),
+                    mailed: back.as_ref().is_some_and(|d| d.mailed),
+                    lo: ClassState::default(),
+                    i2: ClassState::default(),
+                };
+                for (i, kind) in Kind::BOTH.into_iter().enumerate() {
+                    let class = class_mut(&mut s, kind);
+                    class.carry = match (&back, kind) {
+                        (Some(d), Kind::Low) => d.lo,
+                        (Some(d), Kind::I2) => d.i2,
+                        (None, _) => Bytes(0),
+                    };
+                    match k.get(&(kind, xid)).filter(|_| !freed.contains(&xid)) {
+                        // Adopted: counting starts from the counter as it stands (step 5).
+                        Some(kc) => {
+                            class.base = kc.sent;
+                            class.last = kc.sent;
+                        }
+                        None => added[i] = true,
+                    }
+                }
+                s
+            }
+        };
+
+        if period_over(s.start, now, period) {
+            log::info!("{name}: new period");
+            s.start = now;
+            s.mailed = false;
+            for (i, kind) in Kind::BOTH.into_iter().enumerate() {
+                let counter = kernel_counter(&k, kind, xid, added[i]);
+                let class = class_mut(&mut s, kind);
+                class.base = counter;
+                class.last = counter;
+                class.carry = Bytes(0);
+            }
+        }
+
+        let elapsed = elapsed_secs(s.start, now);
+        let mut capped = Vec::new();
+        for (i, kind) in Kind::BOTH.into_iter().enumerate() {
+            let counter = kernel_counter(&k, kind, xid, added[i]);
+            let l = limits.get(kind);
+            let class = class_mut(&mut s, kind);
+            advance(class, counter);
+            let used = class.used(counter);
+            let ceil = if !special && used >= l.thresh {
+                capped_ceil(l, used, elapsed, period)
+            } else {
+                l.max
+            };
+            let spec = Spec {
+                rate: l.min,
+                ceil,
+                quantum: quantum(l.share),
+            };
+            if ceil < l.max {
+                capped.push(CappedClass {
+                    kind,
+                    used,
+                    ceil,
+                    quota: l.quota,
+                });
+            }
+            if added[i] {
+                changes.push(Op::Add { xid, kind, spec });
+            } else if needs_change(class, k.get(&(kind, xid)).copied(), &spec) {
+                log::info!("{name}: {} ceil {} (max {})", kind.describe(), ceil, l.max);
+                changes.push(Op::Change { xid, kind, spec });
+            }
+            class.min = l.min;
+            class.ceil = ceil;
+            class.max = l.max;
+            class.quota = l.quota;
+            class.thresh = l.thresh;
+            class.share = l.share;
+        }
+        if !capped.is_empty() && !s.mailed && !special {
+            mails.push(MailRequest {
+                xid,
+                name: s.name.clone(),
+                start: s.start,
+                classes: capped,
+            });
+        }
+        slices.insert(xid, s);
+    }
+
+    // Orphans: slice-form classes nobody claims (step 3).
+    let mut orphans: Vec<(Kind, u16)> = k
+        .keys()
+        .copied()
+        .filter(|(_, xid)| {
+            !slices.contains_key(xid) && !held_xids.contains(xid) && !freed.contains(xid)
+        })
+        .collect();
+    orphans.sort_unstable();
+    for (kind, xid) in orphans {
+        log::info!("class {}: orphan, removed", kind.class_id(xid));
+        deletes.push(Op::Delete { xid, kind });
+    }
+
+    deletes.extend(changes);
+    Plan {
+        state: State {
+            hierarchy,
+            last_sync,
+            slices,
+            dead,
+        },
+        ops: deletes,
+        mails,
+    }
+}
+
+fn class_mut(s: &mut SliceState, kind: Kind) -> &mut ClassState {
+    match kind {
+        Kind::Low => &mut s.lo,
+        Kind::I2 => &mut s.i2,
+    }
+}
+
+/// The kernel counter of a class; a class created this run starts at 0.
+fn kernel_counter(k: &KernelIndex<'_>, kind: Kind, xid: u16, added: bool) -> Bytes {
+    if added {
+        return Bytes(0);
+    }
+    k.get(&(kind, xid)).map_or(Bytes(0), |c| c.sent)
+}
+
+pub fn quantum(share: u32) -> u32 {
+    u32::try_from(u64::from(share).saturating_mul(QUANTUM_PER_SHARE)).unwrap_or(u32::MAX)
+}
+
+/// A class is changed when what bwmon wants differs from what it applied last,
+/// or when the kernel shows something else (changed behind our back). tc's
+/// printed rates are compared at their printing precision (SPEC §9.10).
+fn needs_change(prev: &ClassState, kernel: Option<&KernelClass>, spec: &Spec) -> bool {
+    let applied = Spec {
+        rate: prev.min,
+        ceil: prev.ceil,
+        quantum: quantum(prev.share),
+    };
+    if applied != *spec {
+        return true;
+    }
+    kernel.is_some_and(|kc| {
+        !kc.rate.matches(spec.rate)
+            || !kc.ceil.matches(spec.ceil)
+            || kc.quantum.is_some_and(|q| q != spec.quantum)
+    })
+}
+
+#[cfg(test)]
+mod tests;

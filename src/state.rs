@@ -1,0 +1,369 @@
+//! The state file: what bwmon remembers between runs (SPEC §3 "State").
+//!
+//! YAML, one flow mapping per slice so 4,000 slices stay near 1 MB; written
+//! atomically (temp file, fsync, rename, fsync directory) after the previous
+//! good file is kept as `<state>.bak`, so a run killed at any instant leaves the
+//! old state or the new one and never a torn file (SPEC §9.8).
+
+use crate::error::Fatal;
+use crate::units::{Bytes, Rate};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_saphyr::FlowMap;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The state format this bwmon reads and writes.
+pub const VERSION: u32 = 1;
+
+/// The slice the kernel calls root (xid 0) and the default class (xid 0xfff).
+pub const ROOT_XID: u16 = 0;
+pub const DEFAULT_XID: u16 = 0xfff;
+
+/// One of a slice's two HTB classes, as bwmon last saw and set it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ClassState {
+    /// Kernel `Sent` counter at the start of this period (or of this class incarnation).
+    pub base: Bytes,
+    /// Usage counted this period by earlier class incarnations or before a counter reset.
+    pub carry: Bytes,
+    /// The kernel counter seen at the last run.
+    pub last: Bytes,
+    /// The ceil bwmon applied; 0 when unknown (then it is applied again).
+    pub ceil: Rate,
+    /// The guaranteed rate applied.
+    pub min: Rate,
+    /// The configured maximum (ceil when not capped).
+    pub max: Rate,
+    /// Bytes allowed per period.
+    pub quota: Bytes,
+    /// Bytes after which the class is capped.
+    pub thresh: Bytes,
+    pub share: u32,
+}
+
+impl ClassState {
+    /// Bytes sent this period, given the kernel counter now.
+    pub fn used(&self, counter: Bytes) -> Bytes {
+        Bytes(
+            counter
+                .0
+                .saturating_sub(self.base.0)
+                .saturating_add(self.carry.0),
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceState {
+    pub name: String,
+    pub xid: u16,
+    /// Start of the current recording period.
+    pub start: DateTime<Utc>,
+    /// A mail went out for this period.
+    pub mailed: bool,
+    pub lo: ClassState,
+    pub i2: ClassState,
+}
+
+/// A slice deleted within its period: recreating it must not buy a fresh quota.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadState {
+    pub name: String,
+    pub start: DateTime<Utc>,
+    pub lo: Bytes,
+    pub i2: Bytes,
+    pub mailed: bool,
+}
+
+/// What `init` set on a device, so a hierarchy lost to a reboot can be rebuilt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hierarchy {
+    pub bwcap: Rate,
+    pub bwmax: Rate,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct State {
+    pub hierarchy: BTreeMap<String, Hierarchy>,
+    pub last_sync: Option<DateTime<Utc>>,
+    pub slices: BTreeMap<u16, SliceState>,
+    pub dead: BTreeMap<String, DeadState>,
+}
+
+/// The file's shape. Kept apart from `State` so the in-memory form can use maps
+/// while the file stays one line per slice.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Disk {
+    version: u32,
+    #[serde(default)]
+    last_sync: Option<DateTime<Utc>>,
+    #[serde(default)]
+    hierarchy: BTreeMap<String, FlowMap<Hierarchy>>,
+    #[serde(default)]
+    slices: Vec<FlowMap<SliceState>>,
+    #[serde(default)]
+    dead: Vec<FlowMap<DeadState>>,
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    version: Option<u32>,
+}
+
+impl State {
+    pub fn to_yaml(&self) -> String {
+        let disk = Disk {
+            version: VERSION,
+            last_sync: self.last_sync,
+            hierarchy: self
+                .hierarchy
+                .iter()
+                .map(|(d, h)| (d.clone(), FlowMap(*h)))
+                .collect(),
+            slices: self.slices.values().cloned().map(FlowMap).collect(),
+            dead: self.dead.values().cloned().map(FlowMap).collect(),
+        };
+        let body = serde_saphyr::to_string(&disk)
+            .unwrap_or_else(|e| unreachable!("state always serialises: {e}"));
+        format!("# bwmon state: written by bwmon, do not edit while it runs\n{body}")
+    }
+
+    /// Parses a state file's text; `what` names it in errors.
+    pub fn from_yaml(text: &str, what: &Path) -> Result<State, Fatal> {
+        let bad = |msg: String| {
+            Fatal::BadData(format!(
+                "state file {}: {msg}; move it aside to start over (usage counted so far is then lost)",
+                what.display()
+            ))
+        };
+        let mut budget = serde_saphyr::Budget::default();
+        // 4,094 slices of ~50 nodes each, plus dead records: well past the default.
+        budget.max_nodes = 2_000_000;
+        budget.max_events = 4_000_000;
+        let mut options = serde_saphyr::Options::default();
+        options.budget = Some(budget);
+        let first_line = |e: &dyn std::fmt::Display| {
+            e.to_string()
+                .lines()
+                .next()
+                .unwrap_or("invalid YAML")
+                .to_string()
+        };
+        // Check the version before the shape, so a newer bwmon's file is named as such.
+        let v: VersionOnly = serde_saphyr::from_str_with_options(text, options.clone())
+            .map_err(|e| bad(first_line(&e)))?;
+        match v.version {
+            Some(VERSION) => {}
+            Some(other) => {
+                return Err(bad(format!(
+                    "unknown version {other} (this bwmon reads version {VERSION})"
+                )));
+            }
+            None => return Err(bad("no `version` field".into())),
+        }
+        let disk: Disk = serde_saphyr::from_str_with_options(text, options)
+            .map_err(|e| bad(first_line(&e)))?;
+        let mut state = State {
+            hierarchy: disk.hierarchy.into_iter().map(|(d, h)| (d, h.0)).collect(),
+            last_sync: disk.last_sync,
+            ..State::default()
+        };
+        for FlowMap(s) in disk.slices {
+            if s.xid > DEFAULT_XID {
+                return Err(bad(format!("slice {} has xid {} beyond 4095", s.name, s.xid)));
+            }
+            if state.slices.insert(s.xid, s).is_some() {
+                return Err(bad("two slices with one xid".into()));
+            }
+        }
+        for FlowMap(d) in disk.dead {
+            state.dead.insert(d.name.clone(), d);
+        }
+        Ok(state)
+    }
+}
+
+/// Where the state lives, and its companions.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub path: PathBuf,
+}
+
+impl Store {
+    pub fn new(path: &Path) -> Store {
+        Store {
+            path: path.to_path_buf(),
+        }
+    }
+
+    pub fn backup_path(&self) -> PathBuf {
+        with_suffix(&self.path, ".bak")
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        with_suffix(&self.path, ".lock")
+    }
+
+    /// Loads the state; `Ok(None)` when there is no state file yet.
+    pub fn load(&self) -> Result<Option<State>, Fatal> {
+        read_state(&self.path)
+    }
+
+    /// Loads the backup kept by the last save, if any.
+    pub fn load_backup(&self) -> Result<Option<State>, Fatal> {
+        read_state(&self.backup_path())
+    }
+
+    /// Saves atomically, keeping the previous file as `<state>.bak`.
+    pub fn save(&self, state: &State) -> Result<(), Fatal> {
+        let io = |what: &str, path: &Path, e: std::io::Error| {
+            Fatal::Io(format!(
+                "cannot {what} {}: {e}; check the directory exists and is writable by bwmon",
+                path.display()
+            ))
+        };
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let tmp = with_suffix(&self.path, ".tmp");
+        let mut file = File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
+        file.write_all(state.to_yaml().as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io("write", &tmp, e))?;
+        drop(file);
+        if self.path.exists() {
+            // A hard link keeps the old state in place until the rename below,
+            // so there is no instant without a state file.
+            let bak = self.backup_path();
+            let bak_tmp = with_suffix(&self.path, ".bak.tmp");
+            let _ = fs::remove_file(&bak_tmp);
+            fs::hard_link(&self.path, &bak_tmp)
+                .and_then(|()| fs::rename(&bak_tmp, &bak))
+                .map_err(|e| io("keep a backup as", &bak, e))?;
+        }
+        fs::rename(&tmp, &self.path).map_err(|e| io("replace", &self.path, e))?;
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("sync directory", &dir, e))?;
+        Ok(())
+    }
+}
+
+fn read_state(path: &Path) -> Result<Option<State>, Fatal> {
+    match fs::read_to_string(path) {
+        Ok(text) => State::from_yaml(&text, path).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(Fatal::BadData(format!(
+            "state file {} is not UTF-8 text; move it aside to start over",
+            path.display()
+        ))),
+        Err(e) => Err(Fatal::Io(format!(
+            "cannot read state file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> State {
+        let class = ClassState {
+            base: Bytes(10),
+            carry: Bytes(5),
+            last: Bytes(12),
+            ceil: Rate(312_000),
+            min: Rate(1000),
+            max: Rate(100_000_000),
+            quota: Bytes(102_400),
+            thresh: Bytes(81_920),
+            share: 1,
+        };
+        let start = DateTime::parse_from_rfc3339("2026-11-24T00:00:00Z")
+            .expect("valid")
+            .with_timezone(&Utc);
+        let mut s = State::default();
+        s.hierarchy.insert(
+            "lo".into(),
+            Hierarchy {
+                bwcap: Rate(100_000_000),
+                bwmax: Rate(1_000_000_000),
+            },
+        );
+        s.slices.insert(
+            257,
+            SliceState {
+                name: "pl_alice".into(),
+                xid: 257,
+                start,
+                mailed: true,
+                lo: class.clone(),
+                i2: class,
+            },
+        );
+        s.dead.insert(
+            "pl_bob".into(),
+            DeadState {
+                name: "pl_bob".into(),
+                start,
+                lo: Bytes(7),
+                i2: Bytes(0),
+                mailed: false,
+            },
+        );
+        s
+    }
+
+    // SPEC §9.11: the Python 3 port could not write its own state back.
+    #[test]
+    fn regression_9_11_state_written_is_read_back() {
+        let s = sample();
+        let text = s.to_yaml();
+        assert_eq!(State::from_yaml(&text, Path::new("s")).expect("parses"), s);
+        // One line per slice keeps 4,000 slices compact.
+        assert_eq!(text.lines().filter(|l| l.contains("pl_alice")).count(), 1);
+    }
+
+    // SPEC §9.8: an unknown version must not silently discard usage.
+    #[test]
+    fn regression_9_8_unknown_version_is_an_error_not_a_reset() {
+        let text = sample().to_yaml().replace("version: 1", "version: 99");
+        let err = State::from_yaml(&text, Path::new("s")).unwrap_err();
+        assert_eq!(err.code(), 65);
+        assert!(err.to_string().contains("unknown version 99"), "{err}");
+    }
+
+    #[test]
+    fn save_is_atomic_and_keeps_a_backup() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(&dir.path().join("state.yaml"));
+        assert_eq!(store.load().expect("no file is fine"), None);
+        let mut s = sample();
+        store.save(&s).expect("first save");
+        s.last_sync = Some(Utc::now());
+        store.save(&s).expect("second save");
+        assert_eq!(store.load().expect("loads"), Some(s));
+        assert_eq!(store.load_backup().expect("loads").map(|b| b.last_sync), Some(None));
+        assert!(!dir.path().join("state.yaml.tmp").exists());
+    }
+
+    #[test]
+    fn truncated_state_is_bad_data() {
+        let text = sample().to_yaml();
+        let cut = &text[..text.len() / 2];
+        let err = State::from_yaml(cut, Path::new("s"));
+        assert!(matches!(err, Err(Fatal::BadData(_))), "{err:?}");
+    }
+}

@@ -1,0 +1,239 @@
+//! `bwmon sync`: gathers the inputs of one enforcement cycle (slivers, state,
+//! the kernel's classes, the clock), asks `policy::plan` what to do, and
+//! carries the plan out: one tc batch, the mails, one atomic save (SPEC §5).
+
+use crate::app::Context;
+use crate::config::Config;
+use crate::error::Fatal;
+use crate::init::{node_cap, node_max};
+use crate::lock::{self, Mode};
+use crate::mail;
+use crate::policy::{self, Inputs, Live, Node, Op};
+use crate::slivers::{self, Input};
+use crate::state::{State, Store};
+use crate::tc::KernelClass;
+use crate::tc::batch::{Batch, Origin, RootQdisc};
+use crate::tc::run::Tc;
+use crate::units::Rate;
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(ctx: &Context, input: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let cfg = &ctx.config;
+    // Whole-input errors stop the run before anything is touched.
+    let text = read_input(input.or(cfg.input.as_deref()))?;
+    let input = slivers::parse(&text, &slivers::uid_from_nss)
+        .map_err(|e| Fatal::BadData(e.to_string()))?;
+    drop(text);
+    let mut failures: Vec<String> = Vec::new();
+    report_input(&input, &mut failures);
+
+    let tc = Tc::new(&cfg.tc, &cfg.dev)?;
+    let store = Store::new(&cfg.state_file);
+    let _lock = lock::acquire(&store.lock_path(), Mode::Exclusive, cfg.lock_wait)?;
+
+    // The dump and the state parse overlap: at thousands of slices each takes
+    // a noticeable share of the run.
+    let (kernel, loaded) = std::thread::scope(|s| {
+        let dump = s.spawn(|| tc.dump_classes());
+        let loaded = store.load();
+        let kernel = dump
+            .join()
+            .unwrap_or_else(|_| Err(Fatal::Unavailable("tc dump thread panicked".into())));
+        (kernel, loaded)
+    });
+    let mut kernel = kernel?;
+    let state = load_state(&store, loaded?, &kernel)?;
+
+    let remembered = state.hierarchy.get(&cfg.dev).copied();
+    let mut batch = Batch::default();
+    let (bwcap, bwmax) = match (node_cap(&kernel, remembered), remembered) {
+        (Some(cap), _) => (cap, node_max(&kernel, remembered).unwrap_or(cfg.bwmax)),
+        (None, Some(h)) => {
+            log::warn!(
+                "no HTB hierarchy on {}: rebuilding it from the state (node cap {}, bwmax {})",
+                cfg.dev,
+                h.bwcap,
+                h.bwmax
+            );
+            let root = if kernel.is_empty() { RootQdisc::Replace } else { RootQdisc::Keep };
+            batch.add_hierarchy(&cfg.dev, h.bwcap, h.bwmax, root);
+            // Whatever slice classes were there went with the hierarchy.
+            kernel.clear();
+            (h.bwcap, h.bwmax)
+        }
+        (None, None) => {
+            return Err(Fatal::Unavailable(format!(
+                "no class 1:10 on {}: run `bwmon init` first",
+                cfg.dev
+            ))
+            .into());
+        }
+    };
+    let node = Node {
+        bwcap,
+        bwmax,
+        period_secs: cfg.period_secs,
+    };
+    let live: Vec<Live> = input
+        .live
+        .iter()
+        .map(|s| Live {
+            name: s.name.clone(),
+            xid: s.xid,
+            limits: policy::limits_for(&s.rspec, &cfg.defaults, &node),
+        })
+        .collect();
+    let held_xids: HashSet<u16> = input.held.iter().filter_map(|h| h.xid).collect();
+    let held_names: HashSet<String> = input.held.iter().filter_map(|h| h.name.clone()).collect();
+
+    let mut plan = policy::plan(Inputs {
+        state,
+        live: &live,
+        held_xids: &held_xids,
+        held_names: &held_names,
+        kernel: &kernel,
+        node,
+        base_limits: policy::limits_for(&slivers::Rspec::default(), &cfg.defaults, &node),
+        now: ctx.now,
+    });
+
+    let first_op_line = batch.lines.len();
+    batch.add_ops(&cfg.dev, &plan.ops);
+    let outcome = tc.run_batch(&batch)?;
+    let failed_xids = apply_outcome(&batch, first_op_line, &outcome, &mut plan, cfg, &mut failures);
+
+    for req in &plan.mails {
+        if failed_xids.contains(&req.xid) {
+            continue; // its cap did not land; mail with the cap that does
+        }
+        let message = mail::compose(&cfg.mail, req, cfg.period_secs, ctx.now);
+        let sent = if cfg.mail.enabled {
+            mail::send(&cfg.mail, &message)
+        } else {
+            log::info!("mail disabled; would send:\n{message}");
+            Ok(())
+        };
+        match sent {
+            Ok(()) => {
+                log::info!("{}: capped, mail sent", req.name);
+                if let Some(s) = plan.state.slices.get_mut(&req.xid) {
+                    s.mailed = true;
+                }
+            }
+            Err(e) => failures.push(format!("slice {}: mail not sent ({e}); retried next run", req.name)),
+        }
+    }
+
+    plan.state.last_sync = Some(ctx.now);
+    store.save(&plan.state)?;
+
+    if failures.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for f in &failures {
+            log::error!("{f}");
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn read_input(path: Option<&Path>) -> Result<Vec<u8>, Fatal> {
+    match path {
+        Some(p) => std::fs::read(p).map_err(|e| {
+            Fatal::BadData(format!("cannot read slivers input {}: {e}", p.display()))
+        }),
+        None => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .map_err(|e| Fatal::BadData(format!("cannot read slivers input from stdin: {e}")))?;
+            Ok(buf)
+        }
+    }
+}
+
+fn report_input(input: &Input, failures: &mut Vec<String>) {
+    for w in &input.warnings {
+        log::warn!("{w}");
+    }
+    for s in &input.skipped {
+        log::info!("{s}");
+    }
+    for h in &input.held {
+        failures.push(format!(
+            "slice {}: {}; its classes and usage are left as they were",
+            h.label, h.reason
+        ));
+    }
+}
+
+/// The state to work from. A missing file while slice classes exist means it
+/// was lost: the backup is the best record of usage there is.
+fn load_state(store: &Store, loaded: Option<State>, kernel: &[KernelClass]) -> Result<State, Fatal> {
+    if let Some(s) = loaded {
+        return Ok(s);
+    }
+    let has_slice_classes = kernel.iter().any(|c| policy::Kind::of_kernel_class(c).is_some());
+    if !has_slice_classes {
+        return Ok(State::default());
+    }
+    if let Some(b) = store.load_backup()? {
+        log::warn!(
+            "state file {} is missing: using its backup {}",
+            store.path.display(),
+            store.backup_path().display()
+        );
+        return Ok(b);
+    }
+    log::warn!(
+        "state file {} is missing but slice classes exist: adopting them; usage before now is unknown",
+        store.path.display()
+    );
+    Ok(State::default())
+}
+
+/// Maps refused batch lines back to their slices: those are named, and their
+/// recorded ceil is forgotten so the next run applies it again.
+fn apply_outcome(
+    batch: &Batch,
+    first_op_line: usize,
+    outcome: &crate::tc::run::BatchOutcome,
+    plan: &mut policy::Plan,
+    cfg: &Config,
+    failures: &mut Vec<String>,
+) -> HashSet<u16> {
+    let mut by_xid: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
+    for &line in &outcome.failed {
+        match batch.origins.get(line) {
+            Some(Origin::Op(i)) => {
+                let op = plan.ops[*i];
+                by_xid.entry(op.xid()).or_default().push(&batch.lines[line]);
+                if let Op::Add { xid, kind, .. } | Op::Change { xid, kind, .. } = op {
+                    if let Some(s) = plan.state.slices.get_mut(&xid) {
+                        match kind {
+                            policy::Kind::Low => s.lo.ceil = Rate(0),
+                            policy::Kind::I2 => s.i2.ceil = Rate(0),
+                        }
+                    }
+                }
+            }
+            Some(Origin::Hierarchy) if line < first_op_line => failures.push(format!(
+                "rebuilding the hierarchy on {}: tc refused `{}`",
+                cfg.dev, batch.lines[line]
+            )),
+            _ => {}
+        }
+    }
+    let detail = outcome.stderr.lines().find(|l| !l.starts_with("Command failed")).unwrap_or("").trim();
+    for (xid, lines) in &by_xid {
+        let name = plan.state.slices.get(xid).map_or_else(|| format!("xid {xid}"), |s| s.name.clone());
+        failures.push(format!(
+            "slice {name}: tc refused `{}` ({detail}); retried next run",
+            lines.join("`, `")
+        ));
+    }
+    by_xid.into_keys().collect()
+}
