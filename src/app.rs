@@ -46,6 +46,10 @@ pub fn init_logging(g: &Global) {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Generate(args) = &cli.command {
+        crate::cli::generate(&args.what, &mut std::io::stdout().lock())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let g = cli.global;
     let config = Config::load(&Overrides {
         config: g.config,
@@ -59,5 +63,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init(args) => crate::init::run(&ctx, args.bwcap, args.bwmax),
         Command::Sync(args) => crate::sync::run(&ctx, args.input.as_deref()),
+        Command::Generate(_) => unreachable!("handled before the config is read"),
     }
 }

@@ -44,6 +44,40 @@ pub enum Command {
     Init(InitArgs),
     /// Run the enforcement cycle once: new and dead slices, usage, caps, mail
     Sync(SyncArgs),
+    /// Write the man page or a shell completion script to stdout
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(subcommand)]
+    pub what: Generated,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Generated {
+    /// The man page, roff
+    Man,
+    /// A completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Writes the man page or a completion script generated from the one clap
+/// definition, so neither can drift from the code.
+pub fn generate(what: &Generated, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    match what {
+        Generated::Man => clap_mangen::Man::new(cmd).render(out),
+        Generated::Completions { shell } => {
+            clap_complete::generate(*shell, &mut cmd, "bwmon", out);
+            Ok(())
+        }
+    }
 }
 
 #[derive(Debug, Args)]
