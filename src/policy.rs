@@ -509,17 +509,20 @@ pub fn quantum(share: u32) -> u32 {
 
 /// A class is changed when what bwmon wants differs from what it applied last,
 /// or when the kernel shows something else (changed behind our back). tc's
-/// printed rates are compared at their printing precision (SPEC §9.10).
+/// printed rates are compared at their printing precision (SPEC §9.10). A
+/// class whose applied values are unknown (adopted, or a change tc refused) is
+/// judged by the kernel alone.
 fn needs_change(prev: &ClassState, kernel: Option<&KernelClass>, spec: &Spec) -> bool {
+    let known = prev.ceil != Rate(0);
     let applied = Spec {
         rate: prev.min,
         ceil: prev.ceil,
         quantum: quantum(prev.share),
     };
-    if applied != *spec {
+    if known && applied != *spec {
         return true;
     }
-    kernel.is_some_and(|kc| {
+    kernel.is_none_or(|kc| {
         !kc.rate.matches(spec.rate)
             || !kc.ceil.matches(spec.ceil)
             || kc.quantum.is_some_and(|q| q != spec.quantum)
