@@ -18,8 +18,14 @@ fn main() {
         eprintln!("usage: send_traffic XID BYTES [low|i2]");
         std::process::exit(2)
     };
-    let xid: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or_else(|| usage());
-    let bytes: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or_else(|| usage());
+    let xid: u32 = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| usage());
+    let bytes: usize = args
+        .get(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| usage());
     let base = match args.get(3).map(String::as_str) {
         None | Some("low") => 0x1000,
         Some("i2") => 0x2000,
@@ -37,7 +43,8 @@ fn main() {
     let mut sent = 0usize;
     while left > 0 {
         let n = left.min(PAYLOAD);
-        sock.send_to(&payload[..n], "127.0.0.1:9").expect("send to 127.0.0.1:9");
+        sock.send_to(&payload[..n], "127.0.0.1:9")
+            .expect("send to 127.0.0.1:9");
         left -= n;
         sent += 1;
         if sent % 20 == 0 {

@@ -1,9 +1,9 @@
 //! The command line as clap sees it. Nothing outside this module touches clap
 //! types: `config::Settings::resolve` turns these into a validated `Config`.
 
-use clap::{Args, Parser, Subcommand};
 use crate::units::{Rate, parse_rate};
 use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 /// Soft daily bandwidth quotas per slice on tc HTB classes.

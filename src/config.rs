@@ -131,8 +131,12 @@ impl Config {
         };
         let duration = |key: &str, text: &Option<String>, default: Duration| match text {
             None => Ok(default),
-            Some(t) => humantime::parse_duration(t)
-                .map_err(|e| bad(key, format!("{t:?} is not a duration such as 60s, 6h or 1d ({e})"))),
+            Some(t) => humantime::parse_duration(t).map_err(|e| {
+                bad(
+                    key,
+                    format!("{t:?} is not a duration such as 60s, 6h or 1d ({e})"),
+                )
+            }),
         };
         let rate = |key: &str, text: &Option<String>| -> Result<Option<Rate>, Fatal> {
             text.as_deref()
@@ -144,7 +148,10 @@ impl Config {
         let dev = match over.dev.clone().or(raw.dev) {
             Some(d) => d,
             None => default_route_device().ok_or_else(|| {
-                bad("dev", "not set and no default route to take it from: set `dev:` or pass --dev".into())
+                bad(
+                    "dev",
+                    "not set and no default route to take it from: set `dev:` or pass --dev".into(),
+                )
             })?,
         };
         if dev.is_empty() || dev.len() > 15 || !dev.chars().all(|c| c.is_ascii_graphic()) {
@@ -160,11 +167,17 @@ impl Config {
         let d = raw.defaults.unwrap_or_default();
         let thresh_percent = d.thresh_percent.unwrap_or(80);
         if !(1..=100).contains(&thresh_percent) {
-            return Err(bad("defaults.thresh_percent", format!("{thresh_percent} is not within 1..=100")));
+            return Err(bad(
+                "defaults.thresh_percent",
+                format!("{thresh_percent} is not within 1..=100"),
+            ));
         }
         let share = d.share.unwrap_or(1);
         if share == 0 || share > 1000 {
-            return Err(bad("defaults.share", format!("{share} is not within 1..=1000")));
+            return Err(bad(
+                "defaults.share",
+                format!("{share} is not within 1..=1000"),
+            ));
         }
         let defaults = Defaults {
             max_kbyte: KiB(d.max_kbyte.unwrap_or(5_662_310)),
@@ -175,7 +188,12 @@ impl Config {
 
         if let Some(c) = raw.classify.as_deref() {
             if c != "none" {
-                return Err(bad("classify", format!("{c:?} is not supported yet: only `none` (packets are classified by SO_PRIORITY or rules of your own)")));
+                return Err(bad(
+                    "classify",
+                    format!(
+                        "{c:?} is not supported yet: only `none` (packets are classified by SO_PRIORITY or rules of your own)"
+                    ),
+                ));
             }
         }
         if raw.exempt.as_ref().is_some_and(|e| !e.is_empty()) {
@@ -186,7 +204,9 @@ impl Config {
         let hostname = m.hostname.unwrap_or_else(system_hostname);
         let mail = MailConfig {
             enabled: m.enabled.unwrap_or(true),
-            sendmail: m.sendmail.unwrap_or_else(|| PathBuf::from("/usr/sbin/sendmail")),
+            sendmail: m
+                .sendmail
+                .unwrap_or_else(|| PathBuf::from("/usr/sbin/sendmail")),
             from: m.from.unwrap_or_else(|| format!("root@{hostname}")),
             name: m.name.unwrap_or_else(|| "bwmon".into()),
             list: m.list.unwrap_or_else(|| "root".into()),
@@ -263,7 +283,10 @@ mod tests {
     use super::*;
 
     fn over() -> Overrides {
-        Overrides { dev: Some("eth0".into()), ..Overrides::default() }
+        Overrides {
+            dev: Some("eth0".into()),
+            ..Overrides::default()
+        }
     }
 
     #[test]
@@ -312,8 +335,13 @@ mod tests {
 
     #[test]
     fn overrides_win() {
-        let o = Overrides { dev: Some("lo".into()), state: Some("/tmp/x".into()), config: None };
-        let c = Config::from_yaml(Path::new("x"), "dev: eth0\nstate_file: /a\n", &o).expect("valid");
+        let o = Overrides {
+            dev: Some("lo".into()),
+            state: Some("/tmp/x".into()),
+            config: None,
+        };
+        let c =
+            Config::from_yaml(Path::new("x"), "dev: eth0\nstate_file: /a\n", &o).expect("valid");
         assert_eq!(c.dev, "lo");
         assert_eq!(c.state_file, PathBuf::from("/tmp/x"));
     }

@@ -7,9 +7,9 @@ use crate::error::Fatal;
 use crate::lock::{self, Mode};
 use crate::policy::{CAP_CLASS, I2_PARENT, Kind, ROOT_CLASS};
 use crate::state::{DEFAULT_XID, Hierarchy, State, Store};
+use crate::tc::KernelClass;
 use crate::tc::batch::{Batch, RootQdisc};
 use crate::tc::run::Tc;
-use crate::tc::KernelClass;
 use crate::units::Rate;
 use anyhow::Context as _;
 use std::process::ExitCode;
@@ -27,11 +27,11 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
     let classes = if ours { tc.dump_classes()? } else { Vec::new() };
     let find = |id| classes.iter().find(|c| c.id == id);
 
-    let bwmax = bwmax
-        .or(remembered.map(|h| h.bwmax))
-        .unwrap_or(cfg.bwmax);
+    let bwmax = bwmax.or(remembered.map(|h| h.bwmax)).unwrap_or(cfg.bwmax);
     let mut bwcap = bwcap
-        .or(node_cap(&classes, remembered)).or(cfg.bwcap).unwrap_or(bwmax);
+        .or(node_cap(&classes, remembered))
+        .or(cfg.bwcap)
+        .unwrap_or(bwmax);
     if bwcap > bwmax {
         log::warn!("node cap {bwcap} is above bwmax {bwmax}: using {bwmax}");
         bwcap = bwmax;
@@ -56,18 +56,30 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
     } else {
         if let Some(line) = &root {
             if line.contains("htb") && ours {
-                log::warn!("{}: HTB root without class 1:10: building the hierarchy under it", cfg.dev);
+                log::warn!(
+                    "{}: HTB root without class 1:10: building the hierarchy under it",
+                    cfg.dev
+                );
             } else {
                 log::info!("{}: replacing root qdisc ({})", cfg.dev, line.trim());
             }
         }
         // `replace` over whatever root qdisc the device has (noqueue, fq_codel…).
-        let root_qdisc = if ours { RootQdisc::Keep } else { RootQdisc::Replace };
+        let root_qdisc = if ours {
+            RootQdisc::Keep
+        } else {
+            RootQdisc::Replace
+        };
         batch.add_hierarchy(&cfg.dev, bwcap, bwmax, root_qdisc);
+        batch.add_default_classes(&cfg.dev, bwcap, bwmax);
     }
     let outcome = tc.run_batch(&batch)?;
     if !outcome.failed.is_empty() {
-        let lines: Vec<&str> = outcome.failed.iter().map(|&i| batch.lines[i].as_str()).collect();
+        let lines: Vec<&str> = outcome
+            .failed
+            .iter()
+            .map(|&i| batch.lines[i].as_str())
+            .collect();
         return Err(Fatal::Unavailable(format!(
             "tc refused {} line(s) building the hierarchy on {}: {} ({})",
             lines.len(),
@@ -84,7 +96,9 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
 }
 
 fn record(state: &mut State, dev: &str, bwcap: Rate, bwmax: Rate) {
-    state.hierarchy.insert(dev.to_string(), Hierarchy { bwcap, bwmax });
+    state
+        .hierarchy
+        .insert(dev.to_string(), Hierarchy { bwcap, bwmax });
 }
 
 /// `qdisc htb 1: root …`: the root qdisc bwmon builds on.
@@ -96,16 +110,22 @@ fn is_our_root(line: &str) -> bool {
 /// The node cap in force: the kernel's class 1:10 is the source of truth, read
 /// at the precision of the exact figure `init` recorded when they agree.
 pub fn node_cap(classes: &[KernelClass], remembered: Option<Hierarchy>) -> Option<Rate> {
-    classes.iter().find(|c| c.id == CAP_CLASS).map(|c| match remembered {
-        Some(h) if c.ceil.matches(h.bwcap) => h.bwcap,
-        _ => c.ceil.shown,
-    })
+    classes
+        .iter()
+        .find(|c| c.id == CAP_CLASS)
+        .map(|c| match remembered {
+            Some(h) if c.ceil.matches(h.bwcap) => h.bwcap,
+            _ => c.ceil.shown,
+        })
 }
 
 /// bwmax in force: class 1:20's ceil, read the same way.
 pub fn node_max(classes: &[KernelClass], remembered: Option<Hierarchy>) -> Option<Rate> {
-    classes.iter().find(|c| c.id == I2_PARENT).map(|c| match remembered {
-        Some(h) if c.ceil.matches(h.bwmax) => h.bwmax,
-        _ => c.ceil.shown,
-    })
+    classes
+        .iter()
+        .find(|c| c.id == I2_PARENT)
+        .map(|c| match remembered {
+            Some(h) if c.ceil.matches(h.bwmax) => h.bwmax,
+            _ => c.ceil.shown,
+        })
 }

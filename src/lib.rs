@@ -3,16 +3,16 @@
 //! The binary (`main.rs`) is a thin shell over this library so that tests and
 //! fuzz targets reach the pure parts directly.
 
-pub mod error;
-pub mod slivers;
-pub mod tc;
-pub mod units;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod error;
 pub mod init;
 pub mod lock;
 pub mod mail;
 pub mod policy;
+pub mod slivers;
 pub mod state;
 pub mod sync;
+pub mod tc;
+pub mod units;

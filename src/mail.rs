@@ -28,7 +28,12 @@ pub fn period_words(secs: u64) -> String {
 }
 
 /// The whole message, headers and body, as sendmail reads it.
-pub fn compose(cfg: &MailConfig, req: &MailRequest, period_secs: u64, now: DateTime<Utc>) -> String {
+pub fn compose(
+    cfg: &MailConfig,
+    req: &MailRequest,
+    period_secs: u64,
+    now: DateTime<Utc>,
+) -> String {
     let host = &cfg.hostname;
     let slice = &req.name;
     let from = format!("{} Support <{}>", cfg.name, cfg.from);
@@ -85,7 +90,10 @@ pub fn send(cfg: &MailConfig, message: &str) -> Result<(), String> {
                     let _ = std::io::Read::read_to_string(&mut e, &mut err);
                 }
                 let why = err.lines().next().unwrap_or("").trim().to_string();
-                return Err(format!("{} exited with {status} {why}", cfg.sendmail.display()));
+                return Err(format!(
+                    "{} exited with {status} {why}",
+                    cfg.sendmail.display()
+                ));
             }
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Ok(None) => {
@@ -124,7 +132,11 @@ mod tests {
 
     #[test]
     fn message_follows_the_spec() {
-        let t = |s: &str| DateTime::parse_from_rfc3339(s).expect("valid").with_timezone(&Utc);
+        let t = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .expect("valid")
+                .with_timezone(&Utc)
+        };
         let req = MailRequest {
             xid: 257,
             name: "pl_alice".into(),

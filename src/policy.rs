@@ -110,14 +110,23 @@ pub struct Node {
 pub fn limits_for(rspec: &Rspec, defaults: &Defaults, node: &Node) -> SliceLimits {
     let bwcap = node.bwcap.max(BWMIN);
     let bwmax = node.bwmax.max(BWMIN);
-    let max = rspec.max_rate.map_or(bwcap, |k| k.rate()).clamp(BWMIN, bwcap);
+    let max = rspec
+        .max_rate
+        .map_or(bwcap, |k| k.rate())
+        .clamp(BWMIN, bwcap);
     let min = rspec
         .min_rate
         .map_or(BWMIN, |k| k.rate())
         .min(Rate(bwcap.0 / 4))
         .clamp(BWMIN, max);
-    let i2max = rspec.i2_max_rate.map_or(bwmax, |k| k.rate()).clamp(BWMIN, bwmax);
-    let i2min = rspec.i2_min_rate.map_or(BWMIN, |k| k.rate()).clamp(BWMIN, i2max);
+    let i2max = rspec
+        .i2_max_rate
+        .map_or(bwmax, |k| k.rate())
+        .clamp(BWMIN, bwmax);
+    let i2min = rspec
+        .i2_min_rate
+        .map_or(BWMIN, |k| k.rate())
+        .clamp(BWMIN, i2max);
     let quota = rspec.max_kbyte.unwrap_or(defaults.max_kbyte).bytes();
     let i2quota = rspec.i2_max_kbyte.unwrap_or(defaults.max_i2_kbyte).bytes();
     let pct = |q: Bytes| {
@@ -136,7 +145,9 @@ pub fn limits_for(rspec: &Rspec, defaults: &Defaults, node: &Node) -> SliceLimit
             min: i2min,
             max: i2max,
             quota: i2quota,
-            thresh: rspec.i2_thresh_kbyte.map_or_else(|| pct(i2quota), |k| k.bytes()),
+            thresh: rspec
+                .i2_thresh_kbyte
+                .map_or_else(|| pct(i2quota), |k| k.bytes()),
             share: rspec.i2_share.unwrap_or(defaults.share).max(1),
         },
     }
@@ -162,11 +173,12 @@ fn period_over(start: DateTime<Utc>, now: DateTime<Utc>, period_secs: u64) -> bo
 }
 
 /// Brings a class up to the kernel counter now: a counter below the baseline
-/// means the class was reset behind our back, so what was counted up to the
-/// last run is carried and counting goes on from the new counter (SPEC §9.6:
-/// never a fresh period).
+/// (or below the last one seen: a counter never goes back on its own) means
+/// the class was reset behind our back, so what was counted up to the last
+/// run is carried and counting goes on from the new counter (SPEC §9.6: never
+/// a fresh period, and usage never decreases).
 pub fn advance(class: &mut ClassState, counter: Bytes) {
-    if counter < class.base {
+    if counter < class.base || counter < class.last {
         class.carry = Bytes(
             class
                 .carry

@@ -165,8 +165,8 @@ impl State {
             }
             None => return Err(bad("no `version` field".into())),
         }
-        let disk: Disk = serde_saphyr::from_str_with_options(text, options)
-            .map_err(|e| bad(first_line(&e)))?;
+        let disk: Disk =
+            serde_saphyr::from_str_with_options(text, options).map_err(|e| bad(first_line(&e)))?;
         let mut state = State {
             hierarchy: disk.hierarchy.into_iter().map(|(d, h)| (d, h.0)).collect(),
             last_sync: disk.last_sync,
@@ -174,7 +174,10 @@ impl State {
         };
         for FlowMap(s) in disk.slices {
             if s.xid > DEFAULT_XID {
-                return Err(bad(format!("slice {} has xid {} beyond 4095", s.name, s.xid)));
+                return Err(bad(format!(
+                    "slice {} has xid {} beyond 4095",
+                    s.name, s.xid
+                )));
             }
             if state.slices.insert(s.xid, s).is_some() {
                 return Err(bad("two slices with one xid".into()));
@@ -355,7 +358,10 @@ mod tests {
         s.last_sync = Some(Utc::now());
         store.save(&s).expect("second save");
         assert_eq!(store.load().expect("loads"), Some(s));
-        assert_eq!(store.load_backup().expect("loads").map(|b| b.last_sync), Some(None));
+        assert_eq!(
+            store.load_backup().expect("loads").map(|b| b.last_sync),
+            Some(None)
+        );
         assert!(!dir.path().join("state.yaml.tmp").exists());
     }
 

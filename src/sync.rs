@@ -24,8 +24,8 @@ pub fn run(ctx: &Context, input: Option<&Path>) -> anyhow::Result<ExitCode> {
     let cfg = &ctx.config;
     // Whole-input errors stop the run before anything is touched.
     let text = read_input(input.or(cfg.input.as_deref()))?;
-    let input = slivers::parse(&text, &slivers::uid_from_nss)
-        .map_err(|e| Fatal::BadData(e.to_string()))?;
+    let input =
+        slivers::parse(&text, &slivers::uid_from_nss).map_err(|e| Fatal::BadData(e.to_string()))?;
     drop(text);
     let mut failures: Vec<String> = Vec::new();
     report_input(&input, &mut failures);
@@ -58,7 +58,11 @@ pub fn run(ctx: &Context, input: Option<&Path>) -> anyhow::Result<ExitCode> {
                 h.bwcap,
                 h.bwmax
             );
-            let root = if kernel.is_empty() { RootQdisc::Replace } else { RootQdisc::Keep };
+            let root = if kernel.is_empty() {
+                RootQdisc::Replace
+            } else {
+                RootQdisc::Keep
+            };
             batch.add_hierarchy(&cfg.dev, h.bwcap, h.bwmax, root);
             // Whatever slice classes were there went with the hierarchy.
             kernel.clear();
@@ -103,7 +107,14 @@ pub fn run(ctx: &Context, input: Option<&Path>) -> anyhow::Result<ExitCode> {
     let first_op_line = batch.lines.len();
     batch.add_ops(&cfg.dev, &plan.ops);
     let outcome = tc.run_batch(&batch)?;
-    let failed_xids = apply_outcome(&batch, first_op_line, &outcome, &mut plan, cfg, &mut failures);
+    let failed_xids = apply_outcome(
+        &batch,
+        first_op_line,
+        &outcome,
+        &mut plan,
+        cfg,
+        &mut failures,
+    );
 
     for req in &plan.mails {
         if failed_xids.contains(&req.xid) {
@@ -123,7 +134,10 @@ pub fn run(ctx: &Context, input: Option<&Path>) -> anyhow::Result<ExitCode> {
                     s.mailed = true;
                 }
             }
-            Err(e) => failures.push(format!("slice {}: mail not sent ({e}); retried next run", req.name)),
+            Err(e) => failures.push(format!(
+                "slice {}: mail not sent ({e}); retried next run",
+                req.name
+            )),
         }
     }
 
@@ -142,14 +156,13 @@ pub fn run(ctx: &Context, input: Option<&Path>) -> anyhow::Result<ExitCode> {
 
 fn read_input(path: Option<&Path>) -> Result<Vec<u8>, Fatal> {
     match path {
-        Some(p) => std::fs::read(p).map_err(|e| {
-            Fatal::BadData(format!("cannot read slivers input {}: {e}", p.display()))
-        }),
+        Some(p) => std::fs::read(p)
+            .map_err(|e| Fatal::BadData(format!("cannot read slivers input {}: {e}", p.display()))),
         None => {
             let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .map_err(|e| Fatal::BadData(format!("cannot read slivers input from stdin: {e}")))?;
+            std::io::stdin().read_to_end(&mut buf).map_err(|e| {
+                Fatal::BadData(format!("cannot read slivers input from stdin: {e}"))
+            })?;
             Ok(buf)
         }
     }
@@ -172,11 +185,17 @@ fn report_input(input: &Input, failures: &mut Vec<String>) {
 
 /// The state to work from. A missing file while slice classes exist means it
 /// was lost: the backup is the best record of usage there is.
-fn load_state(store: &Store, loaded: Option<State>, kernel: &[KernelClass]) -> Result<State, Fatal> {
+fn load_state(
+    store: &Store,
+    loaded: Option<State>,
+    kernel: &[KernelClass],
+) -> Result<State, Fatal> {
     if let Some(s) = loaded {
         return Ok(s);
     }
-    let has_slice_classes = kernel.iter().any(|c| policy::Kind::of_kernel_class(c).is_some());
+    let has_slice_classes = kernel
+        .iter()
+        .any(|c| policy::Kind::of_kernel_class(c).is_some());
     if !has_slice_classes {
         return Ok(State::default());
     }
@@ -227,9 +246,18 @@ fn apply_outcome(
             _ => {}
         }
     }
-    let detail = outcome.stderr.lines().find(|l| !l.starts_with("Command failed")).unwrap_or("").trim();
+    let detail = outcome
+        .stderr
+        .lines()
+        .find(|l| !l.starts_with("Command failed"))
+        .unwrap_or("")
+        .trim();
     for (xid, lines) in &by_xid {
-        let name = plan.state.slices.get(xid).map_or_else(|| format!("xid {xid}"), |s| s.name.clone());
+        let name = plan
+            .state
+            .slices
+            .get(xid)
+            .map_or_else(|| format!("xid {xid}"), |s| s.name.clone());
         failures.push(format!(
             "slice {name}: tc refused `{}` ({detail}); retried next run",
             lines.join("`, `")

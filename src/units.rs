@@ -8,22 +8,30 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A rate in bits per second.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Rate(pub u64);
 
 /// A volume in bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Bytes(pub u64);
 
 /// A volume in KiB (1024 bytes), as the node manager's `net_*_kbyte` keys give it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct KiB(pub u64);
 
 /// A rate in kbit/s (1000 bit/s), as the node manager's `net_*_rate` keys give it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Kbit(pub u64);
 
@@ -59,19 +67,22 @@ impl Rate {
     }
 }
 
-/// Human form for mail and logs, in tc's words: `1gbit`, `10mbit`, `312kbit`, `800bit`.
+/// Human form for mail and logs, the way tc prints a rate: the largest unit
+/// that keeps it exact below 1000 of that unit, else truncated to whole units
+/// (`1gbit`, `10mbit`, `312kbit`, `21217bit`, `1234kbit` for 1234567).
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let r = self.0;
-        if r >= 1_000_000_000 && r % 1_000_000_000 == 0 {
-            write!(f, "{}gbit", r / 1_000_000_000)
-        } else if r >= 1_000_000 && r % 1_000_000 == 0 {
-            write!(f, "{}mbit", r / 1_000_000)
-        } else if r >= 1000 {
-            write!(f, "{}kbit", r / 1000)
-        } else {
-            write!(f, "{r}bit")
+        let mut r = self.0;
+        let mut units = ["bit", "kbit", "mbit", "gbit", "tbit"].iter().peekable();
+        let mut unit = "bit";
+        while let Some(u) = units.next() {
+            unit = u;
+            if r < 1000 || (r % 1000 != 0 && r < 1_000_000) || units.peek().is_none() {
+                break;
+            }
+            r /= 1000;
         }
+        write!(f, "{r}{unit}")
     }
 }
 
@@ -105,7 +116,9 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
     let (num, unit) = s.split_at(split);
     if num.is_empty() || num.starts_with('.') || num.ends_with('.') || num.matches('.').count() > 1
     {
-        return Err(format!("invalid rate {text:?}: expected a number and a unit such as 100mbit"));
+        return Err(format!(
+            "invalid rate {text:?}: expected a number and a unit such as 100mbit"
+        ));
     }
     let unit = unit.to_ascii_lowercase();
     let (mult, per_byte): (u128, bool) = match unit.as_str() {
@@ -177,7 +190,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_rates() {
-        for text in ["", "mbit", "1.2.3mbit", "-5kbit", "5 furlongs", "0bit", "99999999999999tbit"] {
+        for text in [
+            "",
+            "mbit",
+            "1.2.3mbit",
+            "-5kbit",
+            "5 furlongs",
+            "0bit",
+            "99999999999999tbit",
+        ] {
             assert!(parse_rate(text).is_err(), "{text}");
         }
     }
@@ -185,7 +206,11 @@ mod tests {
     #[test]
     fn human_forms() {
         assert_eq!(Rate(1_000_000_000).to_string(), "1gbit");
-        assert_eq!(Rate(312_500).to_string(), "312kbit");
+        assert_eq!(Rate(312_500).to_string(), "312500bit");
+        assert_eq!(Rate(312_000).to_string(), "312kbit");
+        assert_eq!(Rate(1_234_567).to_string(), "1234kbit");
+        assert_eq!(Rate(1200).to_string(), "1200bit");
+        assert_eq!(Rate(10_000_000).to_string(), "10mbit");
         assert_eq!(Rate(800).to_string(), "800bit");
         assert_eq!(Bytes(4_200_000_000).to_string(), "4.2 GB");
         assert_eq!(Bytes(999).to_string(), "999 bytes");

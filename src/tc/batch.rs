@@ -61,17 +61,24 @@ impl Batch {
                     self.push(o, leaf_line(dev, id));
                 }
                 Op::Change { xid, kind, spec } => {
-                    self.push(o, class_line("change", dev, &kind.parent(), kind.class_id(xid), &spec));
+                    self.push(
+                        o,
+                        class_line("change", dev, &kind.parent(), kind.class_id(xid), &spec),
+                    );
                 }
                 Op::Delete { xid, kind } => {
-                    self.push(o, format!("class del dev {dev} classid {}", kind.class_id(xid)));
+                    self.push(
+                        o,
+                        format!("class del dev {dev} classid {}", kind.class_id(xid)),
+                    );
                 }
             }
         }
     }
 
     /// Lines that build the fixed hierarchy of SPEC §4 from nothing: the root
-    /// qdisc, the interior classes and the default xid's classes.
+    /// qdisc and the interior classes (the default xid's classes are added by
+    /// `init` itself, and by the policy in `sync`).
     pub fn add_hierarchy(&mut self, dev: &str, bwcap: Rate, bwmax: Rate, root: RootQdisc) {
         let verb = match root {
             RootQdisc::Add => Some("add"),
@@ -81,11 +88,13 @@ impl Batch {
         if let Some(verb) = verb {
             self.push(
                 Origin::Hierarchy,
-                format!("qdisc {verb} dev {dev} root handle 1: htb default {DEFAULT_XID:x}"),
+                format!(
+                    "qdisc {verb} dev {dev} root handle 1: htb default {:x}",
+                    Kind::Low.class_id(DEFAULT_XID).minor
+                ),
             );
         }
         self.interior_lines("add", dev, bwcap, bwmax);
-        self.add_default_classes(dev, bwcap, bwmax);
     }
 
     /// Lines that change the interior classes of an existing hierarchy.
@@ -123,13 +132,22 @@ impl Batch {
                 ceil,
                 quantum: quantum(1),
             };
-            self.push(Origin::Hierarchy, class_line("add", dev, &kind.parent(), id, &spec));
+            self.push(
+                Origin::Hierarchy,
+                class_line("add", dev, &kind.parent(), id, &spec),
+            );
             self.push(Origin::Hierarchy, leaf_line(dev, id));
         }
     }
 }
 
-fn class_line(verb: &str, dev: &str, parent: &dyn std::fmt::Display, id: ClassId, spec: &Spec) -> String {
+fn class_line(
+    verb: &str,
+    dev: &str,
+    parent: &dyn std::fmt::Display,
+    id: ClassId,
+    spec: &Spec,
+) -> String {
     format!(
         "class {verb} dev {dev} parent {parent} classid {id} htb rate {} ceil {} quantum {}",
         spec.rate.tc_arg(),
@@ -140,7 +158,10 @@ fn class_line(verb: &str, dev: &str, parent: &dyn std::fmt::Display, id: ClassId
 
 /// A pfifo leaf whose handle major is the class minor (1:1001 → 1001:).
 fn leaf_line(dev: &str, id: ClassId) -> String {
-    format!("qdisc add dev {dev} parent {id} handle {:x}: pfifo", id.minor)
+    format!(
+        "qdisc add dev {dev} parent {id} handle {:x}: pfifo",
+        id.minor
+    )
 }
 
 #[cfg(test)]
@@ -158,9 +179,20 @@ mod tests {
         b.add_ops(
             "eth0",
             &[
-                Op::Delete { xid: 0x101, kind: Kind::I2 },
-                Op::Add { xid: 0x101, kind: Kind::Low, spec },
-                Op::Change { xid: 0x102, kind: Kind::I2, spec },
+                Op::Delete {
+                    xid: 0x101,
+                    kind: Kind::I2,
+                },
+                Op::Add {
+                    xid: 0x101,
+                    kind: Kind::Low,
+                    spec,
+                },
+                Op::Change {
+                    xid: 0x102,
+                    kind: Kind::I2,
+                    spec,
+                },
             ],
         );
         assert_eq!(
@@ -172,6 +204,9 @@ mod tests {
                 "class change dev eth0 parent 1:20 classid 1:2102 htb rate 1000bit ceil 312000bit quantum 1600",
             ]
         );
-        assert_eq!(b.origins, [Origin::Op(0), Origin::Op(1), Origin::Op(1), Origin::Op(2)]);
+        assert_eq!(
+            b.origins,
+            [Origin::Op(0), Origin::Op(1), Origin::Op(1), Origin::Op(2)]
+        );
     }
 }

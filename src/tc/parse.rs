@@ -63,7 +63,11 @@ pub fn parse_printed_rate(s: &str) -> Option<PrintedRate> {
     }
     let scale = 10u64.pow(u32::try_from(frac.len()).ok()?);
     let int: u64 = int.parse().ok()?;
-    let frac_v: u64 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+    let frac_v: u64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
     let shown = int
         .checked_mul(mult)?
         .checked_add(frac_v.checked_mul(mult)? / scale)?;
@@ -121,7 +125,9 @@ pub fn parse_class_dump(text: &str) -> Result<Vec<KernelClass>, ParseError> {
                 if words.get(1) != Some(&"htb") {
                     continue;
                 }
-                let handle = words.get(2).ok_or_else(|| err("class line without a handle".into()))?;
+                let handle = words
+                    .get(2)
+                    .ok_or_else(|| err("class line without a handle".into()))?;
                 let id = parse_handle(handle)
                     .ok_or_else(|| err(format!("bad class handle {handle:?}")))?;
                 let mut b = Block {
@@ -181,7 +187,8 @@ fn header_fields(
                 match w {
                     "parent" => {
                         b.parent = Some(
-                            parse_handle(v).ok_or_else(|| err(format!("bad parent handle {v:?}")))?,
+                            parse_handle(v)
+                                .ok_or_else(|| err(format!("bad parent handle {v:?}")))?,
                         );
                     }
                     "rate" => {
@@ -195,10 +202,7 @@ fn header_fields(
                         );
                     }
                     _ => {
-                        b.quantum = Some(
-                            v.parse()
-                                .map_err(|_| err(format!("bad quantum {v:?}")))?,
-                        );
+                        b.quantum = Some(v.parse().map_err(|_| err(format!("bad quantum {v:?}")))?);
                     }
                 }
             }

@@ -138,9 +138,7 @@ impl Tc {
             // A write error means tc exited early; its status says the rest.
             let _ = stdin.write_all(text.as_bytes());
         }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| self.spawn_error(&e))?;
+        let out = child.wait_with_output().map_err(|e| self.spawn_error(&e))?;
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let mut failed: BTreeSet<usize> = stderr
             .lines()
@@ -157,5 +155,8 @@ impl Tc {
 }
 
 fn first_line(s: &str) -> &str {
-    s.lines().find(|l| !l.trim().is_empty()).unwrap_or("no message").trim()
+    s.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no message")
+        .trim()
 }

@@ -1,0 +1,645 @@
+//! Real-kernel tests: the built `bwmon` drives tc HTB on `lo` inside a network
+//! namespace of its own per test, real packets go into the slices' classes, and
+//! the tests read back what the kernel holds and what sendmail received.
+//!
+//! Needs root (`CAP_NET_ADMIN`, `ip netns`). Without it the tests print a line and
+//! pass, except under `CI=true`, where they fail. Time comes only from `--now`
+//! (offsets from `T0`); the only sleeping is the sender's pacing and the wait for
+//! a class's backlog to drain.
+
+mod common;
+
+use common::{
+    DAY, HOUR, MIN, Sandbox, Settings, T0, assert_exit, assert_rate, at, expected_ceil, i2, low,
+    parse_rate, slivers,
+};
+
+/// Node cap given to `init` in most tests, and so every slice's max rate.
+const BWCAP: &str = "1gbit";
+const BWCAP_BITS: u64 = 1_000_000_000;
+/// bwmin: every slice's min rate.
+const MIN_RATE: u64 = 1000;
+
+const ALICE: (&str, u32) = ("pl_alice", 257); // 0x101 → 1:1101, 1:2101
+const BOB: (&str, u32) = ("pl_bob", 258); // 0x102 → 1:1102, 1:2102
+
+/// Bytes one datagram of `payload` bytes occupies in an HTB class on `lo`
+/// (payload + UDP 8 + IPv4 20 + Ethernet 14).
+const fn wire(payload: u64) -> u64 {
+    payload + 42
+}
+
+/// Alice and Bob, both on the config's default limits.
+fn alice_and_bob() -> String {
+    slivers(&[(ALICE.0, ALICE.1, "{}"), (BOB.0, BOB.1, "{}")])
+}
+
+fn alice_only() -> String {
+    slivers(&[(ALICE.0, ALICE.1, "{}")])
+}
+
+fn bob_only() -> String {
+    slivers(&[(BOB.0, BOB.1, "{}")])
+}
+
+/// The setup of the tests that need a cap the formula leaves above min rate late in
+/// the period: quota 10000 KiB (10,240,000 B; threshold 8,192,000 B) and
+/// `SEND_PACKETS` datagrams of `SEND_PAYLOAD` bytes (8,405,880 B on the wire), so
+/// 22 h into a day the cap is ~2 kbit/s.
+const MID_KBYTE: u64 = 10_000;
+const MID_LIMIT: u64 = MID_KBYTE * 1024;
+const SEND_PACKETS: usize = 140;
+const SEND_PAYLOAD: usize = 60_000;
+
+fn mid_settings() -> Settings {
+    Settings {
+        max_kbyte: MID_KBYTE,
+        max_i2_kbyte: MID_KBYTE,
+        ..Settings::default()
+    }
+}
+
+/// init, first sync at T0 with `live`, Alice over her low threshold, sync at
+/// T0 + 22 h: she is capped and mailed once. Returns the bytes the kernel counted.
+fn alice_capped_at_22h(sb: &Sandbox, live: &str) -> u64 {
+    sb.init(T0, Some(BWCAP));
+    sb.sync(T0, live);
+    let used = sb.ns.send(low(ALICE.1), SEND_PACKETS, SEND_PAYLOAD);
+    assert_eq!(used, SEND_PACKETS as u64 * wire(SEND_PAYLOAD as u64));
+    assert!(
+        used * 100 >= MID_LIMIT * 80,
+        "the traffic must cross the threshold"
+    );
+    sb.sync(&at(22 * HOUR), live);
+    assert_low_cap(sb, ALICE.1, used, 22 * HOUR);
+    assert_eq!(sb.mails().len(), 1, "one mail for the first cap");
+    used
+}
+
+/// Alice's low class is capped by the formula for `used` bytes at `elapsed`.
+#[track_caller]
+fn assert_low_cap(sb: &Sandbox, xid: u32, used: u64, elapsed: u64) {
+    let class = sb
+        .ns
+        .class(low(xid))
+        .unwrap_or_else(|| panic!("class 1:{:x} missing", low(xid)));
+    let expected = expected_ceil(MID_LIMIT, used, DAY, elapsed, MIN_RATE, BWCAP_BITS);
+    assert!(
+        expected > MIN_RATE && expected < BWCAP_BITS,
+        "test design: the cap should be strictly between min and max, is {expected}"
+    );
+    assert_rate(
+        &class.ceil,
+        expected,
+        &format!(
+            "ceil of 1:{:x} ({used} B used, {elapsed} s into the period)",
+            low(xid)
+        ),
+    );
+}
+
+#[track_caller]
+fn assert_uncapped(sb: &Sandbox, minor: u32) {
+    let class = sb
+        .ns
+        .class(minor)
+        .unwrap_or_else(|| panic!("class 1:{minor:x} missing"));
+    assert_eq!(
+        class.ceil, "1Gbit",
+        "1:{minor:x} should be at its max rate: {class:?}"
+    );
+}
+
+/// Parses a rate as bwmon may write it in a mail (`312kbit`, `1.2Mbit`, `999bit`).
+fn mail_rate(text: &str) -> Option<f64> {
+    let end = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (num, unit) = text.split_at(end);
+    let num: f64 = num.parse().ok()?;
+    let mult = match unit.to_ascii_lowercase().as_str() {
+        "bit" => 1.0,
+        "kbit" => 1e3,
+        "mbit" => 1e6,
+        "gbit" => 1e9,
+        "kibit" => 1024.0,
+        "mibit" => 1_048_576.0,
+        _ => return None,
+    };
+    Some(num * mult)
+}
+
+// ---------------------------------------------------------------------------
+
+/// SPEC §4 and §10 (init): the hierarchy as built, and a second `init` that only
+/// changes the cap, keeping an existing slice class, its ceil and its counter.
+#[test]
+fn init_builds_hierarchy_and_reinit_changes_only_the_cap() {
+    let Some(sb) = Sandbox::new(&Settings::default()) else {
+        return;
+    };
+    let out = sb.init(T0, Some("10mbit"));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("quantum"),
+        "interior classes need an explicit quantum (kernel warning leaked)"
+    );
+
+    let root = sb.ns.root_qdisc();
+    assert!(root.starts_with("qdisc htb 1: root"), "root qdisc: {root}");
+    assert!(
+        root.contains("default 0x1fff") || root.contains("default 1fff"),
+        "root qdisc default class: {root}"
+    );
+
+    let classes = sb.ns.classes();
+    let parent_of = |minor: u32| classes.get(&minor).map(|c| c.parent.clone());
+    assert_eq!(
+        parent_of(0x1),
+        Some(None),
+        "1:1 under the qdisc: {classes:?}"
+    );
+    assert_eq!(parent_of(0x10), Some(Some("1:1".into())));
+    assert_eq!(parent_of(0x100), Some(Some("1:10".into())));
+    assert_eq!(parent_of(0x20), Some(Some("1:1".into())));
+    assert_eq!(parent_of(0x1fff), Some(Some("1:100".into())));
+    assert_eq!(parent_of(0x2fff), Some(Some("1:20".into())));
+    assert_eq!(classes[&0x10].ceil, "10Mbit", "node cap = --bwcap");
+    assert_eq!(classes[&0x100].ceil, "10Mbit", "1:100 ceil = bwcap");
+    assert_eq!(
+        classes[&0x20].ceil, "1Gbit",
+        "exempt ceil = bwmax (default 1gbit)"
+    );
+    assert!(
+        !classes.contains_key(&0x1000),
+        "root's classes come with the first sync, not init"
+    );
+    let leaves = sb.ns.qdiscs_by_parent();
+    assert_eq!(leaves.get("1:1fff").map(String::as_str), Some("pfifo"));
+    assert_eq!(leaves.get("1:2fff").map(String::as_str), Some("pfifo"));
+
+    // A slice with some counted traffic.
+    sb.sync(&at(MIN), &alice_only());
+    let sent = sb.ns.send(low(ALICE.1), 10, 1000);
+    assert_eq!(sent, 10 * wire(1000));
+    let before = sb.ns.class(low(ALICE.1)).expect("alice's low class");
+    assert_eq!(before.ceil, "10Mbit", "a slice's max rate is the node cap");
+
+    // Re-init with another cap: hierarchy updated, the slice untouched.
+    sb.init(&at(2 * MIN), Some("20mbit"));
+    let classes = sb.ns.classes();
+    assert_eq!(
+        classes[&0x10].ceil, "20Mbit",
+        "re-init changes the node cap"
+    );
+    assert_eq!(classes[&0x100].ceil, "20Mbit");
+    let after = classes
+        .get(&low(ALICE.1))
+        .expect("alice's class survives init");
+    assert_eq!(after.ceil, before.ceil, "init keeps the slice's ceil");
+    assert_eq!(after.rate, before.rate, "init keeps the slice's rate");
+    assert_eq!(
+        after.sent, sent,
+        "init keeps the slice's counter (no re-creation)"
+    );
+    assert!(classes.contains_key(&i2(ALICE.1)));
+    assert_eq!(
+        sb.ns.qdiscs_by_parent().get("1:1101").map(String::as_str),
+        Some("pfifo")
+    );
+
+    // init without --bwcap keeps the cap it finds.
+    sb.init(&at(3 * MIN), None);
+    assert_eq!(sb.ns.class(0x10).unwrap().ceil, "20Mbit");
+
+    // The next sync brings the slice's max rate to the new node cap.
+    sb.sync(&at(4 * MIN), &alice_only());
+    let class = sb.ns.class(low(ALICE.1)).unwrap();
+    assert_eq!(class.ceil, "20Mbit", "max rate follows the node cap");
+    assert_eq!(class.sent, sent);
+}
+
+/// SPEC §4 (writing): a first sync creates root's and every live slice's classes
+/// through one batch — never one tc per slice — and a steady sync is silent.
+#[test]
+fn first_sync_creates_classes_with_few_tc_spawns() {
+    let Some(sb) = Sandbox::new(&Settings::default()) else {
+        return;
+    };
+    sb.init(T0, Some(BWCAP));
+    let before = sb.tc_spawns().len();
+    sb.sync(&at(MIN), &alice_and_bob());
+    let spawns = &sb.tc_spawns()[before..];
+    assert!(
+        spawns.len() <= 3,
+        "first sync spawned tc {} times: {spawns:?}",
+        spawns.len()
+    );
+
+    let classes = sb.ns.classes();
+    let leaves = sb.ns.qdiscs_by_parent();
+    for xid in [0, ALICE.1, BOB.1] {
+        for (minor, parent, ceil) in [(low(xid), "1:100", "1Gbit"), (i2(xid), "1:20", "1Gbit")] {
+            let c = classes
+                .get(&minor)
+                .unwrap_or_else(|| panic!("class 1:{minor:x} missing: {classes:?}"));
+            assert_eq!(c.parent.as_deref(), Some(parent), "{c:?}");
+            assert_eq!(c.rate, "1Kbit", "rate = min rate (bwmin): {c:?}");
+            assert_eq!(c.ceil, ceil, "{c:?}");
+            assert_eq!(c.quantum, Some(1600), "quantum = share * 1600: {c:?}");
+            assert_eq!(
+                leaves.get(&format!("1:{minor:x}")).map(String::as_str),
+                Some("pfifo"),
+                "pfifo leaf of 1:{minor:x}"
+            );
+        }
+    }
+
+    // Nothing changed: nothing printed (cron mails any output), little tc.
+    let before = sb.tc_spawns().len();
+    let out = sb.sync(&at(2 * MIN), &alice_and_bob());
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "a steady sync is silent"
+    );
+    let spawns = &sb.tc_spawns()[before..];
+    assert!(
+        spawns.len() <= 3,
+        "steady sync spawned tc {} times: {spawns:?}",
+        spawns.len()
+    );
+    assert!(
+        !spawns.iter().any(|s| s.contains("batch")),
+        "a steady sync changes nothing: {spawns:?}"
+    );
+
+    // 50 slices at once on a fresh node.
+    let Some(sb) = Sandbox::new(&Settings::default()) else {
+        return;
+    };
+    sb.init(T0, Some(BWCAP));
+    let names: Vec<String> = (0..50).map(|i| format!("pl_s{i:02}")).collect();
+    let records: Vec<(&str, u32, &str)> = names
+        .iter()
+        .zip(300..)
+        .map(|(n, xid)| (n.as_str(), xid, "{}"))
+        .collect();
+    let before = sb.tc_spawns().len();
+    sb.sync(&at(MIN), &slivers(&records));
+    let spawns = &sb.tc_spawns()[before..];
+    assert!(
+        spawns.len() <= 3,
+        "50-slice sync spawned tc {} times",
+        spawns.len()
+    );
+    let classes = sb.ns.classes();
+    let leaves = sb.ns.qdiscs_by_parent();
+    for (_, xid, _) in &records {
+        for minor in [low(*xid), i2(*xid)] {
+            assert!(classes.contains_key(&minor), "class 1:{minor:x} missing");
+            assert!(
+                leaves.contains_key(&format!("1:{minor:x}")),
+                "leaf of 1:{minor:x}"
+            );
+        }
+    }
+}
+
+/// SPEC §1, §5 step 8–9, §6: traffic over the threshold caps the class by the
+/// formula at the next sync and mails the list and the slice once.
+#[test]
+fn traffic_over_threshold_caps_by_formula_and_mails() {
+    const KBYTE: u64 = 50_000;
+    let Some(sb) = Sandbox::new(&Settings::default()) else {
+        return;
+    };
+    // Alice's quota comes from her rspec (KiB), Bob stays on the default (100 KiB).
+    let live = slivers(&[
+        (
+            ALICE.0,
+            ALICE.1,
+            &format!(r#"{{"net_max_kbyte": {KBYTE}}}"#),
+        ),
+        (BOB.0, BOB.1, "{}"),
+    ]);
+    sb.init(T0, Some(BWCAP));
+    sb.sync(T0, &live);
+
+    let used = sb.ns.send(low(ALICE.1), 690, 60_000);
+    assert_eq!(used, 690 * wire(60_000));
+    let limit = KBYTE * 1024;
+    assert!(used * 100 >= limit * 80 && used < limit);
+
+    sb.sync(&at(6 * HOUR), &live);
+    let expected = expected_ceil(limit, used, DAY, 6 * HOUR, MIN_RATE, BWCAP_BITS);
+    assert!(
+        expected > MIN_RATE,
+        "test design: formula above min rate ({expected})"
+    );
+    let alice = sb.ns.class(low(ALICE.1)).unwrap();
+    assert_rate(&alice.ceil, expected, "alice's capped low ceil");
+    assert_uncapped(&sb, i2(ALICE.1));
+    assert_uncapped(&sb, low(BOB.1));
+    assert_uncapped(&sb, i2(BOB.1));
+    assert_uncapped(&sb, low(0));
+
+    let mails = sb.mails();
+    assert_eq!(mails.len(), 1, "exactly one mail: {mails:#?}");
+    let mail = &mails[0];
+    assert!(
+        mail.argv
+            .windows(4)
+            .any(|w| w == ["-N", "never", "-t", "-fsupport@example.org"]),
+        "sendmail argv: {:?}",
+        mail.argv
+    );
+    assert_eq!(
+        mail.header("To").as_deref(),
+        Some("mom@example.org, pl_alice@slices.example.org")
+    );
+    assert_eq!(
+        mail.header("Subject").as_deref(),
+        Some("pl_mom capped bandwidth of slice pl_alice on node1.example.org")
+    );
+    assert_eq!(
+        mail.header("From").as_deref(),
+        Some("ExampleLab Support <support@example.org>")
+    );
+    assert_eq!(
+        mail.header("Reply-To").as_deref(),
+        Some("ExampleLab Support <support@example.org>")
+    );
+    assert!(
+        mail.header("Content-type")
+            .is_some_and(|v| v.starts_with("text/plain")),
+        "{}",
+        mail.message
+    );
+    assert!(
+        mail.header("X-Mailer")
+            .is_some_and(|v| v.starts_with("bwmon/")),
+        "{}",
+        mail.message
+    );
+    let body = mail.body();
+    assert!(
+        body.contains("low bandwidth"),
+        "body names the class: {body}"
+    );
+    assert!(
+        !body.contains("high bandwidth"),
+        "only the low class is capped: {body}"
+    );
+    assert!(
+        body.contains("pl_alice") && body.contains("node1.example.org"),
+        "{body}"
+    );
+    assert!(body.contains("per day"), "period named as a day: {body}");
+    assert!(body.contains("51.2 MB"), "limit in SI units: {body}");
+    assert!(
+        body.contains("Mar  1 00:00:00 2024"),
+        "period start, asctime: {body}"
+    );
+    assert!(
+        body.contains("Mar  2 00:00:00 2024"),
+        "period end, asctime: {body}"
+    );
+    assert!(body.contains("bwcap pl_alice"), "footer line: {body}");
+    // The cap named in the mail is the one applied.
+    let cap = body
+        .split("capped at ")
+        .nth(1)
+        .and_then(|rest| rest.split("/s").next())
+        .and_then(mail_rate)
+        .unwrap_or_else(|| panic!("mail names the new ceil as `capped at RATE/s`: {body}"));
+    let (printed, unit) = parse_rate(&alice.ceil);
+    let (printed, unit) = (
+        u32::try_from(printed).unwrap(),
+        u32::try_from(unit).unwrap(),
+    );
+    assert!(
+        (cap - f64::from(printed)).abs() <= f64::from(unit).max(cap * 0.01) + 16.0,
+        "mail says {cap} bit/s, tc shows {}",
+        alice.ceil
+    );
+}
+
+/// SPEC §5 step 9: one mail per period; the cap is recomputed at every run.
+#[test]
+fn second_sync_in_period_keeps_cap_without_second_mail() {
+    let Some(sb) = Sandbox::new(&mid_settings()) else {
+        return;
+    };
+    let used = alice_capped_at_22h(&sb, &alice_only());
+    sb.sync(&at(22 * HOUR + 30 * MIN), &alice_only());
+    assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 30 * MIN);
+    assert_eq!(sb.mails().len(), 1, "no second mail in the same period");
+}
+
+/// SPEC §5 step 8: at the end of the period the cap is lifted and a new period
+/// (with a fresh mail) begins.
+#[test]
+fn new_period_lifts_cap_and_allows_a_new_mail() {
+    let Some(sb) = Sandbox::new(&mid_settings()) else {
+        return;
+    };
+    let first = alice_capped_at_22h(&sb, &alice_only());
+
+    let start2 = DAY + MIN;
+    sb.sync(&at(start2), &alice_only());
+    assert_uncapped(&sb, low(ALICE.1));
+    assert_eq!(sb.mails().len(), 1, "lifting a cap sends no mail");
+
+    let total = sb.ns.send(low(ALICE.1), SEND_PACKETS, SEND_PAYLOAD);
+    let used = total - first;
+    sb.sync(&at(start2 + 22 * HOUR), &alice_only());
+    assert_low_cap(&sb, ALICE.1, used, 22 * HOUR);
+    let mails = sb.mails();
+    assert_eq!(mails.len(), 2, "the new period's first cap is mailed");
+    assert_eq!(
+        mails[1].header("Subject").as_deref(),
+        Some("pl_mom capped bandwidth of slice pl_alice on node1.example.org")
+    );
+}
+
+/// SPEC §5 steps 6–7, §9.4: removing and re-adding a slice within its period
+/// does not buy a fresh quota: it comes back capped at once, without a new mail.
+#[test]
+fn removed_and_readded_slice_keeps_usage_and_mail_flag() {
+    let Some(sb) = Sandbox::new(&mid_settings()) else {
+        return;
+    };
+    let used = alice_capped_at_22h(&sb, &alice_and_bob());
+
+    sb.sync(&at(22 * HOUR + 10 * MIN), &bob_only());
+    let classes = sb.ns.classes();
+    assert!(
+        !classes.contains_key(&low(ALICE.1)),
+        "alice's low class removed"
+    );
+    assert!(
+        !classes.contains_key(&i2(ALICE.1)),
+        "alice's i2 class removed"
+    );
+    assert!(classes.contains_key(&low(BOB.1)), "bob untouched");
+    let leaves = sb.ns.qdiscs_by_parent();
+    assert!(!leaves.contains_key("1:1101") && !leaves.contains_key("1:2101"));
+
+    sb.sync(&at(22 * HOUR + 20 * MIN), &alice_and_bob());
+    let class = sb.ns.class(low(ALICE.1)).expect("alice's class re-created");
+    assert_eq!(class.sent, 0, "a fresh kernel class");
+    assert!(sb.ns.class(i2(ALICE.1)).is_some());
+    assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 20 * MIN);
+    assert_uncapped(&sb, low(BOB.1));
+    assert_eq!(sb.mails().len(), 1, "no second mail for the same period");
+}
+
+/// SPEC §5 steps 1 and 4, §9.6: the qdisc vanishes (reboot, someone's
+/// `tc qdisc del`); the next sync rebuilds it from the state and the usage
+/// already counted still caps the slice.
+#[test]
+fn lost_qdisc_rebuilt_by_sync_carries_usage() {
+    let Some(sb) = Sandbox::new(&mid_settings()) else {
+        return;
+    };
+    let used = alice_capped_at_22h(&sb, &alice_only());
+    sb.ns.tc(&["qdisc", "del", "dev", "lo", "root"]);
+    assert!(sb.ns.classes().is_empty());
+
+    let out = sb.sync(&at(22 * HOUR + 10 * MIN), &alice_only());
+    assert!(
+        !out.stderr.is_empty(),
+        "rebuilding a lost hierarchy is said on stderr"
+    );
+    assert_eq!(
+        sb.ns.class(0x10).expect("1:10 rebuilt").ceil,
+        "1Gbit",
+        "cap from state"
+    );
+    assert!(sb.ns.class(0x1fff).is_some(), "default class rebuilt");
+    assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 10 * MIN);
+
+    sb.sync(&at(22 * HOUR + 20 * MIN), &alice_only());
+    assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 20 * MIN);
+    assert_eq!(sb.mails().len(), 1, "still the same period: no new mail");
+}
+
+/// As above, with the operator running `bwmon init` after the loss.
+#[test]
+fn lost_qdisc_rebuilt_by_init_carries_usage() {
+    let Some(sb) = Sandbox::new(&mid_settings()) else {
+        return;
+    };
+    let used = alice_capped_at_22h(&sb, &alice_only());
+    sb.ns.tc(&["qdisc", "del", "dev", "lo", "root"]);
+
+    sb.init(&at(22 * HOUR + 5 * MIN), Some(BWCAP));
+    sb.sync(&at(22 * HOUR + 10 * MIN), &alice_only());
+    assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 10 * MIN);
+    sb.sync(&at(22 * HOUR + 20 * MIN), &alice_only());
+    assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 20 * MIN);
+    assert_eq!(sb.mails().len(), 1);
+}
+
+/// SPEC §5 step 3: a slice-form class with no slice is an orphan and goes;
+/// a class of another form under 1:100 is someone else's and stays.
+#[test]
+fn orphan_slice_classes_removed_foreign_forms_kept() {
+    let Some(sb) = Sandbox::new(&Settings::default()) else {
+        return;
+    };
+    sb.init(T0, Some(BWCAP));
+    sb.sync(T0, &alice_only());
+    let htb = |parent: &str, classid: &str| {
+        sb.ns.tc(&[
+            "class", "add", "dev", "lo", "parent", parent, "classid", classid, "htb", "rate",
+            "1000bit", "ceil", "1mbit", "quantum", "1600",
+        ]);
+    };
+    htb("1:100", "1:1abc");
+    sb.ns
+        .tc(&["qdisc", "add", "dev", "lo", "parent", "1:1abc", "pfifo"]);
+    htb("1:20", "1:2abc");
+    htb("1:100", "1:500");
+
+    sb.sync(&at(MIN), &alice_only());
+    let classes = sb.ns.classes();
+    assert!(!classes.contains_key(&0x1abc), "orphan 1:1abc removed");
+    assert!(!classes.contains_key(&0x2abc), "orphan 1:2abc removed");
+    let foreign = classes
+        .get(&0x500)
+        .expect("1:500 is not bwmon's: left alone");
+    assert_eq!(foreign.parent.as_deref(), Some("1:100"));
+    assert_eq!(foreign.ceil, "1Mbit");
+    assert!(classes.contains_key(&low(ALICE.1)) && classes.contains_key(&low(0)));
+
+    sb.sync(&at(2 * MIN), &alice_only());
+    assert!(sb.ns.class(0x500).is_some(), "still left alone");
+}
+
+/// SPEC §5 step 1: no hierarchy and no state to rebuild it from → exit 69,
+/// nothing created.
+#[test]
+fn sync_without_hierarchy_or_state_exits_69() {
+    let Some(sb) = Sandbox::new(&Settings::default()) else {
+        return;
+    };
+    let out = sb.sync_raw(T0, &alice_only());
+    assert_exit(&out, 69, "sync without init");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("init"),
+        "tells the operator to run `bwmon init`"
+    );
+    let root = sb.ns.root_qdisc();
+    assert!(!root.contains("htb"), "no qdisc created: {root}");
+    assert!(sb.ns.classes().is_empty());
+    assert!(!sb.state.exists(), "no state written");
+    let spawns = sb.tc_spawns();
+    assert!(
+        !spawns
+            .iter()
+            .any(|s| s.contains("batch") || s.contains(" add ")),
+        "tc changed nothing: {spawns:?}"
+    );
+    assert!(sb.mails().is_empty());
+}
+
+/// SPEC §1, §5 step 8: elapsed is clamped to period - 1 and the period ends exactly
+/// at start + period — judged by `--now` alone (the wall clock is years later).
+#[test]
+fn period_boundaries_follow_now() {
+    let Some(sb) = Sandbox::new(&mid_settings()) else {
+        return;
+    };
+    let used = alice_capped_at_22h(&sb, &alice_only());
+
+    sb.sync(&at(DAY - 1), &alice_only());
+    assert_low_cap(&sb, ALICE.1, used, DAY - 1);
+
+    sb.sync(&at(DAY), &alice_only());
+    assert_uncapped(&sb, low(ALICE.1));
+    assert_eq!(sb.mails().len(), 1);
+}
+
+/// SPEC §9.1: a slice over only its exempt (i2) quota is capped there and mailed
+/// about "high bandwidth"; its low class stays at max.
+#[test]
+fn i2_traffic_caps_only_the_i2_class() {
+    let Some(sb) = Sandbox::new(&mid_settings()) else {
+        return;
+    };
+    sb.init(T0, Some(BWCAP));
+    sb.sync(T0, &alice_and_bob());
+    let used = sb.ns.send(i2(ALICE.1), SEND_PACKETS, SEND_PAYLOAD);
+    sb.sync(&at(22 * HOUR), &alice_and_bob());
+
+    // i2 max rate = bwmax (1gbit by default).
+    let expected = expected_ceil(MID_LIMIT, used, DAY, 22 * HOUR, MIN_RATE, BWCAP_BITS);
+    let class = sb.ns.class(i2(ALICE.1)).unwrap();
+    assert_rate(&class.ceil, expected, "alice's capped i2 ceil");
+    assert_uncapped(&sb, low(ALICE.1));
+    assert_uncapped(&sb, i2(BOB.1));
+
+    let mails = sb.mails();
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    let body = mails[0].body();
+    assert!(body.contains("high bandwidth"), "{body}");
+    assert!(!body.contains("low bandwidth"), "{body}");
+}
