@@ -3,7 +3,7 @@
 //! (`0x10000 | minor`) sends to 127.0.0.1 only. Run it inside the network
 //! namespace that holds the hierarchy (`ip netns exec NS …`).
 //!
-//! usage: send_traffic XID BYTES [low|i2]
+//! usage: `send_traffic` XID BYTES [low|i2]
 //!
 //! Paced so a leaf's pfifo never overflows (dropped packets are not counted).
 
@@ -47,7 +47,7 @@ fn main() {
             .expect("send to 127.0.0.1:9");
         left -= n;
         sent += 1;
-        if sent % 20 == 0 {
+        if sent.is_multiple_of(20) {
             std::thread::sleep(Duration::from_millis(2));
         }
     }

@@ -29,10 +29,11 @@ pub fn init_logging(g: &Global) {
     };
     let mut b = env_logger::Builder::new();
     b.filter_level(level);
-    if g.verbose == 0 && !g.quiet {
-        if let Ok(spec) = std::env::var("RUST_LOG") {
-            b.parse_filters(&spec);
-        }
+    if g.verbose == 0
+        && !g.quiet
+        && let Ok(spec) = std::env::var("RUST_LOG")
+    {
+        b.parse_filters(&spec);
     }
     b.format(|buf, record| {
         let level = match record.level() {

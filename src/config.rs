@@ -157,7 +157,7 @@ impl Config {
         if dev.is_empty() || dev.len() > 15 || !dev.chars().all(|c| c.is_ascii_graphic()) {
             return Err(bad("dev", format!("{dev:?} is not a network device name")));
         }
-        let period = duration("period", &raw.period, Duration::from_secs(86_400))?;
+        let period = duration("period", &raw.period, Duration::from_hours(24))?;
         if period.as_secs() < 60 {
             return Err(bad("period", "must be at least 1 minute".into()));
         }
@@ -186,15 +186,15 @@ impl Config {
             share: u32::try_from(share).unwrap_or(1),
         };
 
-        if let Some(c) = raw.classify.as_deref() {
-            if c != "none" {
-                return Err(bad(
-                    "classify",
-                    format!(
-                        "{c:?} is not supported yet: only `none` (packets are classified by SO_PRIORITY or rules of your own)"
-                    ),
-                ));
-            }
+        if let Some(c) = raw.classify.as_deref()
+            && c != "none"
+        {
+            return Err(bad(
+                "classify",
+                format!(
+                    "{c:?} is not supported yet: only `none` (packets are classified by SO_PRIORITY or rules of your own)"
+                ),
+            ));
         }
         if raw.exempt.as_ref().is_some_and(|e| !e.is_empty()) {
             return Err(bad("exempt", "is not supported yet: leave it out".into()));
@@ -237,7 +237,7 @@ impl Config {
                 .clone()
                 .or(raw.state_file)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE)),
-            lock_wait: duration("lock_wait", &raw.lock_wait, Duration::from_secs(60))?,
+            lock_wait: duration("lock_wait", &raw.lock_wait, Duration::from_mins(1))?,
             period_secs: period.as_secs(),
             bwmax,
             bwcap,
@@ -297,7 +297,7 @@ mod tests {
         assert_eq!(c.defaults.max_kbyte, KiB(5_662_310));
         assert_eq!(c.defaults.max_i2_kbyte, KiB(17_196_646));
         assert_eq!(c.defaults.thresh_percent, 80);
-        assert_eq!(c.lock_wait, Duration::from_secs(60));
+        assert_eq!(c.lock_wait, Duration::from_mins(1));
         assert_eq!(c.mail.timeout, Duration::from_secs(30));
         assert_eq!(c.state_file, PathBuf::from(DEFAULT_STATE));
     }

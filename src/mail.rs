@@ -4,6 +4,7 @@
 use crate::config::MailConfig;
 use crate::policy::MailRequest;
 use chrono::{DateTime, Duration as TimeDelta, Utc};
+use std::fmt::Write as _;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -49,7 +50,8 @@ pub fn compose(
     );
     for c in &req.classes {
         let class = c.kind.describe();
-        m.push_str(&format!(
+        let _ = write!(
+            m,
             "The slice {slice} has transmitted more than {} from\n{host} to {class} destinations\nsince {}.\n\n\
              Its maximum {class} burst rate will be capped at {}/s\nuntil {}.\n\n\
              Please reduce the average {class} transmission rate\nof the slice to {} per {}.\n\n",
@@ -59,9 +61,9 @@ pub fn compose(
             asctime(until),
             c.quota,
             period_words(period_secs),
-        ));
+        );
     }
-    m.push_str(&format!("{} {host} bwcap {slice}\n", asctime(now)));
+    let _ = writeln!(m, "{} {host} bwcap {slice}", asctime(now));
     m
 }
 

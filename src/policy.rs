@@ -112,20 +112,20 @@ pub fn limits_for(rspec: &Rspec, defaults: &Defaults, node: &Node) -> SliceLimit
     let bwmax = node.bwmax.max(BWMIN);
     let max = rspec
         .max_rate
-        .map_or(bwcap, |k| k.rate())
+        .map_or(bwcap, super::units::Kbit::rate)
         .clamp(BWMIN, bwcap);
     let min = rspec
         .min_rate
-        .map_or(BWMIN, |k| k.rate())
+        .map_or(BWMIN, super::units::Kbit::rate)
         .min(Rate(bwcap.0 / 4))
         .clamp(BWMIN, max);
     let i2max = rspec
         .i2_max_rate
-        .map_or(bwmax, |k| k.rate())
+        .map_or(bwmax, super::units::Kbit::rate)
         .clamp(BWMIN, bwmax);
     let i2min = rspec
         .i2_min_rate
-        .map_or(BWMIN, |k| k.rate())
+        .map_or(BWMIN, super::units::Kbit::rate)
         .clamp(BWMIN, i2max);
     let quota = rspec.max_kbyte.unwrap_or(defaults.max_kbyte).bytes();
     let i2quota = rspec.i2_max_kbyte.unwrap_or(defaults.max_i2_kbyte).bytes();
@@ -138,7 +138,9 @@ pub fn limits_for(rspec: &Rspec, defaults: &Defaults, node: &Node) -> SliceLimit
             min,
             max,
             quota,
-            thresh: rspec.thresh_kbyte.map_or_else(|| pct(quota), |k| k.bytes()),
+            thresh: rspec
+                .thresh_kbyte
+                .map_or_else(|| pct(quota), super::units::KiB::bytes),
             share: rspec.share.unwrap_or(defaults.share).max(1),
         },
         i2: Limits {
@@ -147,7 +149,7 @@ pub fn limits_for(rspec: &Rspec, defaults: &Defaults, node: &Node) -> SliceLimit
             quota: i2quota,
             thresh: rspec
                 .i2_thresh_kbyte
-                .map_or_else(|| pct(i2quota), |k| k.bytes()),
+                .map_or_else(|| pct(i2quota), super::units::KiB::bytes),
             share: rspec.i2_share.unwrap_or(defaults.share).max(1),
         },
     }
@@ -363,51 +365,48 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
 
     for (xid, name, limits, special) in work {
         let mut added = [false; 2];
-        let mut s = match continuing.remove(&xid) {
-            Some(mut s) => {
-                for (i, kind) in Kind::BOTH.into_iter().enumerate() {
-                    if !k.contains_key(&(kind, xid)) {
-                        // Classes gone (qdisc rebuilt, reboot): keep the period and
-                        // carry what was counted (step 4).
-                        retire(class_mut(&mut s, kind));
-                        added[i] = true;
-                    }
+        let mut s = if let Some(mut s) = continuing.remove(&xid) {
+            for (i, kind) in Kind::BOTH.into_iter().enumerate() {
+                if !k.contains_key(&(kind, xid)) {
+                    // Classes gone (qdisc rebuilt, reboot): keep the period and
+                    // carry what was counted (step 4).
+                    retire(class_mut(&mut s, kind));
+                    added[i] = true;
                 }
-                s
             }
-            None => {
-                let back = dead.remove(name);
-                if back.is_some() {
-                    log::info!("{name}: recreated within its period: its usage and period go on");
-                } else {
-                    log::info!("{name}: new slice, period starts now");
-                }
-                let mut s = SliceState {
-                    name: name.to_string(),
-                    xid,
-                    start: back.as_ref().map_or(now, |d| d.start),
-                    mailed: back.as_ref().is_some_and(|d| d.mailed),
-                    lo: ClassState::default(),
-                    i2: ClassState::default(),
+            s
+        } else {
+            let back = dead.remove(name);
+            if back.is_some() {
+                log::info!("{name}: recreated within its period: its usage and period go on");
+            } else {
+                log::info!("{name}: new slice, period starts now");
+            }
+            let mut s = SliceState {
+                name: name.to_string(),
+                xid,
+                start: back.as_ref().map_or(now, |d| d.start),
+                mailed: back.as_ref().is_some_and(|d| d.mailed),
+                lo: ClassState::default(),
+                i2: ClassState::default(),
+            };
+            for (i, kind) in Kind::BOTH.into_iter().enumerate() {
+                let class = class_mut(&mut s, kind);
+                class.carry = match (&back, kind) {
+                    (Some(d), Kind::Low) => d.lo,
+                    (Some(d), Kind::I2) => d.i2,
+                    (None, _) => Bytes(0),
                 };
-                for (i, kind) in Kind::BOTH.into_iter().enumerate() {
-                    let class = class_mut(&mut s, kind);
-                    class.carry = match (&back, kind) {
-                        (Some(d), Kind::Low) => d.lo,
-                        (Some(d), Kind::I2) => d.i2,
-                        (None, _) => Bytes(0),
-                    };
-                    match k.get(&(kind, xid)).filter(|_| !freed.contains(&xid)) {
-                        // Adopted: counting starts from the counter as it stands (step 5).
-                        Some(kc) => {
-                            class.base = kc.sent;
-                            class.last = kc.sent;
-                        }
-                        None => added[i] = true,
+                match k.get(&(kind, xid)).filter(|_| !freed.contains(&xid)) {
+                    // Adopted: counting starts from the counter as it stands (step 5).
+                    Some(kc) => {
+                        class.base = kc.sent;
+                        class.last = kc.sent;
                     }
+                    None => added[i] = true,
                 }
-                s
             }
+            s
         };
 
         if period_over(s.start, now, period) {

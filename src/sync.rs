@@ -155,16 +155,15 @@ pub fn run(ctx: &Context, input: Option<&Path>) -> anyhow::Result<ExitCode> {
 }
 
 fn read_input(path: Option<&Path>) -> Result<Vec<u8>, Fatal> {
-    match path {
-        Some(p) => std::fs::read(p)
-            .map_err(|e| Fatal::BadData(format!("cannot read slivers input {}: {e}", p.display()))),
-        None => {
-            let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).map_err(|e| {
-                Fatal::BadData(format!("cannot read slivers input from stdin: {e}"))
-            })?;
-            Ok(buf)
-        }
+    if let Some(p) = path {
+        std::fs::read(p)
+            .map_err(|e| Fatal::BadData(format!("cannot read slivers input {}: {e}", p.display())))
+    } else {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| Fatal::BadData(format!("cannot read slivers input from stdin: {e}")))?;
+        Ok(buf)
     }
 }
 
@@ -230,12 +229,12 @@ fn apply_outcome(
             Some(Origin::Op(i)) => {
                 let op = plan.ops[*i];
                 by_xid.entry(op.xid()).or_default().push(&batch.lines[line]);
-                if let Op::Add { xid, kind, .. } | Op::Change { xid, kind, .. } = op {
-                    if let Some(s) = plan.state.slices.get_mut(&xid) {
-                        match kind {
-                            policy::Kind::Low => s.lo.ceil = Rate(0),
-                            policy::Kind::I2 => s.i2.ceil = Rate(0),
-                        }
+                if let Op::Add { xid, kind, .. } | Op::Change { xid, kind, .. } = op
+                    && let Some(s) = plan.state.slices.get_mut(&xid)
+                {
+                    match kind {
+                        policy::Kind::Low => s.lo.ceil = Rate(0),
+                        policy::Kind::I2 => s.i2.ceil = Rate(0),
                     }
                 }
             }

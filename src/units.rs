@@ -77,7 +77,7 @@ impl fmt::Display for Rate {
         let mut unit = "bit";
         while let Some(u) = units.next() {
             unit = u;
-            if r < 1000 || (r % 1000 != 0 && r < 1_000_000) || units.peek().is_none() {
+            if r < 1000 || (!r.is_multiple_of(1000) && r < 1_000_000) || units.peek().is_none() {
                 break;
             }
             r /= 1000;

@@ -22,7 +22,7 @@ pub enum Origin {
 pub enum RootQdisc {
     /// There is none of ours: add it.
     Add,
-    /// Another root qdisc (noqueue, fq_codel…) is there: replace it.
+    /// Another root qdisc (noqueue, `fq_codel`…) is there: replace it.
     Replace,
     /// Ours is there already.
     Keep,

@@ -156,10 +156,10 @@ pub fn parse_class_dump(text: &str) -> Result<Vec<KernelClass>, ParseError> {
             Some(_) => {
                 // Continuation of a header (older releases wrap long lines)
                 // or statistics; only header fields are picked up.
-                if let Some(b) = block.as_mut() {
-                    if b.sent.is_none() {
-                        header_fields(b, &words, &err)?;
-                    }
+                if let Some(b) = block.as_mut()
+                    && b.sent.is_none()
+                {
+                    header_fields(b, &words, &err)?;
                 }
             }
             None => {}

@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -185,27 +184,12 @@ impl Netns {
         let result = std::thread::spawn(move || -> Result<(), String> {
             // A thread's network namespace is its own: move only this thread.
             let ns = fs::File::open(&path).map_err(|e| format!("open {path}: {e}"))?;
-            // SAFETY: setns on a valid fd; affects only the calling thread.
-            let rc = unsafe { nix::libc::setns(ns.as_raw_fd(), nix::libc::CLONE_NEWNET) };
-            if rc != 0 {
-                return Err(format!("setns: {}", std::io::Error::last_os_error()));
-            }
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("setns: {e}"))?;
             let sock = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-            let prio = nix::libc::c_int::try_from(0x10000 | minor).expect("minor fits");
-            // SAFETY: a valid socket fd and a c_int option value of the right size.
-            let rc = unsafe {
-                nix::libc::setsockopt(
-                    sock.as_raw_fd(),
-                    nix::libc::SOL_SOCKET,
-                    nix::libc::SO_PRIORITY,
-                    (&raw const prio).cast(),
-                    nix::libc::socklen_t::try_from(std::mem::size_of::<nix::libc::c_int>())
-                        .expect("socklen"),
-                )
-            };
-            if rc != 0 {
-                return Err(format!("SO_PRIORITY: {}", std::io::Error::last_os_error()));
-            }
+            let prio = i32::try_from(0x10000 | minor).expect("minor fits");
+            nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::Priority, &prio)
+                .map_err(|e| format!("SO_PRIORITY: {e}"))?;
             // A blocking socket waits while its send buffer sits in the class's
             // queue; the timeout turns "class drains too slowly" into an error.
             sock.set_write_timeout(Some(Duration::from_secs(10)))
