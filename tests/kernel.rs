@@ -84,6 +84,10 @@ fn assert_low_cap(sb: &Sandbox, xid: u32, used: u64, elapsed: u64) {
         .class(low(xid))
         .unwrap_or_else(|| panic!("class 1:{:x} missing", low(xid)));
     let expected = expected_ceil(MID_LIMIT, used, DAY, elapsed, MIN_RATE, BWCAP_BITS);
+    eprintln!(
+        "1:{:x}: {class:?}, expected ceil {expected} bit/s",
+        low(xid)
+    );
     assert!(
         expected > MIN_RATE && expected < BWCAP_BITS,
         "test design: the cap should be strictly between min and max, is {expected}"
@@ -343,6 +347,10 @@ fn traffic_over_threshold_caps_by_formula_and_mails() {
     let mails = sb.mails();
     assert_eq!(mails.len(), 1, "exactly one mail: {mails:#?}");
     let mail = &mails[0];
+    eprintln!(
+        "alice's low class: {alice:?}\nmail argv {:?}\n{}",
+        mail.argv, mail.message
+    );
     assert!(
         mail.argv
             .windows(4)
@@ -642,4 +650,154 @@ fn i2_traffic_caps_only_the_i2_class() {
     let body = mails[0].body();
     assert!(body.contains("high bandwidth"), "{body}");
     assert!(!body.contains("low bandwidth"), "{body}");
+}
+
+/// SPEC §5 step 9: the mail flag is set only when sendmail exits 0; a failed mail
+/// is retried at the next run, and the cap is applied either way.
+#[test]
+fn failed_mail_is_retried_and_cap_applied_anyway() {
+    let Some(sb) = Sandbox::new(&mid_settings()) else {
+        return;
+    };
+    sb.init(T0, Some(BWCAP));
+    sb.sync(T0, &alice_only());
+    let used = sb.ns.send(low(ALICE.1), SEND_PACKETS, SEND_PAYLOAD);
+
+    std::fs::write(sb.maildir.join("exit-code"), "75").unwrap();
+    let out = sb.sync_raw(&at(22 * HOUR), &alice_only());
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "a failed mail is not a failed run: {:?}",
+        out.status
+    );
+    assert!(!out.stderr.is_empty(), "the failed mail is reported");
+    assert_low_cap(&sb, ALICE.1, used, 22 * HOUR);
+    assert_eq!(sb.mails().len(), 1, "the mail was tried");
+
+    std::fs::remove_file(sb.maildir.join("exit-code")).unwrap();
+    sb.sync(&at(22 * HOUR + 10 * MIN), &alice_only());
+    assert_eq!(sb.mails().len(), 2, "retried at the next run");
+    sb.sync(&at(22 * HOUR + 20 * MIN), &alice_only());
+    assert_eq!(sb.mails().len(), 2, "sent once: not again");
+    assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 20 * MIN);
+}
+
+/// SPEC §3: a record with a per-slice error (here an xid out of range) is held:
+/// its classes and cap stay exactly as they were; the others go on; exit 1 names it.
+#[test]
+fn held_record_keeps_its_classes_and_cap() {
+    let Some(sb) = Sandbox::new(&mid_settings()) else {
+        return;
+    };
+    alice_capped_at_22h(&sb, &alice_and_bob());
+    let before = sb.ns.classes();
+
+    let bad = slivers(&[
+        (ALICE.0, 5000, "{}"),
+        (BOB.0, BOB.1, "{}"),
+        ("pl_carol", 259, "{}"),
+    ]);
+    let out = sb.sync_raw(&at(22 * HOUR + 10 * MIN), &bad);
+    assert_exit(&out, 1, "sync with one bad record");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pl_alice"),
+        "exit 1 names the slice"
+    );
+    let after = sb.ns.classes();
+    for minor in [low(ALICE.1), i2(ALICE.1)] {
+        let (b, a) = (&before[&minor], after.get(&minor));
+        let a = a.unwrap_or_else(|| panic!("held slice's class 1:{minor:x} removed"));
+        assert_eq!(
+            (&a.rate, &a.ceil),
+            (&b.rate, &b.ceil),
+            "1:{minor:x} unchanged"
+        );
+    }
+    assert!(after.contains_key(&low(BOB.1)), "the other slices go on");
+    assert!(
+        after.contains_key(&low(259)),
+        "a new slice is still created"
+    );
+    assert!(
+        // 5000 & 0xfff = 904 = 0x388: the alias the 2008 module made.
+        !after.contains_key(&(0x1000 | 0x388)),
+        "xid 5000 never aliases another xid's classes"
+    );
+    assert_eq!(sb.mails().len(), 1);
+}
+
+/// SPEC §5 step 4: one slice class deleted by hand (its counter gone) is
+/// recreated at the next sync, with the usage already counted.
+#[test]
+fn deleted_slice_class_recreated_with_its_usage() {
+    let Some(sb) = Sandbox::new(&mid_settings()) else {
+        return;
+    };
+    let used = alice_capped_at_22h(&sb, &alice_only());
+    sb.ns.tc(&[
+        "class",
+        "del",
+        "dev",
+        "lo",
+        "classid",
+        &format!("1:{:x}", low(ALICE.1)),
+    ]);
+    assert!(sb.ns.class(low(ALICE.1)).is_none());
+
+    sb.sync(&at(22 * HOUR + 10 * MIN), &alice_only());
+    let class = sb.ns.class(low(ALICE.1)).expect("recreated");
+    assert_eq!(class.parent.as_deref(), Some("1:100"));
+    assert_eq!(
+        sb.ns.qdiscs_by_parent().get("1:1101").map(String::as_str),
+        Some("pfifo")
+    );
+    assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 10 * MIN);
+    assert_eq!(sb.mails().len(), 1);
+}
+
+/// SPEC §7: while another run holds the lock past `lock_wait`, sync exits 75
+/// and touches nothing.
+#[test]
+fn sync_exits_75_while_the_lock_is_held() {
+    let Some(sb) = Sandbox::new(&Settings {
+        lock_wait: "1s",
+        ..Settings::default()
+    }) else {
+        return;
+    };
+    sb.init(T0, Some(BWCAP));
+    sb.sync(T0, &alice_only());
+    let state_before = std::fs::read(&sb.state).expect("state written by sync");
+    let spawns_before = sb.tc_spawns().len();
+
+    let lock_path = format!("{}.lock", sb.state.display());
+    let holder = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    holder.lock().expect("take the lock");
+    let started = std::time::Instant::now();
+    let out = sb.sync_raw(&at(MIN), &alice_and_bob());
+    assert_exit(&out, 75, "sync with the lock held");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "waited lock_wait"
+    );
+    assert_eq!(
+        sb.tc_spawns().len(),
+        spawns_before,
+        "no tc while locked out"
+    );
+    assert_eq!(
+        std::fs::read(&sb.state).unwrap(),
+        state_before,
+        "state untouched"
+    );
+    assert!(sb.ns.class(low(BOB.1)).is_none());
+
+    holder.unlock().unwrap();
+    sb.sync(&at(2 * MIN), &alice_and_bob());
+    assert!(sb.ns.class(low(BOB.1)).is_some());
 }

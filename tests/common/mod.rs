@@ -441,6 +441,7 @@ pub struct Settings {
     pub max_kbyte: u64,
     pub max_i2_kbyte: u64,
     pub thresh_percent: u64,
+    pub lock_wait: &'static str,
     /// Extra YAML appended verbatim.
     pub extra: String,
 }
@@ -452,6 +453,7 @@ impl Default for Settings {
             max_kbyte: 100,
             max_i2_kbyte: 1000,
             thresh_percent: 80,
+            lock_wait: "5s",
             extra: String::new(),
         }
     }
@@ -518,7 +520,7 @@ impl Sandbox {
             "tc: {tc}\n\
              state_file: {state}\n\
              period: {period}\n\
-             lock_wait: 5s\n\
+             lock_wait: {lock_wait}\n\
              defaults:\n  max_kbyte: {max}\n  max_i2_kbyte: {i2}\n  thresh_percent: {thresh}\n\
              mail:\n  enabled: true\n  sendmail: {sendmail}\n  from: support@example.org\n  \
              name: ExampleLab\n  list: mom@example.org\n  \
@@ -529,6 +531,7 @@ impl Sandbox {
             max = settings.max_kbyte,
             i2 = settings.max_i2_kbyte,
             thresh = settings.thresh_percent,
+            lock_wait = settings.lock_wait,
             sendmail = sendmail.display(),
             extra = settings.extra,
         );
