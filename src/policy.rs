@@ -359,6 +359,9 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         .collect();
     work.extend(
         live.iter()
+            // SPEC §9.7: an xid outside 1..=4094 would alias another slice's
+            // classes; the slivers reader holds such records, this is the backstop.
+            .filter(|l| (1..DEFAULT_XID).contains(&l.xid))
             .filter(|l| !held_xids.contains(&l.xid) && !held_names.contains(&l.name))
             .map(|l| (l.xid, l.name.as_str(), l.limits, false)),
     );

@@ -126,7 +126,10 @@ const NAME_RULE: &str = "use 1-64 characters of A-Z a-z 0-9 _ . -";
 /// whitespace, not JSON (including nesting beyond `serde_json`'s recursion
 /// limit), or a top level that is neither an object nor an array. Per-record
 /// problems are never errors: they are held, skipped or warned about.
-pub fn parse(bytes: &[u8], uid_of: &dyn Fn(&str) -> Option<u32>) -> Result<Input, InputError> {
+pub fn parse(
+    bytes: &[u8],
+    uid_of: &dyn Fn(&str) -> Result<Option<u32>, String>,
+) -> Result<Input, InputError> {
     if bytes.is_empty() {
         return Err(InputError(format!("slivers input is empty: {EXPECTED}")));
     }
@@ -164,14 +167,13 @@ pub fn parse(bytes: &[u8], uid_of: &dyn Fn(&str) -> Option<u32>) -> Result<Input
 /// An NSS failure (as opposed to "no such user") is logged and taken as no
 /// user.
 #[must_use]
-pub fn uid_from_nss(name: &str) -> Option<u32> {
-    match nix::unistd::User::from_name(name) {
-        Ok(user) => user.map(|u| u.uid.as_raw()),
-        Err(e) => {
-            log::warn!("looking up user {:?} in NSS failed: {e}", clip(name));
-            None
-        }
-    }
+///
+/// A failed lookup (directory service down) is an error, not "no such user":
+/// the record is then held, so its classes are not removed as a dead slice's.
+pub fn uid_from_nss(name: &str) -> Result<Option<u32>, String> {
+    nix::unistd::User::from_name(name)
+        .map(|user| user.map(|u| u.uid.as_raw()))
+        .map_err(|e| format!("looking up user {:?} failed: {e}", clip(name)))
 }
 
 /// The top level of the input. Object entries keep their order and their
@@ -261,7 +263,7 @@ impl Record {
         pos: usize,
         key: Option<&str>,
         value: &Value,
-        uid_of: &dyn Fn(&str) -> Option<u32>,
+        uid_of: &dyn Fn(&str) -> Result<Option<u32>, String>,
     ) -> Record {
         let fallback_label = || key.map_or_else(|| format!("record #{pos}"), label_of);
         let Value::Object(rec) = value else {
@@ -365,7 +367,7 @@ impl Record {
 fn read_xid(
     given: Option<&Value>,
     name: Option<&str>,
-    uid_of: &dyn Fn(&str) -> Option<u32>,
+    uid_of: &dyn Fn(&str) -> Result<Option<u32>, String>,
 ) -> Result<Option<u16>, String> {
     let valid = |n: u64| u16::try_from(n).ok().filter(|x| (1..=XID_MAX).contains(x));
     match (given, name) {
@@ -378,7 +380,7 @@ fn read_xid(
                 render(v)
             )),
         },
-        (None, Some(n)) => match uid_of(n) {
+        (None, Some(n)) => match uid_of(n)? {
             None => Ok(None),
             Some(uid) => valid(uid.into()).map(Some).ok_or_else(|| {
                 format!("no xid given and user {n} has uid {uid}, outside 1..=4094")
@@ -657,12 +659,13 @@ mod tests {
 
     /// The NSS of the tests: `pl_user` is uid 1234, `pl_root` is root,
     /// `pl_big` has a uid above any xid; nobody else exists.
-    fn uid_of(name: &str) -> Option<u32> {
+    fn uid_of(name: &str) -> Result<Option<u32>, String> {
         match name {
-            "pl_user" => Some(1234),
-            "pl_root" => Some(0),
-            "pl_big" => Some(5000),
-            _ => None,
+            "pl_user" => Ok(Some(1234)),
+            "pl_root" => Ok(Some(0)),
+            "pl_big" => Ok(Some(5000)),
+            "pl_nss_down" => Err("looking up user \"pl_nss_down\" failed: EIO".into()),
+            _ => Ok(None),
         }
     }
 
@@ -789,6 +792,15 @@ mod tests {
                     {"name": "pl_a", "xid": 1001, "rspec": {}}]"#
                     .into(),
                 Want { live: &[("pl_a", 1001), ("pl_b", 1002)], ..NONE },
+            ),
+            (
+                "a failed user lookup holds the record instead of dropping it",
+                r#"{"pl_nss_down": {"_rspec": {}}, "pl_a": {"xid": 1001, "_rspec": {}}}"#.into(),
+                Want {
+                    live: &[("pl_a", 1001)],
+                    held: &[("pl_nss_down", Some("pl_nss_down"), None, "failed")],
+                    ..NONE
+                },
             ),
             (
                 "array form: no name",
@@ -1308,9 +1320,9 @@ mod tests {
 
     #[test]
     fn nss_lookup() {
-        assert_eq!(uid_from_nss("root"), Some(0));
-        assert_eq!(uid_from_nss("no-such-user-bwmon-test"), None);
-        assert_eq!(uid_from_nss("a\0b"), None);
+        assert_eq!(uid_from_nss("root"), Ok(Some(0)));
+        assert_eq!(uid_from_nss("no-such-user-bwmon-test"), Ok(None));
+        assert_ne!(uid_from_nss("a\0b"), Ok(Some(0)));
     }
 
     #[test]

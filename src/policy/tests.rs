@@ -1,6 +1,7 @@
 //! Tests of the pure policy: see policy.rs. They check SPEC §1, §3, §4, §5,
-//! §9 and §10, not merely what the code does; a test that found a deviation
-//! from the SPEC is kept and marked `#[ignore = "BUG: ..."]`.
+//! §9 and §10, not merely what the code does; the tests that found deviations
+//! from the SPEC (counter resets above the baseline, Change ops on adoption)
+//! stay as regression tests.
 
 use super::*;
 use crate::tc::PrintedRate;
@@ -629,12 +630,11 @@ fn counter_reset_carries_usage() {
     assert!(ops_of(&p, 101).is_empty());
 }
 
-// SPEC §9.6 names "a counter that goes backwards"; step 8 only checks
+// SPEC §9.6 names "a counter that goes backwards"; step 8's wording only says
 // `counter < baseline`. With baseline 0 (every class bwmon creates starts at
 // 0) a counter that restarted and is already above the baseline but below the
-// last counter seen is not noticed, and the usage drops.
+// last counter seen must be a reset too, or the usage drops.
 #[test]
-#[ignore = "BUG: counter below last seen but not below baseline (e.g. baseline 0) is not seen as a reset: usage drops"]
 fn counter_reset_above_baseline_keeps_usage() {
     let mut c = ClassState {
         base: Bytes(0),
@@ -1247,7 +1247,6 @@ fn step5_kernel_classes_without_state_are_adopted() {
 // change." An adopted class that the kernel shows already set as configured
 // needs no tc line.
 #[test]
-#[ignore = "BUG: adopting kernel classes (step 5) always emits Change ops, even when the kernel already shows the configured rate/ceil/quantum"]
 fn step5_adopted_classes_already_as_configured_are_not_changed() {
     let a = live("pl_a", 101);
     let (state, mut kernel) = world(vec![]);
@@ -1853,7 +1852,6 @@ proptest! {
     }
 
     #[test]
-    #[ignore = "BUG: counter below last seen but not below baseline (e.g. baseline 0) is not seen as a reset: usage drops"]
     fn prop_advance_never_decreases_used(
         base in wide_u64(),
         carry in wide_u64(),
