@@ -164,9 +164,6 @@ pub fn parse(
 }
 
 /// The real NSS lookup for `uid_of`: the uid of the user named `name`.
-/// An NSS failure (as opposed to "no such user") is logged and taken as no
-/// user.
-#[must_use]
 ///
 /// A failed lookup (directory service down) is an error, not "no such user":
 /// the record is then held, so its classes are not removed as a dead slice's.
