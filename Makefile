@@ -12,8 +12,10 @@ all: build
 build:
 	$(CARGO) build --release --locked
 
+# Unit tests first, the real-kernel tests last; examples must build too.
 test:
-	$(CARGO) test --locked --all-targets
+	$(CARGO) build --locked --examples
+	$(CARGO) test --locked --lib --bins --tests
 
 demo:
 	$(CARGO) build --locked --bin bwmon --example send_traffic
