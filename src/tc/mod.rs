@@ -30,7 +30,9 @@ impl fmt::Display for ClassId {
 
 /// A rate as tc printed it. tc prints truncated (newer iproute2) or rounded
 /// (older) figures such as `1234Kbit`, so a printed rate is only known to
-/// within `precision` bit/s (1000 for `Kbit`, 1 for plain `bit`).
+/// within `precision` bit/s: one unit for figures of 1000 units or more
+/// (`1234Kbit` ± 1000), exact below that, where tc only steps up a unit when
+/// the division was exact (`100Mbit` is 100000Kbit ± 1000).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PrintedRate {
     pub shown: Rate,
