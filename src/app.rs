@@ -1,7 +1,8 @@
 //! From the parsed command line to a command: logging, configuration, the
 //! clock, and dispatch. The commands themselves live in `init` and `sync`.
 
-use crate::cli::{Cli, Command, Global};
+use crate::cli::{Cli, Command, FormatArg, Global};
+use crate::status::Format;
 use crate::config::{Config, Overrides};
 use chrono::{DateTime, Utc};
 use std::io::Write;
@@ -63,7 +64,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Init(args) => crate::init::run(&ctx, args.bwcap, args.bwmax),
-        Command::Sync(args) => crate::sync::run(&ctx, args.input.as_deref()),
+        Command::Sync(args) => crate::sync::run(&ctx, args.input.as_deref(), args.dry_run),
+        Command::Status(args) => {
+            let format = match args.format {
+                FormatArg::Table => Format::Table,
+                FormatArg::Json => Format::Json,
+                FormatArg::Prometheus => Format::Prometheus,
+            };
+            crate::status::run(&ctx, &args.slices, format, args.check)
+        }
+        Command::Reset(args) => crate::reset::run(&ctx, &args.slice, args.dry_run),
+        Command::Teardown => crate::init::teardown(&ctx),
         Command::Generate(_) => unreachable!("handled before the config is read"),
     }
 }

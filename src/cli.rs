@@ -44,6 +44,12 @@ pub enum Command {
     Init(InitArgs),
     /// Run the enforcement cycle once: new and dead slices, usage, caps, mail
     Sync(SyncArgs),
+    /// Show where every slice stands: usage, limits, caps, period end
+    Status(StatusArgs),
+    /// Start a new period for one slice now: caps lifted, usage and mail flag cleared
+    Reset(ResetArgs),
+    /// Remove the HTB hierarchy bwmon made on the device (the state file is kept)
+    Teardown,
     /// Write the man page or a shell completion script to stdout
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -95,6 +101,42 @@ pub struct SyncArgs {
     /// Read the slivers JSON from FILE instead of the config's `input` or stdin
     #[arg(long, value_name = "FILE")]
     pub input: Option<PathBuf>,
+    /// Print the tc changes and mails it would make; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Show only these slices
+    #[arg(value_name = "SLICE")]
+    pub slices: Vec<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
+    pub format: FormatArg,
+    /// Exit 1 when any slice shown is capped (for monitoring checks)
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// Aligned columns for people (80 columns for names up to 16 characters)
+    Table,
+    /// Stable JSON: bytes, bit/s, RFC 3339 times, `format_version`
+    Json,
+    /// node_exporter textfile format
+    Prometheus,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// The slice to forgive
+    #[arg(value_name = "SLICE")]
+    pub slice: String,
+    /// Print the tc changes it would make; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 fn parse_now(text: &str) -> Result<DateTime<Utc>, String> {

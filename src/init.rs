@@ -106,6 +106,37 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
     Ok(ExitCode::SUCCESS)
 }
 
+/// `bwmon teardown`: the root qdisc goes, and every class with it. The state
+/// stays, so usage counted this period is not forgotten if bwmon comes back.
+pub fn teardown(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let cfg = &ctx.config;
+    let tc = Tc::new(&cfg.tc, &cfg.dev)?;
+    let store = Store::new(&cfg.state_file);
+    let _lock = lock::acquire(&store.lock_path(), Mode::Exclusive, cfg.lock_wait)?;
+    if !tc.root_qdisc()?.as_deref().is_some_and(is_our_root) {
+        log::info!("{}: no bwmon hierarchy to remove", cfg.dev);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut batch = Batch::default();
+    batch.delete_root(&cfg.dev);
+    let outcome = tc.run_batch(&batch)?;
+    if !outcome.failed.is_empty() {
+        return Err(Fatal::Unavailable(format!(
+            "tc could not remove the root qdisc of {}: {}",
+            cfg.dev,
+            outcome.stderr.lines().next().unwrap_or("").trim()
+        ))
+        .into());
+    }
+    // Without this the next sync would rebuild what was just removed.
+    let mut state = store.load()?.unwrap_or_default();
+    if state.hierarchy.remove(&cfg.dev).is_some() {
+        store.save(&state)?;
+    }
+    log::info!("{}: hierarchy removed; the state file is kept", cfg.dev);
+    Ok(ExitCode::SUCCESS)
+}
+
 fn record(state: &mut State, dev: &str, bwcap: Rate, bwmax: Rate) {
     state
         .hierarchy

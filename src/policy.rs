@@ -502,6 +502,40 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
     }
 }
 
+/// `bwmon reset`: the slice starts a new period now — baseline at the current
+/// counters, nothing carried, mail flag cleared — and its classes go back to
+/// their configured rates at once.
+pub fn reset(s: &mut SliceState, kernel: &[KernelClass], now: DateTime<Utc>) -> Vec<Op> {
+    let xid = s.xid;
+    s.start = now;
+    s.mailed = false;
+    let mut ops = Vec::new();
+    for kind in Kind::BOTH {
+        let kc = kernel
+            .iter()
+            .find(|c| Kind::of_kernel_class(c) == Some((kind, xid)));
+        let class = class_mut(s, kind);
+        let counter = kc.map_or(Bytes(0), |c| c.sent);
+        class.base = counter;
+        class.last = counter;
+        class.carry = Bytes(0);
+        let spec = Spec {
+            rate: class.min,
+            ceil: class.max,
+            quantum: quantum(class.share),
+        };
+        match kc {
+            None => ops.push(Op::Add { xid, kind, spec }),
+            Some(kc) if needs_change(class, Some(kc), &spec) => {
+                ops.push(Op::Change { xid, kind, spec });
+            }
+            Some(_) => {}
+        }
+        class.ceil = class.max;
+    }
+    ops
+}
+
 fn class_mut(s: &mut SliceState, kind: Kind) -> &mut ClassState {
     match kind {
         Kind::Low => &mut s.lo,

@@ -8,6 +8,7 @@ use crate::error::Fatal;
 use crate::init::{node_cap, node_max};
 use crate::lock::{self, Mode};
 use crate::mail;
+use crate::report;
 use crate::policy::{self, Inputs, Live, Node, Op};
 use crate::slivers::{self, Input};
 use crate::state::{State, Store};
@@ -20,7 +21,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(ctx: &Context, input: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub fn run(ctx: &Context, input: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitCode> {
     let cfg = &ctx.config;
     // Whole-input errors stop the run before anything is touched.
     let text = read_input(input.or(cfg.input.as_deref()))?;
@@ -32,7 +33,8 @@ pub fn run(ctx: &Context, input: Option<&Path>) -> anyhow::Result<ExitCode> {
 
     let tc = Tc::new(&cfg.tc, &cfg.dev)?;
     let store = Store::new(&cfg.state_file);
-    let _lock = lock::acquire(&store.lock_path(), Mode::Exclusive, cfg.lock_wait)?;
+    let mode = if dry_run { Mode::Shared } else { Mode::Exclusive };
+    let _lock = lock::acquire(&store.lock_path(), mode, cfg.lock_wait)?;
 
     // The dump and the state parse overlap: at thousands of slices each takes
     // a noticeable share of the run.
@@ -106,12 +108,22 @@ pub fn run(ctx: &Context, input: Option<&Path>) -> anyhow::Result<ExitCode> {
 
     let first_op_line = batch.lines.len();
     batch.add_ops(&cfg.dev, &plan.ops);
+    if dry_run {
+        let mails: Vec<String> = plan
+            .mails
+            .iter()
+            .map(|req| mail::compose(&cfg.mail, req, cfg.period_secs, ctx.now))
+            .collect();
+        print_dry_run(&batch, &mails, cfg);
+        return Ok(finish(&failures));
+    }
     let outcome = tc.run_batch(&batch)?;
     let failed_xids = apply_outcome(
         &batch,
         first_op_line,
         &outcome,
-        &mut plan,
+        &plan.ops,
+        &mut plan.state,
         cfg,
         &mut failures,
     );
@@ -143,15 +155,55 @@ pub fn run(ctx: &Context, input: Option<&Path>) -> anyhow::Result<ExitCode> {
 
     plan.state.last_sync = Some(ctx.now);
     store.save(&plan.state)?;
-
-    if failures.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        for f in &failures {
-            log::error!("{f}");
+    if let Some(path) = &cfg.metrics_file {
+        let node = Some(crate::state::Hierarchy { bwcap, bwmax });
+        let report = report::build(&plan.state, &kernel, &cfg.dev, node, cfg.period_secs, ctx.now);
+        if let Err(e) = write_atomically(path, &report.prometheus()) {
+            failures.push(format!("metrics file {}: {e}", path.display()));
         }
-        Ok(ExitCode::from(1))
     }
+    Ok(finish(&failures))
+}
+
+/// Exit 1 after naming every failure, once all other work was done.
+pub fn finish(failures: &[String]) -> ExitCode {
+    if failures.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    for f in failures {
+        log::error!("{f}");
+    }
+    ExitCode::from(1)
+}
+
+/// `--dry-run`: what would be run and sent, on stdout.
+pub fn print_dry_run(batch: &Batch, mails: &[String], cfg: &Config) {
+    let mut out = String::new();
+    if batch.is_empty() && mails.is_empty() {
+        out.push_str("# dry run: no tc changes, no mail\n");
+    }
+    if !batch.is_empty() {
+        out.push_str("# tc -force -batch - (dry run: not run)\n");
+        out.push_str(&batch.text());
+    }
+    for m in mails {
+        out.push_str(&format!(
+            "# mail (dry run: not sent): {} -N never -t -f{}\n{m}",
+            cfg.mail.sendmail.display(),
+            cfg.mail.from
+        ));
+    }
+    print!("{out}");
+}
+
+/// Temp file in the same directory, then rename: node_exporter never reads
+/// half a file.
+pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
 
 fn read_input(path: Option<&Path>) -> Result<Vec<u8>, Fatal> {
@@ -214,12 +266,14 @@ fn load_state(
 }
 
 /// Maps refused batch lines back to their slices: those are named, and their
-/// recorded ceil is forgotten so the next run applies it again.
-fn apply_outcome(
+/// recorded ceil is forgotten so the next run applies it again. Returns the
+/// xids that had a line refused.
+pub fn apply_outcome(
     batch: &Batch,
     first_op_line: usize,
     outcome: &crate::tc::run::BatchOutcome,
-    plan: &mut policy::Plan,
+    ops: &[Op],
+    state: &mut State,
     cfg: &Config,
     failures: &mut Vec<String>,
 ) -> HashSet<u16> {
@@ -227,14 +281,14 @@ fn apply_outcome(
     for &line in &outcome.failed {
         match batch.origins.get(line) {
             Some(Origin::Op(i)) => {
-                let op = plan.ops[*i];
+                let op = ops[*i];
                 by_xid.entry(op.xid()).or_default().push(&batch.lines[line]);
-                if let Op::Add { xid, kind, .. } | Op::Change { xid, kind, .. } = op
-                    && let Some(s) = plan.state.slices.get_mut(&xid)
-                {
-                    match kind {
-                        policy::Kind::Low => s.lo.ceil = Rate(0),
-                        policy::Kind::I2 => s.i2.ceil = Rate(0),
+                if let Op::Add { xid, kind, .. } | Op::Change { xid, kind, .. } = op {
+                    if let Some(s) = state.slices.get_mut(&xid) {
+                        match kind {
+                            policy::Kind::Low => s.lo.ceil = Rate(0),
+                            policy::Kind::I2 => s.i2.ceil = Rate(0),
+                        }
                     }
                 }
             }
@@ -252,8 +306,7 @@ fn apply_outcome(
         .unwrap_or("")
         .trim();
     for (xid, lines) in &by_xid {
-        let name = plan
-            .state
+        let name = state
             .slices
             .get(xid)
             .map_or_else(|| format!("xid {xid}"), |s| s.name.clone());

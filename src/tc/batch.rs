@@ -97,6 +97,11 @@ impl Batch {
         self.interior_lines("add", dev, bwcap, bwmax);
     }
 
+    /// Removes the root qdisc, and with it every class bwmon made.
+    pub fn delete_root(&mut self, dev: &str) {
+        self.push(Origin::Hierarchy, format!("qdisc del dev {dev} root"));
+    }
+
     /// Lines that change the interior classes of an existing hierarchy.
     pub fn change_interior(&mut self, dev: &str, bwcap: Rate, bwmax: Rate) {
         self.interior_lines("change", dev, bwcap, bwmax);

@@ -1,0 +1,491 @@
+//! What `status` shows and the metrics file holds: a view of every slice
+//! built from the state and one tc dump (live counters), and its three
+//! renderings — an 80-column table for people, stable JSON for scripts, and
+//! Prometheus text for node_exporter's textfile collector.
+
+use crate::policy::{Kind, advance};
+use crate::state::{ClassState, Hierarchy, SliceState, State};
+use crate::tc::KernelClass;
+use crate::units::{Bytes, Rate};
+use chrono::{DateTime, Duration as TimeDelta, SecondsFormat, Utc};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+/// The JSON layout's version: bumped when a field changes meaning or goes away.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClassView {
+    pub used_bytes: u64,
+    pub quota_bytes: u64,
+    pub threshold_bytes: u64,
+    pub ceil_bps: u64,
+    pub max_bps: u64,
+    pub min_bps: u64,
+    pub capped: bool,
+    /// When the quota is reached at the pace since the last sync.
+    #[serde(serialize_with = "opt_time")]
+    pub full_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SliceView {
+    pub name: String,
+    pub xid: u16,
+    #[serde(serialize_with = "time")]
+    pub period_start: DateTime<Utc>,
+    #[serde(serialize_with = "time")]
+    pub period_end: DateTime<Utc>,
+    pub capped: bool,
+    pub mailed: bool,
+    pub low: ClassView,
+    pub i2: ClassView,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeadView {
+    pub name: String,
+    #[serde(serialize_with = "time")]
+    pub period_start: DateTime<Utc>,
+    #[serde(serialize_with = "time")]
+    pub period_end: DateTime<Utc>,
+    pub mailed: bool,
+    pub low_used_bytes: u64,
+    pub i2_used_bytes: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeView {
+    pub bwcap_bps: u64,
+    pub bwmax_bps: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub format_version: u32,
+    pub dev: String,
+    #[serde(serialize_with = "time")]
+    pub now: DateTime<Utc>,
+    #[serde(serialize_with = "opt_time")]
+    pub last_sync: Option<DateTime<Utc>>,
+    pub period_seconds: u64,
+    pub node: Option<NodeView>,
+    pub slices: Vec<SliceView>,
+    pub dead: Vec<DeadView>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's signature
+fn time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*t))
+}
+
+#[allow(clippy::ref_option)] // serde's signature
+fn opt_time<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&rfc3339(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn plus_secs(t: DateTime<Utc>, secs: u64) -> DateTime<Utc> {
+    t.checked_add_signed(TimeDelta::seconds(i64::try_from(secs).unwrap_or(i64::MAX)))
+        .unwrap_or(t)
+}
+
+/// Builds the view. `kernel` gives live counters; a class missing from it
+/// shows what was counted up to the last sync.
+pub fn build(
+    state: &State,
+    kernel: &[KernelClass],
+    dev: &str,
+    node: Option<Hierarchy>,
+    period_secs: u64,
+    now: DateTime<Utc>,
+) -> Report {
+    let counters: HashMap<(Kind, u16), &KernelClass> = kernel
+        .iter()
+        .filter_map(|c| Kind::of_kernel_class(c).map(|k| (k, c)))
+        .collect();
+    let pace_secs = state
+        .last_sync
+        .and_then(|t| u64::try_from((now - t).num_seconds()).ok())
+        .filter(|&s| s > 0);
+    let class_view = |s: &SliceState, kind: Kind| {
+        let c = match kind {
+            Kind::Low => &s.lo,
+            Kind::I2 => &s.i2,
+        };
+        let kc = counters.get(&(kind, s.xid));
+        view_class(c, kc.map(|k| k.sent), kc.map(|k| k.ceil.shown), pace_secs, now)
+    };
+    let slices = state
+        .slices
+        .values()
+        .map(|s| {
+            let low = class_view(s, Kind::Low);
+            let i2 = class_view(s, Kind::I2);
+            SliceView {
+                name: s.name.clone(),
+                xid: s.xid,
+                period_start: s.start,
+                period_end: plus_secs(s.start, period_secs),
+                capped: low.capped || i2.capped,
+                mailed: s.mailed,
+                low,
+                i2,
+            }
+        })
+        .collect();
+    let dead = state
+        .dead
+        .values()
+        .map(|d| DeadView {
+            name: d.name.clone(),
+            period_start: d.start,
+            period_end: plus_secs(d.start, period_secs),
+            mailed: d.mailed,
+            low_used_bytes: d.lo.0,
+            i2_used_bytes: d.i2.0,
+        })
+        .collect();
+    Report {
+        format_version: FORMAT_VERSION,
+        dev: dev.to_string(),
+        now,
+        last_sync: state.last_sync,
+        period_seconds: period_secs,
+        node: node.map(|h| NodeView {
+            bwcap_bps: h.bwcap.0,
+            bwmax_bps: h.bwmax.0,
+        }),
+        slices,
+        dead,
+    }
+}
+
+fn view_class(
+    c: &ClassState,
+    counter: Option<Bytes>,
+    kernel_ceil: Option<Rate>,
+    pace_secs: Option<u64>,
+    now: DateTime<Utc>,
+) -> ClassView {
+    let mut live = c.clone();
+    let used = match counter {
+        Some(n) => {
+            advance(&mut live, n);
+            live.used(n)
+        }
+        None => c.used(c.last),
+    };
+    // Bytes since the last sync over the time since: the slice's current pace.
+    let sent_since = counter.map_or(0, |n| n.0.saturating_sub(c.last.0));
+    let full_at = if used >= c.quota {
+        Some(now)
+    } else {
+        pace_secs.filter(|_| sent_since > 0).map(|secs| {
+            let left = u128::from(c.quota.0 - used.0);
+            let eta = left * u128::from(secs) / u128::from(sent_since);
+            plus_secs(now, u64::try_from(eta).unwrap_or(u64::MAX))
+        })
+    };
+    // 0 means "not known": then the kernel's figure is the best there is.
+    let ceil = if c.ceil.0 == 0 {
+        kernel_ceil.unwrap_or(c.max)
+    } else {
+        c.ceil
+    };
+    ClassView {
+        used_bytes: used.0,
+        quota_bytes: c.quota.0,
+        threshold_bytes: c.thresh.0,
+        ceil_bps: ceil.0,
+        max_bps: c.max.0,
+        min_bps: c.min.0,
+        capped: ceil < c.max,
+        full_at,
+    }
+}
+
+impl Report {
+    pub fn any_capped(&self) -> bool {
+        self.slices.iter().any(|s| s.capped)
+    }
+
+    pub fn json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self)
+            .unwrap_or_else(|e| unreachable!("a report always serialises: {e}"));
+        s.push('\n');
+        s
+    }
+
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut family = |name: &str, help: &str, samples: Vec<(String, u64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let per_class = |f: &dyn Fn(&ClassView) -> u64| -> Vec<(String, u64)> {
+            self.slices
+                .iter()
+                .flat_map(|s| {
+                    [("low", &s.low), ("i2", &s.i2)]
+                        .map(|(class, c)| (labels(&s.name, Some(class)), f(c)))
+                })
+                .collect()
+        };
+        family(
+            "bwmon_slice_used_bytes",
+            "Bytes sent by the slice's class in the current period.",
+            per_class(&|c| c.used_bytes),
+        );
+        family(
+            "bwmon_slice_quota_bytes",
+            "Bytes the class may send per period.",
+            per_class(&|c| c.quota_bytes),
+        );
+        family(
+            "bwmon_slice_threshold_bytes",
+            "Bytes after which the class is capped.",
+            per_class(&|c| c.threshold_bytes),
+        );
+        family(
+            "bwmon_slice_ceil_bits_per_second",
+            "Ceil applied to the class, in bit/s.",
+            per_class(&|c| c.ceil_bps),
+        );
+        family(
+            "bwmon_slice_max_bits_per_second",
+            "Configured maximum rate of the class, in bit/s.",
+            per_class(&|c| c.max_bps),
+        );
+        family(
+            "bwmon_slice_capped",
+            "1 when the class is capped below its maximum rate.",
+            per_class(&|c| u64::from(c.capped)),
+        );
+        let per_slice = |f: &dyn Fn(&SliceView) -> u64| -> Vec<(String, u64)> {
+            self.slices
+                .iter()
+                .map(|s| (labels(&s.name, None), f(s)))
+                .collect()
+        };
+        family(
+            "bwmon_slice_mailed",
+            "1 when the slice was mailed about a cap this period.",
+            per_slice(&|s| u64::from(s.mailed)),
+        );
+        family(
+            "bwmon_slice_period_end_timestamp_seconds",
+            "End of the slice's current period, Unix time.",
+            per_slice(&|s| unix(s.period_end)),
+        );
+        family(
+            "bwmon_dead_slice_used_bytes",
+            "Bytes used this period by a removed slice, kept until its period ends.",
+            self.dead
+                .iter()
+                .flat_map(|d| {
+                    [("low", d.low_used_bytes), ("i2", d.i2_used_bytes)]
+                        .map(|(class, v)| (labels(&d.name, Some(class)), v))
+                })
+                .collect(),
+        );
+        if let Some(t) = self.last_sync {
+            family(
+                "bwmon_last_sync_success_timestamp_seconds",
+                "When the last sync completed (exit 0 or 1), Unix time.",
+                vec![(String::new(), unix(t))],
+            );
+        }
+        out
+    }
+
+    /// The table of SPEC §8: one row per slice, 80 columns for names up to 16
+    /// characters; longer names widen it and rows never wrap.
+    pub fn table(&self) -> String {
+        let w = self
+            .slices
+            .iter()
+            .map(|s| s.name.len())
+            .chain(self.dead.iter().map(|d| d.name.len()))
+            .max()
+            .unwrap_or(0)
+            .max(16);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<w$} {:>4} {:<9} {:>3} {:<9} {:>3} {:<9} {:<9} {:<2} {:>3} {:>4}",
+            "SLICE", "XID", "LOW USED", "%", "I2 USED", "%", "LOW CEIL", "I2 CEIL", "F", "END", "FULL"
+        );
+        if self.slices.is_empty() && self.dead.is_empty() {
+            out.push_str("no slices yet: run `bwmon sync`\n");
+        }
+        for s in &self.slices {
+            let flags = match (s.capped, s.mailed) {
+                (true, true) => "CM",
+                (true, false) => "C",
+                (false, true) => "M",
+                (false, false) => "-",
+            };
+            let full = [s.low.full_at, s.i2.full_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .map_or_else(|| "-".to_string(), |t| relative(self.now, t));
+            let _ = writeln!(
+                out,
+                "{:<w$} {:>4} {:<9} {:>3} {:<9} {:>3} {:<9} {:<9} {:<2} {:>3} {:>4}",
+                s.name,
+                s.xid,
+                usage(&s.low),
+                percent(&s.low),
+                usage(&s.i2),
+                percent(&s.i2),
+                ceil(&s.low),
+                ceil(&s.i2),
+                flags,
+                relative(self.now, s.period_end),
+                full,
+            );
+        }
+        if !self.dead.is_empty() {
+            out.push_str("Removed within their period:\n");
+            for d in &self.dead {
+                let _ = writeln!(
+                    out,
+                    "{:<w$} {:>4} {:<9} {:>3} {:<9} {:>3} {:<9} {:<9} {:<2} {:>3} {:>4}",
+                    d.name,
+                    "-",
+                    si(d.low_used_bytes, ""),
+                    "",
+                    si(d.i2_used_bytes, ""),
+                    "",
+                    "",
+                    "",
+                    if d.mailed { "M" } else { "-" },
+                    relative(self.now, d.period_end),
+                    "",
+                );
+            }
+        }
+        // Trailing blanks of the padded last columns help nobody.
+        out.lines().map(str::trim_end).fold(String::new(), |mut acc, l| {
+            acc.push_str(l);
+            acc.push('\n');
+            acc
+        })
+    }
+}
+
+fn labels(slice: &str, class: Option<&str>) -> String {
+    let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    match class {
+        Some(c) => format!("{{slice=\"{}\",class=\"{c}\"}}", esc(slice)),
+        None => format!("{{slice=\"{}\"}}", esc(slice)),
+    }
+}
+
+fn unix(t: DateTime<Utc>) -> u64 {
+    u64::try_from(t.timestamp()).unwrap_or(0)
+}
+
+fn usage(c: &ClassView) -> String {
+    format!("{}/{}", si(c.used_bytes, ""), si(c.quota_bytes, ""))
+}
+
+fn percent(c: &ClassView) -> String {
+    let p = u128::from(c.used_bytes) * 100 / u128::from(c.quota_bytes.max(1));
+    p.min(999).to_string()
+}
+
+fn ceil(c: &ClassView) -> String {
+    if c.capped {
+        format!("{}/{}", si(c.ceil_bps, "rate"), si(c.max_bps, "rate"))
+    } else {
+        si(c.max_bps, "rate")
+    }
+}
+
+/// At most four characters: `999`, `9.9K`, `938K`, `10M`, `4.2G`; rates use a
+/// lowercase `k` as tc does.
+pub fn si(v: u64, kind: &str) -> String {
+    const UNITS: [&str; 7] = ["", "K", "M", "G", "T", "P", "E"];
+    let mut unit = 0;
+    let mut scaled = v;
+    let mut rem = 0;
+    while scaled >= 1000 && unit < UNITS.len() - 1 {
+        rem = scaled % 1000;
+        scaled /= 1000;
+        unit += 1;
+    }
+    let u = if kind == "rate" && unit == 1 { "k" } else { UNITS[unit] };
+    if unit > 0 && scaled < 10 && rem >= 100 {
+        format!("{scaled}.{}{u}", rem / 100)
+    } else {
+        format!("{scaled}{u}")
+    }
+}
+
+/// Time from `now` to `t` in at most three characters: `45m`, `23h`, `6d`.
+pub fn relative(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
+    let secs = (t - now).num_seconds();
+    if secs <= 0 {
+        return "now".into();
+    }
+    let mins = secs / 60;
+    if mins < 1 {
+        "<1m".into()
+    } else if mins < 60 {
+        format!("{mins}m")
+    } else if mins < 48 * 60 {
+        format!("{}h", mins / 60)
+    } else {
+        format!("{}d", (mins / (24 * 60)).min(99))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn si_figures_fit_four_columns() {
+        for (v, want) in [
+            (0, "0"),
+            (999, "999"),
+            (1000, "1K"),
+            (9_999, "9.9K"),
+            (937_800, "937K"),
+            (10_485_760, "10M"),
+            (4_200_000_000, "4.2G"),
+            (17_609_365_504, "17G"),
+            (u64::MAX, "18E"),
+        ] {
+            let got = si(v, "");
+            assert_eq!(got, want, "{v}");
+        }
+        assert_eq!(si(21_217, "rate"), "21k");
+        assert_eq!(si(1_000_000_000, "rate"), "1G");
+        assert_eq!(si(1_500_000, "rate"), "1.5M");
+    }
+
+    #[test]
+    fn relative_times_fit_three_columns() {
+        let t = DateTime::parse_from_rfc3339("2026-11-24T00:00:00Z")
+            .expect("valid")
+            .with_timezone(&Utc);
+        assert_eq!(relative(t, plus_secs(t, 45 * 60)), "45m");
+        assert_eq!(relative(t, plus_secs(t, 23 * 3600)), "23h");
+        assert_eq!(relative(t, plus_secs(t, 6 * 86_400)), "6d");
+        assert_eq!(relative(t, t), "now");
+    }
+}

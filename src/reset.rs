@@ -1,0 +1,53 @@
+//! `bwmon reset SLICE`: forgive one slice — a new period starts now, its caps
+//! are lifted through tc at once, its usage and mail flag are cleared.
+
+use crate::app::Context;
+use crate::lock::{self, Mode};
+use crate::policy;
+use crate::report::rfc3339;
+use crate::state::{DEFAULT_XID, ROOT_XID, Store};
+use crate::sync::{apply_outcome, finish, print_dry_run};
+use crate::tc::batch::Batch;
+use crate::tc::run::Tc;
+use anyhow::bail;
+use chrono::Duration as TimeDelta;
+use std::process::ExitCode;
+
+pub fn run(ctx: &Context, name: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let cfg = &ctx.config;
+    let tc = Tc::new(&cfg.tc, &cfg.dev)?;
+    let store = Store::new(&cfg.state_file);
+    let mode = if dry_run { Mode::Shared } else { Mode::Exclusive };
+    let _lock = lock::acquire(&store.lock_path(), mode, cfg.lock_wait)?;
+    let kernel = tc.dump_classes()?;
+    let mut state = store.load()?.unwrap_or_default();
+
+    let Some(slice) = state.slices.values_mut().find(|s| s.name == name) else {
+        if let Some(d) = state.dead.get(name) {
+            let end = d.start + TimeDelta::seconds(i64::try_from(cfg.period_secs).unwrap_or(i64::MAX));
+            bail!(
+                "slice {name} is not live: only the record of a removed slice remains (kept until {}); nothing to reset",
+                rfc3339(end)
+            );
+        }
+        bail!("unknown slice {name}: `bwmon status` lists the slices");
+    };
+    if slice.xid == ROOT_XID || slice.xid == DEFAULT_XID {
+        bail!("{name} is bwmon's own class for unclassified traffic: it is never capped and cannot be reset");
+    }
+    let xid = slice.xid;
+    let ops = policy::reset(slice, &kernel, ctx.now);
+    log::info!("{name}: reset, a new period starts now");
+    let mut batch = Batch::default();
+    batch.add_ops(&cfg.dev, &ops);
+    if dry_run {
+        print_dry_run(&batch, &[], cfg);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let outcome = tc.run_batch(&batch)?;
+    let mut failures = Vec::new();
+    apply_outcome(&batch, 0, &outcome, &ops, &mut state, cfg, &mut failures);
+    store.save(&state)?;
+    log::debug!("xid {xid}: {} tc line(s)", batch.lines.len());
+    Ok(finish(&failures))
+}

@@ -1,0 +1,72 @@
+//! `bwmon status`: where every slice stands, from the state (under a shared
+//! lock) and one tc dump for live counters.
+
+use crate::app::Context;
+use crate::init::{node_cap, node_max};
+use crate::lock::{self, Mode};
+use crate::report::{self, Report};
+use crate::state::{Hierarchy, Store};
+use crate::tc::run::Tc;
+use std::io::Write;
+use std::process::ExitCode;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Prometheus,
+}
+
+pub fn run(ctx: &Context, names: &[String], format: Format, check: bool) -> anyhow::Result<ExitCode> {
+    let cfg = &ctx.config;
+    let store = Store::new(&cfg.state_file);
+    let _lock = lock::acquire(&store.lock_path(), Mode::Shared, cfg.lock_wait)?;
+    let state = store.load()?.unwrap_or_default();
+    // Without tc the state still says a lot: show it, say what is missing.
+    let kernel = match Tc::new(&cfg.tc, &cfg.dev).and_then(|tc| tc.dump_classes()) {
+        Ok(k) => k,
+        Err(e) => {
+            log::warn!("{e}; showing usage as of the last sync");
+            Vec::new()
+        }
+    };
+    let remembered = state.hierarchy.get(&cfg.dev).copied();
+    let node = match (node_cap(&kernel, remembered), node_max(&kernel, remembered)) {
+        (Some(bwcap), Some(bwmax)) => Some(Hierarchy { bwcap, bwmax }),
+        _ => {
+            if !kernel.is_empty() || remembered.is_some() {
+                log::warn!("no HTB hierarchy on {}: showing usage as of the last sync", cfg.dev);
+            }
+            remembered
+        }
+    };
+    let mut report = report::build(&state, &kernel, &cfg.dev, node, cfg.period_secs, ctx.now);
+
+    let mut code = ExitCode::SUCCESS;
+    if !names.is_empty() {
+        for n in names {
+            if !report.slices.iter().any(|s| &s.name == n) && !report.dead.iter().any(|d| &d.name == n) {
+                log::error!("unknown slice {n}: `bwmon status` without names lists them all");
+                code = ExitCode::from(1);
+            }
+        }
+        report.slices.retain(|s| names.contains(&s.name));
+        report.dead.retain(|d| names.contains(&d.name));
+    }
+    let text = render(&report, format);
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`bwmon status | head`) is not an error worth a message.
+    let _ = out.write_all(text.as_bytes());
+    if check && report.any_capped() {
+        code = ExitCode::from(1);
+    }
+    Ok(code)
+}
+
+fn render(report: &Report, format: Format) -> String {
+    match format {
+        Format::Table => report.table(),
+        Format::Json => report.json(),
+        Format::Prometheus => report.prometheus(),
+    }
+}
