@@ -3,7 +3,7 @@
 PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
-BIN = target/release/bwmon
+BIN ?= target/release/bwmon
 
 .PHONY: all build test demo man completions install bench clean
 
@@ -21,20 +21,31 @@ demo:
 	$(CARGO) build --locked --bin bwmon --example send_traffic
 	bash demo/demo.sh
 
-man: build
+# The binary to install or generate from; built when missing.
+$(BIN):
+	$(CARGO) build --release --locked
+
+man: $(BIN)
 	$(BIN) generate man > man/bwmon.1
 
-completions: build
+completions: $(BIN)
 	$(BIN) generate completions bash > completions/bwmon.bash
 	$(BIN) generate completions zsh > completions/_bwmon
 	$(BIN) generate completions fish > completions/bwmon.fish
 
-install: build
+# DESTDIR for staging (packages), PREFIX for the tree; BIN=path installs a
+# binary built elsewhere.
+install: $(BIN)
 	install -Dm755 $(BIN) $(DESTDIR)$(PREFIX)/bin/bwmon
 	install -Dm644 man/bwmon.1 $(DESTDIR)$(PREFIX)/share/man/man1/bwmon.1
 	install -Dm644 completions/bwmon.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/bwmon
 	install -Dm644 completions/_bwmon $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_bwmon
 	install -Dm644 completions/bwmon.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/bwmon.fish
+	install -Dm644 dist/bwmon.yaml $(DESTDIR)$(PREFIX)/share/doc/bwmon/bwmon.yaml.example
+	sed 's|/usr/local/bin/bwmon|$(PREFIX)/bin/bwmon|' dist/bwmon.service > dist/.bwmon.service.tmp
+	install -Dm644 dist/.bwmon.service.tmp $(DESTDIR)$(PREFIX)/lib/systemd/system/bwmon.service
+	rm -f dist/.bwmon.service.tmp
+	install -Dm644 dist/bwmon.timer $(DESTDIR)$(PREFIX)/lib/systemd/system/bwmon.timer
 
 bench:
 	@echo "the benchmark arrives with issue 5 (bench/); nothing to run yet" >&2; exit 1

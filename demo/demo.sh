@@ -77,6 +77,9 @@ show_class 1:1101
 echo "(bob, untouched:)"
 show_class 1:1102
 
+say "bwmon status at 23:00"
+bw --now 2026-11-24T23:00:00Z status
+
 say "the mail that went out"
 for f in "$WORK"/mail/*.msg; do
     echo "argv: sendmail $(cat "${f%.msg}.argv")"

@@ -78,7 +78,7 @@ pub fn generate(what: &Generated, out: &mut dyn std::io::Write) -> std::io::Resu
     use clap::CommandFactory;
     let mut cmd = Cli::command();
     match what {
-        Generated::Man => clap_mangen::Man::new(cmd).render(out),
+        Generated::Man => crate::manual::render(out),
         Generated::Completions { shell } => {
             clap_complete::generate(*shell, &mut cmd, "bwmon", out);
             Ok(())

@@ -10,6 +10,7 @@ pub mod error;
 pub mod init;
 pub mod lock;
 pub mod mail;
+pub mod manual;
 pub mod policy;
 pub mod report;
 pub mod reset;

@@ -1,0 +1,216 @@
+//! The man page: clap's own rendering of the command line (so options never
+//! drift from the code), one subsection per command, and the sections clap
+//! knows nothing of — the slivers input, configuration, files, exit status,
+//! clocks and examples.
+
+use crate::cli::Cli;
+use clap::CommandFactory;
+use std::io::Write;
+
+pub fn render(out: &mut dyn Write) -> std::io::Result<()> {
+    let cmd = Cli::command();
+    let man = clap_mangen::Man::new(cmd.clone()).section("1").manual("bwmon manual");
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    out.write_all(DESCRIPTION.as_bytes())?;
+    man.render_options_section(out)?;
+    out.write_all(b".SH COMMANDS\n")?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = sub.get_name();
+        let usage = sub
+            .clone()
+            .bin_name(format!("bwmon {name}"))
+            .render_usage()
+            .to_string();
+        let usage = usage.trim_start_matches("Usage: ").to_string();
+        writeln!(out, ".SS {}", roff_escape(&usage))?;
+        let about = sub
+            .get_long_about()
+            .or_else(|| sub.get_about())
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        for para in about.split("\n\n") {
+            writeln!(out, ".PP\n{}", roff_escape(para.trim()))?;
+        }
+        let mut opts = Vec::new();
+        clap_mangen::Man::new(sub.clone()).render_options_section(&mut opts)?;
+        let opts = String::from_utf8_lossy(&opts);
+        // clap titles these OPTIONS; inside a command they are a paragraph.
+        out.write_all(opts.replacen(".SH OPTIONS\n", "", 1).as_bytes())?;
+    }
+    out.write_all(SECTIONS.as_bytes())?;
+    man.render_version_section(out)?;
+    Ok(())
+}
+
+fn roff_escape(s: &str) -> String {
+    let s = s.replace('\\', "\\\\").replace('-', "\\-");
+    if s.starts_with('.') || s.starts_with('\'') {
+        format!("\\&{s}")
+    } else {
+        s
+    }
+}
+
+const DESCRIPTION: &str = r#".SH DESCRIPTION
+\fBbwmon\fR enforces a soft daily byte quota per tenant ("slice") on a
+multi\-tenant Linux node. Every slice has two HTB classes on the node's egress
+device: \fIlow\fR for normal destinations and \fIi2\fR for destinations exempt
+from the node cap. Each class has a quota per recording period (default one
+day, starting when that slice's period starts).
+.PP
+Once a slice has sent its threshold (default 80\ %) of a class's quota within
+the period, the class's ceil is capped to
+.PP
+.RS
+ceil = (quota \- used) \(mu 8 / (period \- elapsed)   [bit/s]
+.RE
+.PP
+never below the slice's minimum rate nor above its maximum, recomputed at
+every run, so the slice can finish the period but cannot exceed its quota on
+average. The first time in a period that a slice is capped, one mail goes to
+the operators' list and to the slice. At the end of the period the caps are
+lifted and a new period begins. A slice deleted and recreated within its period
+keeps its usage: recreating it buys no fresh quota.
+.PP
+\fBbwmon\fR is a one\-shot command: cron or a systemd timer runs \fBbwmon sync\fR
+every 15 minutes. Each run takes a lock, loads the state, does its work, saves
+the state atomically and exits. A run with nothing to report prints nothing.
+"#;
+
+const SECTIONS: &str = r#".SH SLIVERS INPUT
+\fBbwmon sync\fR reads the live slices as JSON: from \fB\-\-input\fR \fIFILE\fR,
+else from the file named by the configuration key \fBinput\fR, else from
+standard input. The node manager's dump is an object keyed by sliver name (an
+array of the same records is accepted too):
+.PP
+.nf
+.RS
+{"pl_alice": {"name": "pl_alice", "xid": 1001,
+              "_rspec": {"net_max_rate": 10000,
+                         "net_max_kbyte": "5662310"}}}
+.RE
+.fi
+.PP
+\fBname\fR is the slice's identity: 1\(en64 characters of A\(enZ a\(enz 0\(en9 _ . \-.
+\fBxid\fR (1\(en4094) picks the HTB classes 1:(1000|xid) and 1:(2000|xid); without
+it the xid is the uid of the user named \fIname\fR, and a name with no such user
+is a delegated slice not yet instantiated (skipped). \fB_rspec\fR is read,
+falling back to \fBrspec\fR; a record with neither is skipped.
+.PP
+Keys of the rspec, all optional (rates in kbit/s, volumes in KiB):
+\fBnet_min_rate\fR, \fBnet_max_rate\fR, \fBnet_i2_min_rate\fR,
+\fBnet_i2_max_rate\fR, \fBnet_max_kbyte\fR, \fBnet_i2_max_kbyte\fR,
+\fBnet_thresh_kbyte\fR, \fBnet_i2_thresh_kbyte\fR, \fBnet_share\fR,
+\fBnet_i2_share\fR. Values are whole numbers or strings of them. An invalid
+value is a warning and that key takes its default. A record with a bad name or
+xid, or two records sharing a name or an xid, is held: its classes, caps and
+usage stay as they were, the other slices are enforced, and the run exits 1
+naming it. Empty input or text that is not such JSON exits 65 before anything
+is changed; \fB{}\fR means no slice is live.
+.SH CONFIGURATION
+\fI/etc/bwmon/bwmon.yaml\fR, or the file given with \fB\-c\fR. Every key is
+optional; an unknown key is an error.
+.PP
+.nf
+.RS
+dev: eth0                  # default: the device of the default route
+tc: /sbin/tc               # default: tc on PATH, /usr/sbin, /sbin
+state_file: /var/lib/bwmon/state.yaml
+lock_wait: 60s
+period: 1d                 # recording period: 1d, 6h, 90m
+bwmax: 1gbit               # hardware maximum (exempt ceiling)
+bwcap: 100mbit             # node cap for a first init (default bwmax)
+input: /var/lib/nm/slivers.json
+metrics_file: /var/lib/prometheus/node\-exporter/bwmon.prom
+defaults:
+  max_kbyte: 5662310       # KiB per period, normal destinations
+  max_i2_kbyte: 17196646   # KiB per period, exempt destinations
+  thresh_percent: 80
+  share: 1
+mail:
+  enabled: true            # false: log the mail instead
+  sendmail: /usr/sbin/sendmail
+  from: support@example.org
+  name: ExampleLab
+  list: mom@example.org
+  slice_address: SLICE@slices.example.org
+  hostname: node1.example.org
+  timeout: 30s
+.RE
+.fi
+.PP
+Rates use tc's syntax: 8bit, 100kbit, 1.5mbit, 1gbit, 1mibit, 125kbps (bytes/s).
+.SH FILES
+.TP
+\fI/etc/bwmon/bwmon.yaml\fR
+Configuration (optional).
+.TP
+\fI/var/lib/bwmon/state.yaml\fR
+State: per slice its period start, counter baselines, usage carried over,
+caps applied and limits in force; recently removed slices; the node cap.
+Written atomically; the previous good state is kept as \fIstate.yaml.bak\fR.
+.TP
+\fI/var/lib/bwmon/state.yaml.lock\fR
+The run lock: exclusive for sync, reset, init and teardown, shared for status.
+.SH EXIT STATUS
+.TP
+\fB0\fR
+Done.
+.TP
+\fB1\fR
+Done, but some slices failed (each named on standard error); for \fBstatus
+\-\-check\fR, at least one slice is capped; an unknown slice name.
+.TP
+\fB2\fR
+Usage error.
+.TP
+\fB65\fR
+Bad data: slivers JSON, empty input, or a state file that cannot be used.
+.TP
+\fB69\fR
+tc missing, or no HTB hierarchy to work on (run \fBbwmon init\fR).
+.TP
+\fB74\fR
+The state file or its directory cannot be read or written.
+.TP
+\fB75\fR
+Another bwmon holds the lock past \fBlock_wait\fR.
+.TP
+\fB78\fR
+Bad configuration: the message names the file and the key.
+.SH CLOCKS
+Time comes from the system clock. If it goes backwards, elapsed time counts as
+zero: no period ends early and no quota is handed out. A period ends when the
+clock passes its start plus the period, however long the node was off.
+.SH ENVIRONMENT
+.TP
+\fBRUST_LOG\fR
+Log filter (e.g. \fBdebug\fR) when neither \fB\-v\fR nor \fB\-q\fR is given.
+.SH EXAMPLES
+.nf
+.RS
+# build the hierarchy with a 100 Mbit/s node cap
+bwmon init \-\-bwcap 100mbit
+
+# one enforcement cycle, from cron every 15 minutes
+*/15 * * * * root bwmon sync \-\-input /var/lib/nm/slivers.json
+
+# what would change, without changing it
+bwmon sync \-\-dry\-run < slivers.json
+
+# where every slice stands; JSON for scripts
+bwmon status
+bwmon status pl_alice \-\-format json
+
+# a monitoring check: exit 1 when a slice is capped
+bwmon status \-\-check > /dev/null
+
+# forgive a slice: caps lifted, usage cleared, a new period now
+bwmon reset pl_alice
+.RE
+.fi
+.SH SEE ALSO
+\fBtc\fR(8), \fBtc\-htb\fR(8), \fBsendmail\fR(8)
+"#;
