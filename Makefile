@@ -42,9 +42,8 @@ install: $(BIN)
 	install -Dm644 completions/_bwmon $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_bwmon
 	install -Dm644 completions/bwmon.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/bwmon.fish
 	install -Dm644 dist/bwmon.yaml $(DESTDIR)$(PREFIX)/share/doc/bwmon/bwmon.yaml.example
-	sed 's|/usr/local/bin/bwmon|$(PREFIX)/bin/bwmon|' dist/bwmon.service > dist/.bwmon.service.tmp
-	install -Dm644 dist/.bwmon.service.tmp $(DESTDIR)$(PREFIX)/lib/systemd/system/bwmon.service
-	rm -f dist/.bwmon.service.tmp
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|/usr/local/bin/bwmon|$(PREFIX)/bin/bwmon|' dist/bwmon.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/bwmon.service
 	install -Dm644 dist/bwmon.timer $(DESTDIR)$(PREFIX)/lib/systemd/system/bwmon.timer
 
 bench:

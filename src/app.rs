@@ -2,8 +2,8 @@
 //! clock, and dispatch. The commands themselves live in `init` and `sync`.
 
 use crate::cli::{Cli, Command, FormatArg, Global};
-use crate::status::Format;
 use crate::config::{Config, Overrides};
+use crate::status::Format;
 use chrono::{DateTime, Utc};
 use std::io::Write;
 use std::process::ExitCode;

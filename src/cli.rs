@@ -125,7 +125,7 @@ pub enum FormatArg {
     Table,
     /// Stable JSON: bytes, bit/s, RFC 3339 times, `format_version`
     Json,
-    /// node_exporter textfile format
+    /// Prometheus text, for the node exporter's textfile collector
     Prometheus,
 }
 

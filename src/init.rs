@@ -38,7 +38,10 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
     }
 
     if let Some(line) = root.as_deref().filter(|l| is_our_root(l)) {
-        let default = line.split_whitespace().skip_while(|w| *w != "default").nth(1);
+        let default = line
+            .split_whitespace()
+            .skip_while(|w| *w != "default")
+            .nth(1);
         if !matches!(default, Some("1fff" | "0x1fff")) {
             log::warn!(
                 "{}: the HTB root sends unclassified packets to {}, not 1:1fff; `tc qdisc del dev {} root` and `bwmon init` to fix",

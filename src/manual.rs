@@ -9,7 +9,9 @@ use std::io::Write;
 
 pub fn render(out: &mut dyn Write) -> std::io::Result<()> {
     let cmd = Cli::command();
-    let man = clap_mangen::Man::new(cmd.clone()).section("1").manual("bwmon manual");
+    let man = clap_mangen::Man::new(cmd.clone())
+        .section("1")
+        .manual("bwmon manual");
     man.render_title(out)?;
     man.render_name_section(out)?;
     man.render_synopsis_section(out)?;

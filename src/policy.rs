@@ -443,6 +443,28 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                 ceil,
                 quantum: quantum(l.share),
             };
+            log::debug!(
+                "{name}: {} used {} of {} (threshold {}): {}",
+                kind.describe(),
+                used,
+                l.quota,
+                l.thresh,
+                if special {
+                    "never capped".to_string()
+                } else if used < l.thresh {
+                    format!("under threshold, ceil {}", l.max)
+                } else if ceil < l.max {
+                    format!(
+                        "capped at {ceil} for {}s left",
+                        period.saturating_sub(elapsed).max(1)
+                    )
+                } else {
+                    format!(
+                        "over threshold, but the formula gives at least max {}",
+                        l.max
+                    )
+                }
+            );
             if ceil < l.max {
                 capped.push(CappedClass {
                     kind,

@@ -1,7 +1,7 @@
 //! What `status` shows and the metrics file holds: a view of every slice
 //! built from the state and one tc dump (live counters), and its three
 //! renderings — an 80-column table for people, stable JSON for scripts, and
-//! Prometheus text for node_exporter's textfile collector.
+//! Prometheus text for the node exporter's textfile collector.
 
 use crate::policy::{Kind, advance};
 use crate::state::{ClassState, Hierarchy, SliceState, State};
@@ -121,7 +121,13 @@ pub fn build(
             Kind::I2 => &s.i2,
         };
         let kc = counters.get(&(kind, s.xid));
-        view_class(c, kc.map(|k| k.sent), kc.map(|k| k.ceil.shown), pace_secs, now)
+        view_class(
+            c,
+            kc.map(|k| k.sent),
+            kc.map(|k| k.ceil.shown),
+            pace_secs,
+            now,
+        )
     };
     let slices = state
         .slices
@@ -324,7 +330,17 @@ impl Report {
         let _ = writeln!(
             out,
             "{:<w$} {:>4} {:<9} {:>3} {:<9} {:>3} {:<9} {:<9} {:<2} {:>3} {:>4}",
-            "SLICE", "XID", "LOW USED", "%", "I2 USED", "%", "LOW CEIL", "I2 CEIL", "F", "END", "FULL"
+            "SLICE",
+            "XID",
+            "LOW USED",
+            "%",
+            "I2 USED",
+            "%",
+            "LOW CEIL",
+            "I2 CEIL",
+            "F",
+            "END",
+            "FULL"
         );
         if self.slices.is_empty() && self.dead.is_empty() {
             out.push_str("no slices yet: run `bwmon sync`\n");
@@ -378,16 +394,22 @@ impl Report {
             }
         }
         // Trailing blanks of the padded last columns help nobody.
-        out.lines().map(str::trim_end).fold(String::new(), |mut acc, l| {
-            acc.push_str(l);
-            acc.push('\n');
-            acc
-        })
+        out.lines()
+            .map(str::trim_end)
+            .fold(String::new(), |mut acc, l| {
+                acc.push_str(l);
+                acc.push('\n');
+                acc
+            })
     }
 }
 
 fn labels(slice: &str, class: Option<&str>) -> String {
-    let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let esc = |v: &str| {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
     match class {
         Some(c) => format!("{{slice=\"{}\",class=\"{c}\"}}", esc(slice)),
         None => format!("{{slice=\"{}\"}}", esc(slice)),
@@ -427,7 +449,11 @@ pub fn si(v: u64, kind: &str) -> String {
         scaled /= 1000;
         unit += 1;
     }
-    let u = if kind == "rate" && unit == 1 { "k" } else { UNITS[unit] };
+    let u = if kind == "rate" && unit == 1 {
+        "k"
+    } else {
+        UNITS[unit]
+    };
     if unit > 0 && scaled < 10 && rem >= 100 {
         format!("{scaled}.{}{u}", rem / 100)
     } else {

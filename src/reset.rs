@@ -17,14 +17,19 @@ pub fn run(ctx: &Context, name: &str, dry_run: bool) -> anyhow::Result<ExitCode>
     let cfg = &ctx.config;
     let tc = Tc::new(&cfg.tc, &cfg.dev)?;
     let store = Store::new(&cfg.state_file);
-    let mode = if dry_run { Mode::Shared } else { Mode::Exclusive };
+    let mode = if dry_run {
+        Mode::Shared
+    } else {
+        Mode::Exclusive
+    };
     let _lock = lock::acquire(&store.lock_path(), mode, cfg.lock_wait)?;
     let kernel = tc.dump_classes()?;
     let mut state = store.load()?.unwrap_or_default();
 
     let Some(slice) = state.slices.values_mut().find(|s| s.name == name) else {
         if let Some(d) = state.dead.get(name) {
-            let end = d.start + TimeDelta::seconds(i64::try_from(cfg.period_secs).unwrap_or(i64::MAX));
+            let end =
+                d.start + TimeDelta::seconds(i64::try_from(cfg.period_secs).unwrap_or(i64::MAX));
             bail!(
                 "slice {name} is not live: only the record of a removed slice remains (kept until {}); nothing to reset",
                 rfc3339(end)
@@ -33,7 +38,9 @@ pub fn run(ctx: &Context, name: &str, dry_run: bool) -> anyhow::Result<ExitCode>
         bail!("unknown slice {name}: `bwmon status` lists the slices");
     };
     if slice.xid == ROOT_XID || slice.xid == DEFAULT_XID {
-        bail!("{name} is bwmon's own class for unclassified traffic: it is never capped and cannot be reset");
+        bail!(
+            "{name} is bwmon's own class for unclassified traffic: it is never capped and cannot be reset"
+        );
     }
     let xid = slice.xid;
     let ops = policy::reset(slice, &kernel, ctx.now);

@@ -17,7 +17,12 @@ pub enum Format {
     Prometheus,
 }
 
-pub fn run(ctx: &Context, names: &[String], format: Format, check: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    ctx: &Context,
+    names: &[String],
+    format: Format,
+    check: bool,
+) -> anyhow::Result<ExitCode> {
     let cfg = &ctx.config;
     let store = Store::new(&cfg.state_file);
     let _lock = lock::acquire(&store.lock_path(), Mode::Shared, cfg.lock_wait)?;
@@ -31,21 +36,27 @@ pub fn run(ctx: &Context, names: &[String], format: Format, check: bool) -> anyh
         }
     };
     let remembered = state.hierarchy.get(&cfg.dev).copied();
-    let node = match (node_cap(&kernel, remembered), node_max(&kernel, remembered)) {
-        (Some(bwcap), Some(bwmax)) => Some(Hierarchy { bwcap, bwmax }),
-        _ => {
-            if !kernel.is_empty() || remembered.is_some() {
-                log::warn!("no HTB hierarchy on {}: showing usage as of the last sync", cfg.dev);
-            }
-            remembered
+    let node = if let (Some(bwcap), Some(bwmax)) =
+        (node_cap(&kernel, remembered), node_max(&kernel, remembered))
+    {
+        Some(Hierarchy { bwcap, bwmax })
+    } else {
+        if !kernel.is_empty() || remembered.is_some() {
+            log::warn!(
+                "no HTB hierarchy on {}: showing usage as of the last sync",
+                cfg.dev
+            );
         }
+        remembered
     };
     let mut report = report::build(&state, &kernel, &cfg.dev, node, cfg.period_secs, ctx.now);
 
     let mut code = ExitCode::SUCCESS;
     if !names.is_empty() {
         for n in names {
-            if !report.slices.iter().any(|s| &s.name == n) && !report.dead.iter().any(|d| &d.name == n) {
+            if !report.slices.iter().any(|s| &s.name == n)
+                && !report.dead.iter().any(|d| &d.name == n)
+            {
                 log::error!("unknown slice {n}: `bwmon status` without names lists them all");
                 code = ExitCode::from(1);
             }

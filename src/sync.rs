@@ -8,8 +8,8 @@ use crate::error::Fatal;
 use crate::init::{node_cap, node_max};
 use crate::lock::{self, Mode};
 use crate::mail;
-use crate::report;
 use crate::policy::{self, Inputs, Live, Node, Op};
+use crate::report;
 use crate::slivers::{self, Input};
 use crate::state::{State, Store};
 use crate::tc::KernelClass;
@@ -17,6 +17,7 @@ use crate::tc::batch::{Batch, Origin, RootQdisc};
 use crate::tc::run::Tc;
 use crate::units::Rate;
 use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
@@ -33,7 +34,11 @@ pub fn run(ctx: &Context, input: Option<&Path>, dry_run: bool) -> anyhow::Result
 
     let tc = Tc::new(&cfg.tc, &cfg.dev)?;
     let store = Store::new(&cfg.state_file);
-    let mode = if dry_run { Mode::Shared } else { Mode::Exclusive };
+    let mode = if dry_run {
+        Mode::Shared
+    } else {
+        Mode::Exclusive
+    };
     let _lock = lock::acquire(&store.lock_path(), mode, cfg.lock_wait)?;
 
     // The dump and the state parse overlap: at thousands of slices each takes
@@ -157,7 +162,14 @@ pub fn run(ctx: &Context, input: Option<&Path>, dry_run: bool) -> anyhow::Result
     store.save(&plan.state)?;
     if let Some(path) = &cfg.metrics_file {
         let node = Some(crate::state::Hierarchy { bwcap, bwmax });
-        let report = report::build(&plan.state, &kernel, &cfg.dev, node, cfg.period_secs, ctx.now);
+        let report = report::build(
+            &plan.state,
+            &kernel,
+            &cfg.dev,
+            node,
+            cfg.period_secs,
+            ctx.now,
+        );
         if let Err(e) = write_atomically(path, &report.prometheus()) {
             failures.push(format!("metrics file {}: {e}", path.display()));
         }
@@ -187,16 +199,17 @@ pub fn print_dry_run(batch: &Batch, mails: &[String], cfg: &Config) {
         out.push_str(&batch.text());
     }
     for m in mails {
-        out.push_str(&format!(
+        let _ = write!(
+            out,
             "# mail (dry run: not sent): {} -N never -t -f{}\n{m}",
             cfg.mail.sendmail.display(),
             cfg.mail.from
-        ));
+        );
     }
     print!("{out}");
 }
 
-/// Temp file in the same directory, then rename: node_exporter never reads
+/// Temp file in the same directory, then rename: the node exporter never reads
 /// half a file.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
@@ -283,12 +296,12 @@ pub fn apply_outcome(
             Some(Origin::Op(i)) => {
                 let op = ops[*i];
                 by_xid.entry(op.xid()).or_default().push(&batch.lines[line]);
-                if let Op::Add { xid, kind, .. } | Op::Change { xid, kind, .. } = op {
-                    if let Some(s) = state.slices.get_mut(&xid) {
-                        match kind {
-                            policy::Kind::Low => s.lo.ceil = Rate(0),
-                            policy::Kind::I2 => s.i2.ceil = Rate(0),
-                        }
+                if let Op::Add { xid, kind, .. } | Op::Change { xid, kind, .. } = op
+                    && let Some(s) = state.slices.get_mut(&xid)
+                {
+                    match kind {
+                        policy::Kind::Low => s.lo.ceil = Rate(0),
+                        policy::Kind::I2 => s.i2.ceil = Rate(0),
                     }
                 }
             }
