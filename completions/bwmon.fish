@@ -59,7 +59,7 @@ complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -s q -l quiet -d 'Only
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -s h -l help -d 'Print help'
 complete -c bwmon -n "__fish_bwmon_using_subcommand status" -l format -d 'Output format' -r -f -a "table\t'Aligned columns for people (80 columns for names up to 16 characters)'
 json\t'Stable JSON: bytes, bit/s, RFC 3339 times, `format_version`'
-prometheus\t'node_exporter textfile format'"
+prometheus\t'Prometheus text, for the node exporter\'s textfile collector'"
 complete -c bwmon -n "__fish_bwmon_using_subcommand status" -s c -l config -d 'Configuration file [default: /etc/bwmon/bwmon.yaml, if present]' -r -F
 complete -c bwmon -n "__fish_bwmon_using_subcommand status" -l dev -d 'Egress device to shape (overrides `dev` in the config)' -r
 complete -c bwmon -n "__fish_bwmon_using_subcommand status" -l state -d 'State file (overrides `state_file` in the config)' -r -F
