@@ -25,13 +25,17 @@ demo:
 $(BIN):
 	$(CARGO) build --release --locked
 
-man: $(BIN)
-	$(BIN) generate man > man/bwmon.1
+# Generated from the clap definition of the current source (a test fails when
+# the committed files are stale).
+GEN = $(CARGO) run --quiet --locked --bin bwmon -- generate
 
-completions: $(BIN)
-	$(BIN) generate completions bash > completions/bwmon.bash
-	$(BIN) generate completions zsh > completions/_bwmon
-	$(BIN) generate completions fish > completions/bwmon.fish
+man:
+	$(GEN) man > man/bwmon.1
+
+completions:
+	$(GEN) completions bash > completions/bwmon.bash
+	$(GEN) completions zsh > completions/_bwmon
+	$(GEN) completions fish > completions/bwmon.fish
 
 # DESTDIR for staging (packages), PREFIX for the tree; BIN=path installs a
 # binary built elsewhere.
