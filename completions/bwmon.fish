@@ -54,6 +54,7 @@ complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l dev -d 'Egress devi
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l state -d 'State file (overrides `state_file` in the config)' -r -F
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l now -d 'Act as if this were the current time (RFC 3339), for tests and what-ifs' -r
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l dry-run -d 'Print the tc changes and mails it would make; change nothing'
+complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l rebuild-state -d 'Start a new state from the kernel\'s current counters, when the state file and its backup are both unusable (usage before now is lost)'
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -s v -l verbose -d 'More output: -v says what changed, -vv why'
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -s q -l quiet -d 'Only errors'
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -s h -l help -d 'Print help'

@@ -64,7 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Init(args) => crate::init::run(&ctx, args.bwcap, args.bwmax),
-        Command::Sync(args) => crate::sync::run(&ctx, args.input.as_deref(), args.dry_run),
+        Command::Sync(args) => crate::sync::run(&ctx, args.input.as_deref(), args.dry_run, args.rebuild_state),
         Command::Status(args) => {
             let format = match args.format {
                 FormatArg::Table => Format::Table,

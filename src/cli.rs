@@ -104,6 +104,10 @@ pub struct SyncArgs {
     /// Print the tc changes and mails it would make; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Start a new state from the kernel's current counters, when the state
+    /// file and its backup are both unusable (usage before now is lost)
+    #[arg(long)]
+    pub rebuild_state: bool,
 }
 
 #[derive(Debug, Args)]

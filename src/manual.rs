@@ -154,6 +154,13 @@ State: per slice its period start, counter baselines, usage carried over,
 caps applied and limits in force; recently removed slices; the node cap.
 Written atomically; the previous good state is kept as \fIstate.yaml.bak\fR.
 .TP
+\fI/var/lib/bwmon/state.yaml.corrupt\-\fRTIMESTAMP
+A state file that could not be used (truncated, corrupt, unknown version),
+moved aside by \fBsync\fR, which then carries on from \fIstate.yaml.bak\fR.
+When the backup is unusable too, \fBsync\fR changes nothing and exits 65;
+\fBbwmon sync \-\-rebuild\-state\fR then starts over from the kernel's
+current counters.
+.TP
 \fI/var/lib/bwmon/state.yaml.lock\fR
 The run lock: exclusive for sync, reset, init and teardown, shared for status.
 .SH EXIT STATUS

@@ -134,12 +134,7 @@ impl State {
 
     /// Parses a state file's text; `what` names it in errors.
     pub fn from_yaml(text: &str, what: &Path) -> Result<State, Fatal> {
-        let bad = |msg: String| {
-            Fatal::BadData(format!(
-                "state file {}: {msg}; move it aside to start over (usage counted so far is then lost)",
-                what.display()
-            ))
-        };
+        let bad = |msg: String| Fatal::BadData(format!("state file {}: {msg}", what.display()));
         let mut budget = serde_saphyr::Budget::default();
         // 4,094 slices of ~50 nodes each, plus dead records: well past the default.
         budget.max_nodes = 2_000_000;
@@ -221,6 +216,26 @@ impl Store {
         read_state(&self.backup_path())
     }
 
+    /// Moves an unusable state file out of the way as
+    /// `<state>.<label>-<timestamp>`, for a person to look at later.
+    pub fn set_aside(&self, label: &str, now: DateTime<Utc>) -> Result<PathBuf, Fatal> {
+        let stamp = now.format("%Y%m%dT%H%M%SZ");
+        let mut aside = with_suffix(&self.path, &format!(".{label}-{stamp}"));
+        let mut n = 1;
+        while aside.exists() {
+            aside = with_suffix(&self.path, &format!(".{label}-{stamp}.{n}"));
+            n += 1;
+        }
+        fs::rename(&self.path, &aside).map_err(|e| {
+            Fatal::Io(format!(
+                "cannot move {} aside to {}: {e}",
+                self.path.display(),
+                aside.display()
+            ))
+        })?;
+        Ok(aside)
+    }
+
     /// Saves atomically, keeping the previous file as `<state>.bak`.
     pub fn save(&self, state: &State) -> Result<(), Fatal> {
         let io = |what: &str, path: &Path, e: std::io::Error| {
@@ -262,7 +277,7 @@ fn read_state(path: &Path) -> Result<Option<State>, Fatal> {
         Ok(text) => State::from_yaml(&text, path).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(Fatal::BadData(format!(
-            "state file {} is not UTF-8 text; move it aside to start over",
+            "state file {}: not UTF-8 text",
             path.display()
         ))),
         Err(e) => Err(Fatal::Io(format!(

@@ -2,6 +2,7 @@
 //! lock) and one tc dump for live counters.
 
 use crate::app::Context;
+use crate::error::Fatal;
 use crate::init::{node_cap, node_max};
 use crate::lock::{self, Mode};
 use crate::report::{self, Report};
@@ -26,7 +27,18 @@ pub fn run(
     let cfg = &ctx.config;
     let store = Store::new(&cfg.state_file);
     let _lock = lock::acquire(&store.lock_path(), Mode::Shared, cfg.lock_wait)?;
-    let state = store.load()?.unwrap_or_default();
+    // A reader must not move files; an unusable state is shown from its backup.
+    let state = match store.load() {
+        Ok(s) => s.unwrap_or_default(),
+        Err(Fatal::BadData(why)) => match store.load_backup() {
+            Ok(Some(b)) => {
+                log::warn!("{why}: showing its backup {}", store.backup_path().display());
+                b
+            }
+            _ => return Err(Fatal::BadData(why).into()),
+        },
+        Err(e) => return Err(e.into()),
+    };
     // Without tc the state still says a lot: show it, say what is missing.
     let kernel = match Tc::new(&cfg.tc, &cfg.dev).and_then(|tc| tc.dump_classes()) {
         Ok(k) => k,

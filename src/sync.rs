@@ -22,7 +22,12 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(ctx: &Context, input: Option<&Path>, dry_run: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    ctx: &Context,
+    input: Option<&Path>,
+    dry_run: bool,
+    rebuild_state: bool,
+) -> anyhow::Result<ExitCode> {
     let cfg = &ctx.config;
     // Whole-input errors stop the run before anything is touched.
     let text = read_input(input.or(cfg.input.as_deref()))?;
@@ -52,7 +57,7 @@ pub fn run(ctx: &Context, input: Option<&Path>, dry_run: bool) -> anyhow::Result
         (kernel, loaded)
     });
     let mut kernel = kernel?;
-    let state = load_state(&store, loaded?, &kernel)?;
+    let state = load_state(&store, loaded, &kernel, rebuild_state && !dry_run, ctx.now)?;
 
     let remembered = state.hierarchy.get(&cfg.dev).copied();
     let mut batch = Batch::default();
@@ -247,35 +252,70 @@ fn report_input(input: &Input, failures: &mut Vec<String>) {
     }
 }
 
-/// The state to work from. A missing file while slice classes exist means it
-/// was lost: the backup is the best record of usage there is.
+/// The state to work from (SPEC §5 step 5, issue "never lose a byte"):
+/// - a missing file while slice classes exist means it was lost: the backup is
+///   the best record of usage there is;
+/// - an unusable file (truncated, corrupt, unknown version) is moved aside and
+///   the backup used, so at most one run is lost;
+/// - both unusable: nothing is changed and the run stops (65), unless the
+///   operator asked to rebuild, which adopts the current counters on purpose.
 fn load_state(
     store: &Store,
-    loaded: Option<State>,
+    loaded: Result<Option<State>, Fatal>,
     kernel: &[KernelClass],
+    rebuild: bool,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<State, Fatal> {
-    if let Some(s) = loaded {
-        return Ok(s);
-    }
-    let has_slice_classes = kernel
-        .iter()
-        .any(|c| policy::Kind::of_kernel_class(c).is_some());
-    if !has_slice_classes {
+    if rebuild {
+        if store.path.exists() {
+            let aside = store.set_aside("replaced", now)?;
+            log::warn!("old state file moved aside to {}", aside.display());
+        }
+        log::warn!(
+            "rebuilding the state: slice classes are adopted with their current counters; usage counted before now is not known"
+        );
         return Ok(State::default());
     }
-    if let Some(b) = store.load_backup()? {
-        log::warn!(
-            "state file {} is missing: using its backup {}",
-            store.path.display(),
-            store.backup_path().display()
-        );
-        return Ok(b);
+    match loaded {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => {
+            let has_slice_classes = kernel
+                .iter()
+                .any(|c| policy::Kind::of_kernel_class(c).is_some());
+            if !has_slice_classes {
+                return Ok(State::default());
+            }
+            if let Some(b) = store.load_backup()? {
+                log::warn!(
+                    "state file {} is missing: using its backup {}",
+                    store.path.display(),
+                    store.backup_path().display()
+                );
+                return Ok(b);
+            }
+            log::warn!(
+                "state file {} is missing but slice classes exist: adopting them; usage before now is unknown",
+                store.path.display()
+            );
+            Ok(State::default())
+        }
+        Err(Fatal::BadData(why)) => match store.load_backup() {
+            Ok(Some(b)) => {
+                let aside = store.set_aside("corrupt", now)?;
+                log::warn!(
+                    "{why}: moved aside to {}; using the backup {} (usage of at most one run is lost)",
+                    aside.display(),
+                    store.backup_path().display()
+                );
+                Ok(b)
+            }
+            Ok(None) | Err(_) => Err(Fatal::BadData(format!(
+                "{why}, and its backup {} is missing or unusable too: nothing was changed; look at both, or run `bwmon sync --rebuild-state` to adopt the current counters (usage counted before now is lost)",
+                store.backup_path().display()
+            ))),
+        },
+        Err(e) => Err(e),
     }
-    log::warn!(
-        "state file {} is missing but slice classes exist: adopting them; usage before now is unknown",
-        store.path.display()
-    );
-    Ok(State::default())
 }
 
 /// Maps refused batch lines back to their slices: those are named, and their
