@@ -5,7 +5,7 @@ DESTDIR ?=
 CARGO ?= cargo
 BIN ?= target/release/bwmon
 
-.PHONY: all build test demo man completions install bench clean
+.PHONY: all build test demo man completions install bench clean fuzz
 
 all: build
 
@@ -49,6 +49,19 @@ install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
 	sed 's|/usr/local/bin/bwmon|$(PREFIX)/bin/bwmon|' dist/bwmon.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/bwmon.service
 	install -Dm644 dist/bwmon.timer $(DESTDIR)$(PREFIX)/lib/systemd/system/bwmon.timer
+
+# Fuzz campaigns, by hand: FUZZ_SECONDS per target (CI only replays the
+# committed corpora, in tests/fuzz_corpus.rs). Needs cargo-fuzz; uses the
+# nightly toolchain when there is one, else the stable one in bootstrap mode.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS = tc_dump slivers state
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@if rustup toolchain list 2>/dev/null | grep -q nightly; then tc=+nightly; else tc=; export RUSTC_BOOTSTRAP=1; fi; \
+	for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/work/$$t; \
+		$(CARGO) $$tc fuzz run $$t fuzz/work/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | tee fuzz/work/$$t.log | tail -n 12 || exit 1; \
+	done
 
 bench:
 	@echo "the benchmark arrives with issue 5 (bench/); nothing to run yet" >&2; exit 1
