@@ -37,10 +37,11 @@ pub fn init_logging(g: &Global) {
         b.parse_filters(&spec);
     }
     b.format(|buf, record| {
-        let level = match record.level() {
-            log::Level::Error => "error: ",
-            log::Level::Warn => "warning: ",
-            _ => "",
+        // Errors read like the fatal ones main prints; warnings say so.
+        let level = if record.level() == log::Level::Warn {
+            "warning: "
+        } else {
+            ""
         };
         writeln!(buf, "bwmon: {level}{}", record.args())
     });
@@ -64,7 +65,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Init(args) => crate::init::run(&ctx, args.bwcap, args.bwmax),
-        Command::Sync(args) => crate::sync::run(&ctx, args.input.as_deref(), args.dry_run, args.rebuild_state),
+        Command::Sync(args) => crate::sync::run(
+            &ctx,
+            args.input.as_deref(),
+            args.dry_run,
+            args.rebuild_state,
+        ),
         Command::Status(args) => {
             let format = match args.format {
                 FormatArg::Table => Format::Table,

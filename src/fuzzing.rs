@@ -27,7 +27,11 @@ pub fn slivers(data: &[u8]) {
     if let Ok(input) = crate::slivers::parse(data, &uid_of) {
         let mut seen = std::collections::HashSet::new();
         for s in &input.live {
-            assert!((1..=4094).contains(&s.xid), "xid {} escaped validation", s.xid);
+            assert!(
+                (1..=4094).contains(&s.xid),
+                "xid {} escaped validation",
+                s.xid
+            );
             assert!(seen.insert(s.xid), "xid {} live twice", s.xid);
         }
         for h in &input.held {

@@ -4,7 +4,22 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = bwmon::cli::Cli::parse();
+    let cli = match bwmon::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: clap's own output, exit 0.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line, like every other error: clap's first line, then where to look.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid usage");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("bwmon: {first}; see `bwmon --help`");
+            return ExitCode::from(2);
+        }
+    };
     bwmon::app::init_logging(&cli.global);
     match bwmon::app::run(cli) {
         Ok(code) => code,

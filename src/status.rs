@@ -32,7 +32,10 @@ pub fn run(
         Ok(s) => s.unwrap_or_default(),
         Err(Fatal::BadData(why)) => match store.load_backup() {
             Ok(Some(b)) => {
-                log::warn!("{why}: showing its backup {}", store.backup_path().display());
+                log::warn!(
+                    "{why}: showing its backup {}",
+                    store.backup_path().display()
+                );
                 b
             }
             _ => return Err(Fatal::BadData(why).into()),
@@ -41,21 +44,23 @@ pub fn run(
     };
     // Without tc the state still says a lot: show it, say what is missing.
     let kernel = match Tc::new(&cfg.tc, &cfg.dev).and_then(|tc| tc.dump_classes()) {
-        Ok(k) => k,
+        Ok(k) => Some(k),
         Err(e) => {
             log::warn!("{e}; showing usage as of the last sync");
-            Vec::new()
+            None
         }
     };
     let remembered = state.hierarchy.get(&cfg.dev).copied();
+    let dumped = kernel.is_some();
+    let kernel = kernel.unwrap_or_default();
     let node = if let (Some(bwcap), Some(bwmax)) =
         (node_cap(&kernel, remembered), node_max(&kernel, remembered))
     {
         Some(Hierarchy { bwcap, bwmax })
     } else {
-        if !kernel.is_empty() || remembered.is_some() {
+        if dumped {
             log::warn!(
-                "no HTB hierarchy on {}: showing usage as of the last sync",
+                "no HTB hierarchy on {}: showing usage as of the last sync (`bwmon init` builds it)",
                 cfg.dev
             );
         }

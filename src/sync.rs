@@ -30,9 +30,11 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let cfg = &ctx.config;
     // Whole-input errors stop the run before anything is touched.
-    let text = read_input(input.or(cfg.input.as_deref()))?;
-    let input =
-        slivers::parse(&text, &slivers::uid_from_nss).map_err(|e| Fatal::BadData(e.to_string()))?;
+    let path = input.or(cfg.input.as_deref());
+    let text = read_input(path)?;
+    let origin = path.map_or_else(|| "stdin".to_string(), |p| p.display().to_string());
+    let input = slivers::parse(&text, &slivers::uid_from_nss)
+        .map_err(|e| Fatal::BadData(format!("{origin}: {e}")))?;
     drop(text);
     let mut failures: Vec<String> = Vec::new();
     report_input(&input, &mut failures);
@@ -279,12 +281,7 @@ fn load_state(
     match loaded {
         Ok(Some(s)) => Ok(s),
         Ok(None) => {
-            let has_slice_classes = kernel
-                .iter()
-                .any(|c| policy::Kind::of_kernel_class(c).is_some());
-            if !has_slice_classes {
-                return Ok(State::default());
-            }
+            // A lost state file: its backup is the best record of usage there is.
             if let Some(b) = store.load_backup()? {
                 log::warn!(
                     "state file {} is missing: using its backup {}",
@@ -293,10 +290,17 @@ fn load_state(
                 );
                 return Ok(b);
             }
-            log::warn!(
-                "state file {} is missing but slice classes exist: adopting them; usage before now is unknown",
-                store.path.display()
-            );
+            // Slice classes under a hierarchy (without one, sync stops at 69).
+            let has_slice_classes = kernel.iter().any(|c| c.id == policy::CAP_CLASS)
+                && kernel
+                    .iter()
+                    .any(|c| policy::Kind::of_kernel_class(c).is_some());
+            if has_slice_classes {
+                log::warn!(
+                    "state file {} is missing but slice classes exist: adopting them; usage before now is unknown",
+                    store.path.display()
+                );
+            }
             Ok(State::default())
         }
         Err(Fatal::BadData(why)) => match store.load_backup() {

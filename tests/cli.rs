@@ -1,0 +1,1375 @@
+//! Command-line tests that need no kernel and no root: exit statuses, error
+//! messages, logging levels and `--dry-run`, with `tests/fixtures/fake-tc`
+//! standing in for tc.
+//!
+//! The stand-in only prints `dump.txt` and records what it is fed; to keep runs
+//! realistic, [`Fake`] holds a small model of the kernel's HTB classes, applies
+//! the lines of every batch bwmon sent to it (like the kernel would), and writes
+//! the model back to `dump.txt` as iproute2 6.1 prints it. Time comes only from
+//! `--now`.
+
+mod common;
+
+use common::{BWMON, DAY, HOUR, MIN, T0, at};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const DEV: &str = "eth9";
+const ALICE: (&str, u32) = ("pl_alice", 257); // 0x101 → 1:1101, 1:2101
+const BOB: (&str, u32) = ("pl_bob", 258); // 0x102 → 1:1102, 1:2102
+
+/// Node cap of the fake hierarchy (ceil of 1:10), so every slice's low max rate.
+const BWCAP: u64 = 100_000_000;
+const BWMAX: u64 = 1_000_000_000;
+
+// ---------------------------------------------------------------------------
+// A model of the kernel's HTB classes behind the fake tc
+
+#[derive(Clone, Debug)]
+struct FakeClass {
+    /// `None` for 1:1 (under the qdisc).
+    parent: Option<String>,
+    rate: u64,
+    ceil: u64,
+    quantum: Option<u64>,
+    sent: u64,
+    leaf: bool,
+}
+
+/// A temp dir with the fake tc's files, a config and a capturing sendmail.
+struct Fake {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    state: PathBuf,
+    maildir: PathBuf,
+    /// classid ("1:1101") → class.
+    classes: BTreeMap<String, FakeClass>,
+    /// Has a root HTB qdisc at all.
+    qdisc: bool,
+    /// Bytes of batch.txt already applied to the model.
+    batch_seen: usize,
+}
+
+fn fake_tc() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-tc")
+}
+
+impl Fake {
+    /// The hierarchy `bwmon init --bwcap 100mbit` builds (SPEC §4), with the
+    /// default xid's classes, and a config pointing at the fake tc.
+    fn new() -> Fake {
+        Fake::with_config("")
+    }
+
+    /// As [`Fake::new`], with `extra` YAML appended to the config.
+    fn with_config(extra: &str) -> Fake {
+        let dir = tempfile::Builder::new()
+            .prefix("bwmon-cli-")
+            .tempdir()
+            .expect("temp dir");
+        let root = dir.path();
+        let maildir = root.join("mail");
+        fs::create_dir(&maildir).unwrap();
+        let sendmail = root.join("sendmail");
+        let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sendmail-capture");
+        fs::write(
+            &sendmail,
+            format!(
+                "#!/bin/sh\nexec '{}' '{}' \"$@\"\n",
+                capture.display(),
+                maildir.display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&sendmail, fs::Permissions::from_mode(0o755)).unwrap();
+        let state = root.join("state.yaml");
+        let config = root.join("bwmon.yaml");
+        fs::write(
+            &config,
+            format!(
+                "dev: {DEV}\ntc: {tc}\nstate_file: {state}\nlock_wait: 200ms\n\
+                 mail:\n  enabled: true\n  sendmail: {sendmail}\n  from: support@example.org\n  \
+                 name: ExampleLab\n  list: mom@example.org\n  \
+                 slice_address: SLICE@slices.example.org\n  hostname: node1.example.org\n{extra}",
+                tc = fake_tc().display(),
+                state = state.display(),
+                sendmail = sendmail.display(),
+            ),
+        )
+        .unwrap();
+        let mut fake = Fake {
+            dir,
+            config,
+            state,
+            maildir,
+            classes: BTreeMap::new(),
+            qdisc: false,
+            batch_seen: 0,
+        };
+        fake.build_hierarchy();
+        fake.write_dump();
+        fake
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn build_hierarchy(&mut self) {
+        self.qdisc = true;
+        let interior = |parent: Option<&str>, rate, ceil| FakeClass {
+            parent: parent.map(str::to_string),
+            rate,
+            ceil,
+            quantum: None,
+            sent: 0,
+            leaf: false,
+        };
+        self.classes
+            .insert("1:1".into(), interior(None, BWMAX, BWMAX));
+        self.classes
+            .insert("1:10".into(), interior(Some("1:1"), 1000, BWCAP));
+        self.classes
+            .insert("1:100".into(), interior(Some("1:10"), 1000, BWCAP));
+        self.classes
+            .insert("1:20".into(), interior(Some("1:1"), 1000, BWMAX));
+        for (id, parent, ceil) in [("1:1fff", "1:100", BWCAP), ("1:2fff", "1:20", BWMAX)] {
+            self.classes.insert(
+                id.into(),
+                FakeClass {
+                    parent: Some(parent.into()),
+                    rate: 1000,
+                    ceil,
+                    quantum: Some(1600),
+                    sent: 0,
+                    leaf: true,
+                },
+            );
+        }
+    }
+
+    /// Writes the model to `dump.txt` / `qdisc.txt` as iproute2 6.1 prints them.
+    fn write_dump(&self) {
+        let mut text = String::new();
+        for (id, c) in &self.classes {
+            let minor = id.split_once(':').unwrap().1;
+            let place = match &c.parent {
+                None => "root".to_string(),
+                Some(p) => format!("parent {p}"),
+            };
+            let leaf = if c.leaf {
+                format!(" leaf {minor}:")
+            } else {
+                String::new()
+            };
+            let quantum = match c.quantum {
+                Some(q) if c.leaf => format!(" prio 0 quantum {q}"),
+                _ => String::new(),
+            };
+            let _ = write!(
+                text,
+                "class htb {id} {place}{leaf}{quantum} rate {} ceil {} linklayer ethernet burst 1600b/1 mpu 0b cburst 1600b/1 mpu 0b level {} \n \
+                 Sent {} bytes {} pkt (dropped 0, overlimits 0 requeues 0) \n \
+                 backlog 0b 0p requeues 0\n \
+                 lended: 0 borrowed: 0 giants: 0\n \
+                 tokens: 200000 ctokens: 200000\n\n",
+                tc_print_rate(c.rate),
+                tc_print_rate(c.ceil),
+                if c.leaf { 0 } else { 7 },
+                c.sent,
+                c.sent / 100,
+            );
+        }
+        fs::write(self.path("dump.txt"), text).unwrap();
+        let qdisc = if self.qdisc {
+            "qdisc htb 1: root refcnt 2 r2q 10 default 0x1fff direct_packets_stat 0 direct_qlen 1000\n"
+        } else {
+            "qdisc noqueue 0: root refcnt 2\n"
+        };
+        fs::write(self.path("qdisc.txt"), qdisc).unwrap();
+    }
+
+    /// The batch text sent since the last call (and applies it to the model,
+    /// except the 1-based line numbers in `refused`, then rewrites the dump).
+    fn take_batch(&mut self, refused: &[usize]) -> String {
+        let all = fs::read_to_string(self.path("batch.txt")).unwrap_or_default();
+        let new = all[self.batch_seen..].to_string();
+        self.batch_seen = all.len();
+        for (i, line) in new.lines().enumerate() {
+            if !refused.contains(&(i + 1)) {
+                self.apply_line(line);
+            }
+        }
+        self.write_dump();
+        new
+    }
+
+    fn apply_line(&mut self, line: &str) {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let after = |key: &str| {
+            w.iter()
+                .position(|x| *x == key)
+                .and_then(|i| w.get(i + 1))
+                .map(|s| (*s).to_string())
+        };
+        match (w.first().copied(), w.get(1).copied()) {
+            (Some("class"), Some("add" | "change" | "replace")) => {
+                let id = after("classid").expect("classid");
+                let parent = after("parent").filter(|p| p != "1:");
+                let old_sent = self.classes.get(&id).map_or(0, |c| c.sent);
+                let leaf = self.classes.get(&id).is_some_and(|c| c.leaf);
+                self.classes.insert(
+                    id,
+                    FakeClass {
+                        parent,
+                        rate: parse_batch_rate(&after("rate").expect("rate")),
+                        ceil: parse_batch_rate(&after("ceil").expect("ceil")),
+                        quantum: after("quantum").map(|q| q.parse().expect("quantum")),
+                        sent: old_sent,
+                        leaf,
+                    },
+                );
+            }
+            (Some("class"), Some("del")) => {
+                self.classes.remove(&after("classid").expect("classid"));
+            }
+            (Some("qdisc"), Some("add" | "replace")) if w.contains(&"root") => self.qdisc = true,
+            (Some("qdisc"), Some("add")) => {
+                if let Some(c) = after("parent").and_then(|p| self.classes.get_mut(&p)) {
+                    c.leaf = true;
+                }
+            }
+            (Some("qdisc"), Some("del")) if w.contains(&"root") => {
+                self.qdisc = false;
+                self.classes.clear();
+            }
+            _ => panic!("the fake kernel does not know this batch line: {line:?}"),
+        }
+    }
+
+    /// Sets the `Sent` counter of class `1:minor` in the dump.
+    fn set_sent(&mut self, minor: u32, bytes: u64) {
+        let id = format!("1:{minor:x}");
+        self.classes
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("no class {id} in the fake kernel"))
+            .sent = bytes;
+        self.write_dump();
+    }
+
+    /// `bwmon -c CONFIG --now NOW ARGS...` with `FAKE_TC_DIR` set, `RUST_LOG` unset.
+    fn run(&self, now: &str, args: &[&str], stdin: &[u8]) -> Output {
+        self.run_env(now, args, stdin, &[])
+    }
+
+    fn run_env(&self, now: &str, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(BWMON);
+        cmd.arg("-c")
+            .arg(&self.config)
+            .args(["--now", now])
+            .args(args)
+            .env("FAKE_TC_DIR", self.dir.path())
+            .env_remove("RUST_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(cmd, args, stdin)
+    }
+
+    /// `bwmon init` (must succeed; its batch is applied to the model).
+    fn init(&mut self) {
+        let out = self.run(T0, &["init"], b"");
+        expect_code(&out, 0, "init");
+        self.take_batch(&[]);
+    }
+
+    /// `bwmon sync` that must exit 0; its batch is applied to the model.
+    fn sync(&mut self, now: &str, slivers: &str) -> (Output, String) {
+        let out = self.run(now, &["sync"], slivers.as_bytes());
+        expect_code(&out, 0, "sync");
+        let batch = self.take_batch(&[]);
+        (out, batch)
+    }
+
+    fn calls(&self) -> Vec<String> {
+        fs::read_to_string(self.path("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn batch_calls(&self) -> usize {
+        self.calls().iter().filter(|c| c.contains("-batch")).count()
+    }
+
+    fn mail_files(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(&self.maildir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// What "nothing changed" is compared against.
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            state: fs::read(&self.state).ok(),
+            backup: fs::read(self.bak()).ok(),
+            batch: fs::read(self.path("batch.txt")).ok(),
+            batch_calls: self.batch_calls(),
+            mails: self.mail_files(),
+        }
+    }
+
+    fn bak(&self) -> PathBuf {
+        let mut p = self.state.as_os_str().to_owned();
+        p.push(".bak");
+        PathBuf::from(p)
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        let mut p = self.state.as_os_str().to_owned();
+        p.push(".lock");
+        PathBuf::from(p)
+    }
+
+    #[track_caller]
+    fn assert_unchanged(&self, before: &Snapshot, what: &str) {
+        let now = self.snapshot();
+        assert!(
+            now.state == before.state,
+            "{what}: the state file changed (or appeared)"
+        );
+        assert!(
+            now.backup == before.backup,
+            "{what}: the state backup changed"
+        );
+        assert_eq!(
+            now.batch_calls,
+            before.batch_calls,
+            "{what}: a tc batch was run: {:?}",
+            self.calls()
+        );
+        assert!(
+            now.batch == before.batch,
+            "{what}: batch lines were sent to tc"
+        );
+        assert_eq!(now.mails, before.mails, "{what}: a mail was sent");
+    }
+}
+
+#[derive(Debug)]
+struct Snapshot {
+    state: Option<Vec<u8>>,
+    backup: Option<Vec<u8>>,
+    batch: Option<Vec<u8>>,
+    batch_calls: usize,
+    mails: Vec<String>,
+}
+
+/// Runs `cmd` with `stdin`, logs it on the test's stderr.
+fn run(mut cmd: Command, args: &[&str], stdin: &[u8]) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn bwmon");
+    let mut child_in = child.stdin.take().unwrap();
+    let input = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = child_in.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait bwmon");
+    let _ = writer.join();
+    eprintln!(
+        "$ bwmon {} -> {:?}\n  stdout: {}\n  stderr: {}",
+        args.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        String::from_utf8_lossy(&out.stderr).trim_end()
+    );
+    out
+}
+
+/// How tc (iproute2 6.1, `sprint_rate`) prints a rate: the kernel keeps bytes/s;
+/// the unit steps up while the figure divides exactly or is 1000 units or more.
+fn tc_print_rate(bits: u64) -> String {
+    let mut rate = bits / 8 * 8;
+    let units = ["", "K", "M", "G", "T"];
+    let mut i = 0;
+    while i < units.len() - 1 {
+        if rate < 1000 || (!rate.is_multiple_of(1000) && rate < 1_000_000) {
+            break;
+        }
+        rate /= 1000;
+        i += 1;
+    }
+    format!("{rate}{}bit", units[i])
+}
+
+/// A rate as bwmon writes it into a batch (`1000bit`, `100kbit`, `1.5mbit`).
+fn parse_batch_rate(text: &str) -> u64 {
+    let lower = text.to_ascii_lowercase();
+    let end = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(end);
+    let num: f64 = num.parse().unwrap_or_else(|_| panic!("rate {text:?}"));
+    let mult = match unit {
+        "bit" | "" => 1.0,
+        "kbit" => 1e3,
+        "mbit" => 1e6,
+        "gbit" => 1e9,
+        "kibit" => 1024.0,
+        "mibit" => 1_048_576.0,
+        "gibit" => 1_073_741_824.0,
+        "bps" => 8.0,
+        "kbps" => 8e3,
+        "mbps" => 8e6,
+        _ => panic!("unknown rate unit in batch line: {text:?}"),
+    };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let r = (num * mult).round() as u64;
+    r
+}
+
+// ---------------------------------------------------------------------------
+// Checks
+
+#[track_caller]
+fn expect_code(out: &Output, code: i32, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}: exit status {:?}, expected {code}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The error contract: exactly one line on stderr, starting with `bwmon: `,
+/// containing every one of `names`. Returns the line.
+#[track_caller]
+fn one_error_line(out: &Output, names: &[&str], what: &str) -> String {
+    let err = stderr(out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what}: stderr must be exactly one line, is {}:\n{err}",
+        lines.len()
+    );
+    let line = lines[0];
+    assert!(
+        line.starts_with("bwmon: "),
+        "{what}: the message must start with `bwmon: `: {line:?}"
+    );
+    for n in names {
+        assert!(
+            line.contains(n),
+            "{what}: the message must name {n:?}: {line:?}"
+        );
+    }
+    line.to_string()
+}
+
+/// Every stderr line starts with `bwmon: `.
+#[track_caller]
+fn all_lines_prefixed(out: &Output, what: &str) {
+    for line in stderr(out).lines() {
+        assert!(
+            line.starts_with("bwmon: "),
+            "{what}: stderr line without `bwmon: `: {line:?}"
+        );
+    }
+}
+
+fn slivers(records: &[(&str, u32, &str)]) -> String {
+    common::slivers(records)
+}
+
+fn alice_and_bob() -> String {
+    slivers(&[(ALICE.0, ALICE.1, "{}"), (BOB.0, BOB.1, "{}")])
+}
+
+/// init, then a first sync with Alice and Bob; the model holds their classes.
+fn fake_with_alice_and_bob() -> Fake {
+    let mut fake = Fake::new();
+    fake.init();
+    fake.sync(T0, &alice_and_bob());
+    assert!(fake.classes.contains_key("1:1101") && fake.classes.contains_key("1:2102"));
+    fake
+}
+
+/// Alice's low quota with the built-in defaults: 5662310 KiB.
+const DEFAULT_QUOTA: u64 = 5_662_310 * 1024;
+
+// ---------------------------------------------------------------------------
+// 65: bad slivers data, before anything is touched
+
+#[test]
+fn bad_json_on_stdin_exits_65() {
+    let fake = fake_with_alice_and_bob();
+    let before = fake.snapshot();
+    let out = fake.run(&at(MIN), &["sync"], b"{\"pl_alice\": {\"name\": ");
+    expect_code(&out, 65, "sync with truncated JSON");
+    let line = one_error_line(&out, &[], "bad JSON");
+    assert!(
+        line.to_lowercase().contains("slivers") || line.contains("stdin"),
+        "names the slivers input: {line}"
+    );
+    fake.assert_unchanged(&before, "bad JSON");
+}
+
+#[test]
+fn empty_stdin_exits_65() {
+    let fake = fake_with_alice_and_bob();
+    let before = fake.snapshot();
+    let out = fake.run(&at(MIN), &["sync"], b"");
+    expect_code(&out, 65, "sync with empty stdin");
+    let line = one_error_line(&out, &[], "empty stdin");
+    assert!(
+        line.to_lowercase().contains("slivers") || line.contains("stdin"),
+        "names the slivers input: {line}"
+    );
+    assert!(line.contains("empty"), "says it is empty: {line}");
+    fake.assert_unchanged(&before, "empty stdin");
+}
+
+#[test]
+fn empty_input_file_exits_65_naming_it() {
+    let fake = fake_with_alice_and_bob();
+    let input = fake.path("slivers.json");
+    fs::write(&input, "").unwrap();
+    let before = fake.snapshot();
+    let out = fake.run(&at(MIN), &["sync", "--input", input.to_str().unwrap()], &[]);
+    expect_code(&out, 65, "sync --input EMPTY");
+    one_error_line(&out, &[input.to_str().unwrap()], "empty --input file");
+    fake.assert_unchanged(&before, "empty --input file");
+}
+
+#[test]
+fn json_of_wrong_shape_exits_65() {
+    let fake = fake_with_alice_and_bob();
+    let before = fake.snapshot();
+    for text in ["5", "\"pl_alice\"", "null"] {
+        let out = fake.run(&at(MIN), &["sync"], text.as_bytes());
+        expect_code(&out, 65, &format!("sync with {text}"));
+        one_error_line(&out, &[], &format!("JSON {text}"));
+        fake.assert_unchanged(&before, &format!("JSON {text}"));
+    }
+}
+
+#[test]
+fn unusable_state_file_exits_65() {
+    let fake = Fake::new();
+    fs::write(&fake.state, "this: [is not\n  a bwmon state\n").unwrap();
+    let before = fake.snapshot();
+    let out = fake.run(&at(MIN), &["sync"], alice_and_bob().as_bytes());
+    expect_code(&out, 65, "sync with a garbled state file");
+    one_error_line(&out, &[fake.state.to_str().unwrap()], "garbled state");
+    fake.assert_unchanged(&before, "garbled state");
+    let mut names: Vec<String> = fs::read_dir(fake.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "state.yaml.lock" && n != "calls.log")
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "bwmon.yaml",
+            "dump.txt",
+            "mail",
+            "qdisc.txt",
+            "sendmail",
+            "state.yaml"
+        ],
+        "nothing moved aside or created"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 69: no hierarchy, no tc
+
+#[test]
+fn no_hierarchy_and_no_state_exits_69_saying_init() {
+    let mut fake = Fake::new();
+    fake.classes.clear();
+    fake.qdisc = false;
+    fake.write_dump();
+    let before = fake.snapshot();
+    let out = fake.run(T0, &["sync"], alice_and_bob().as_bytes());
+    expect_code(&out, 69, "sync without hierarchy");
+    one_error_line(&out, &["bwmon init", DEV], "no hierarchy");
+    assert!(before.state.is_none());
+    fake.assert_unchanged(&before, "no hierarchy");
+}
+
+/// Same with an HTB tree of someone else's (classes, but no 1:10).
+#[test]
+fn foreign_htb_without_class_1_10_exits_69() {
+    let mut fake = Fake::new();
+    fake.classes.clear();
+    for (id, parent) in [("1:1", None), ("1:5", Some("1:1")), ("1:30", Some("1:1"))] {
+        fake.classes.insert(
+            id.into(),
+            FakeClass {
+                parent: parent.map(str::to_string),
+                rate: 1_000_000,
+                ceil: BWMAX,
+                quantum: Some(1600),
+                sent: 12_345,
+                leaf: parent.is_some(),
+            },
+        );
+    }
+    fake.write_dump();
+    let before = fake.snapshot();
+    let out = fake.run(T0, &["sync"], alice_and_bob().as_bytes());
+    expect_code(&out, 69, "sync on a foreign HTB");
+    one_error_line(&out, &["bwmon init"], "no 1:10");
+    fake.assert_unchanged(&before, "no 1:10");
+}
+
+#[test]
+fn missing_tc_exits_69_naming_it() {
+    let fake = Fake::with_config("");
+    let text = fs::read_to_string(&fake.config).unwrap().replace(
+        &format!("tc: {}", fake_tc().display()),
+        "tc: /nonexistent/tc",
+    );
+    fs::write(&fake.config, text).unwrap();
+    for (args, stdin) in [
+        (vec!["sync"], alice_and_bob()),
+        (vec!["init"], String::new()),
+        (vec!["reset", ALICE.0], String::new()),
+    ] {
+        let before = fake.snapshot();
+        let out = fake.run(T0, &args, stdin.as_bytes());
+        expect_code(&out, 69, &format!("{args:?} without tc"));
+        one_error_line(&out, &["/nonexistent/tc"], "tc missing");
+        fake.assert_unchanged(&before, "tc missing");
+        assert!(fake.calls().is_empty(), "the fake tc was not called");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 74: state file I/O
+
+#[test]
+fn state_under_a_regular_file_exits_74() {
+    let fake = Fake::new();
+    let blocker = fake.path("file");
+    fs::write(&blocker, "not a directory\n").unwrap();
+    let state = blocker.join("state.yaml");
+    let before = fake.snapshot();
+    for args in [vec!["sync"], vec!["init"], vec!["reset", ALICE.0]] {
+        let mut full = vec!["--state", state.to_str().unwrap()];
+        full.extend(&args);
+        let out = fake.run(T0, &full, alice_and_bob().as_bytes());
+        expect_code(&out, 74, &format!("{args:?} with state under a file"));
+        one_error_line(&out, &[blocker.to_str().unwrap()], "state dir is a file");
+        fake.assert_unchanged(&before, "state dir is a file");
+    }
+}
+
+#[test]
+fn state_in_missing_directory_exits_74() {
+    let fake = Fake::new();
+    let state = fake.path("no/such/dir/state.yaml");
+    let before = fake.snapshot();
+    let out = fake.run(
+        T0,
+        &["--state", state.to_str().unwrap(), "sync"],
+        alice_and_bob().as_bytes(),
+    );
+    expect_code(&out, 74, "sync with state in a missing dir");
+    one_error_line(&out, &["no/such/dir"], "missing state dir");
+    fake.assert_unchanged(&before, "missing state dir");
+    assert!(!fake.path("no").exists(), "no directory created");
+}
+
+#[test]
+fn state_path_that_is_a_directory_exits_74() {
+    let fake = Fake::new();
+    let state = fake.path("statedir");
+    fs::create_dir(&state).unwrap();
+    let before = fake.snapshot();
+    let out = fake.run(
+        T0,
+        &["--state", state.to_str().unwrap(), "sync"],
+        alice_and_bob().as_bytes(),
+    );
+    expect_code(&out, 74, "sync with a directory as state file");
+    one_error_line(&out, &[state.to_str().unwrap()], "state is a directory");
+    fake.assert_unchanged(&before, "state is a directory");
+}
+
+// ---------------------------------------------------------------------------
+// 75: lock held
+
+#[test]
+fn lock_held_exits_75_and_changes_nothing() {
+    let fake = fake_with_alice_and_bob();
+    let before = fake.snapshot();
+    assert!(before.state.is_some());
+    let holder = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(fake.lock_path())
+        .unwrap();
+    holder.lock().expect("take the lock");
+
+    let started = std::time::Instant::now();
+    let out = fake.run(
+        &at(MIN),
+        &["sync"],
+        slivers(&[(ALICE.0, ALICE.1, "{}")]).as_bytes(),
+    );
+    let waited = started.elapsed();
+    expect_code(&out, 75, "sync while the lock is held");
+    one_error_line(&out, &[fake.lock_path().to_str().unwrap()], "lock held");
+    assert!(
+        waited >= std::time::Duration::from_millis(200),
+        "waited lock_wait (200ms), took {waited:?}"
+    );
+    fake.assert_unchanged(&before, "sync while locked");
+
+    let out = fake.run(&at(MIN), &["reset", ALICE.0], b"");
+    expect_code(&out, 75, "reset while the lock is held");
+    one_error_line(&out, &[], "reset while locked");
+    fake.assert_unchanged(&before, "reset while locked");
+
+    // status takes a shared lock: an exclusive holder keeps it out too.
+    let out = fake.run(&at(MIN), &["status"], b"");
+    expect_code(&out, 75, "status while an exclusive lock is held");
+    one_error_line(&out, &[], "status while locked");
+
+    holder.unlock().unwrap();
+    let out = fake.run(&at(MIN), &["status"], b"");
+    expect_code(&out, 0, "status once the lock is free");
+}
+
+// ---------------------------------------------------------------------------
+// 78: configuration
+
+#[test]
+fn explicit_config_missing_exits_78_naming_it() {
+    let fake = Fake::new();
+    let missing = fake.path("nope.yaml");
+    let mut cmd = Command::new(BWMON);
+    cmd.arg("-c")
+        .arg(&missing)
+        .args(["--now", T0, "sync"])
+        .env("FAKE_TC_DIR", fake.dir.path());
+    let out = run(cmd, &["-c", "nope.yaml", "sync"], b"{}");
+    expect_code(&out, 78, "missing --config");
+    one_error_line(&out, &[missing.to_str().unwrap()], "missing config");
+    assert!(fake.calls().is_empty(), "tc not called");
+}
+
+/// Writes `yaml` as the config (the fake's own keys first, so only `yaml` is bad).
+fn config_case(yaml: &str) -> (Fake, Output) {
+    let fake = Fake::new();
+    let mut text = fs::read_to_string(&fake.config).unwrap();
+    text.push_str(yaml);
+    fs::write(&fake.config, text).unwrap();
+    let out = fake.run(T0, &["sync"], alice_and_bob().as_bytes());
+    (fake, out)
+}
+
+#[test]
+fn invalid_yaml_exits_78_naming_the_file() {
+    let (fake, out) = config_case("bwmax: [1gbit\n");
+    expect_code(&out, 78, "invalid YAML");
+    one_error_line(&out, &[fake.config.to_str().unwrap()], "invalid YAML");
+    assert!(fake.calls().is_empty() && !fake.state.exists());
+}
+
+#[test]
+fn unknown_key_exits_78_naming_it() {
+    let (fake, out) = config_case("perod: 1d\n");
+    expect_code(&out, 78, "unknown key");
+    one_error_line(
+        &out,
+        &[fake.config.to_str().unwrap(), "perod"],
+        "unknown key perod",
+    );
+    assert!(fake.calls().is_empty() && !fake.state.exists());
+}
+
+#[test]
+fn bad_value_exits_78_naming_the_key() {
+    for (yaml, key) in [
+        ("period: soon\n", "period"),
+        ("lock_wait: forever\n", "lock_wait"),
+        ("bwmax: fast\n", "bwmax"),
+        ("defaults:\n  thresh_percent: 0\n", "thresh_percent"),
+    ] {
+        let (fake, out) = config_case(yaml);
+        expect_code(&out, 78, yaml);
+        one_error_line(&out, &[fake.config.to_str().unwrap(), key], yaml);
+        assert!(fake.calls().is_empty() && !fake.state.exists());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 1: unknown slices, per-slice failures
+
+#[test]
+fn status_without_state_file_exits_0() {
+    let fake = Fake::new();
+    let out = fake.run(T0, &["status"], b"");
+    expect_code(&out, 0, "status before any sync");
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("no slices yet"), "{}", stdout(&out));
+    assert!(!fake.state.exists(), "status writes no state");
+    let out = fake.run(T0, &["status", "--check"], b"");
+    expect_code(&out, 0, "status --check before any sync");
+}
+
+#[test]
+fn reset_of_unknown_slice_exits_1_naming_it() {
+    let fake = fake_with_alice_and_bob();
+    let before = fake.snapshot();
+    let out = fake.run(&at(MIN), &["reset", "nosuchslice"], b"");
+    expect_code(&out, 1, "reset nosuchslice");
+    one_error_line(&out, &["nosuchslice"], "reset unknown");
+    fake.assert_unchanged(&before, "reset unknown");
+}
+
+#[test]
+fn reset_of_dead_slice_says_it_is_not_live() {
+    let mut fake = fake_with_alice_and_bob();
+    fake.sync(&at(MIN), &slivers(&[(ALICE.0, ALICE.1, "{}")]));
+    let before = fake.snapshot();
+    let out = fake.run(&at(2 * MIN), &["reset", BOB.0], b"");
+    expect_code(&out, 1, "reset of a removed slice");
+    let line = one_error_line(&out, &[BOB.0], "reset dead");
+    assert!(line.contains("not live"), "says it is not live: {line}");
+    fake.assert_unchanged(&before, "reset dead");
+}
+
+#[test]
+fn reset_of_root_or_default_exits_1() {
+    let fake = fake_with_alice_and_bob();
+    let before = fake.snapshot();
+    for name in ["root", "default"] {
+        let out = fake.run(&at(MIN), &["reset", name], b"");
+        expect_code(&out, 1, &format!("reset {name}"));
+        one_error_line(&out, &[name], "reset root/default");
+        fake.assert_unchanged(&before, "reset root/default");
+    }
+}
+
+#[test]
+fn status_of_unknown_slice_exits_1_and_shows_the_others() {
+    let fake = fake_with_alice_and_bob();
+    let before = fake.snapshot();
+    let out = fake.run(
+        &at(MIN),
+        &["status", "nosuchslice", ALICE.0, "--format", "json"],
+        b"",
+    );
+    expect_code(&out, 1, "status with an unknown name");
+    one_error_line(&out, &["unknown slice nosuchslice"], "status unknown");
+    let json = stdout(&out);
+    assert!(
+        json.contains(ALICE.0),
+        "the known slice is still shown: {json}"
+    );
+    assert!(!json.contains(BOB.0), "names filter the rows: {json}");
+    fake.assert_unchanged(&before, "status unknown");
+
+    let out = fake.run(&at(MIN), &["status", ALICE.0, BOB.0], b"");
+    expect_code(&out, 0, "status of known slices");
+    assert!(out.stderr.is_empty());
+}
+
+#[test]
+fn xid_out_of_range_is_held_others_still_applied() {
+    let mut fake = Fake::new();
+    fake.init();
+    let input = slivers(&[
+        (ALICE.0, ALICE.1, "{}"),
+        ("pl_huge", 5000, "{}"),
+        (BOB.0, BOB.1, "{}"),
+    ]);
+    let out = fake.run(T0, &["sync"], input.as_bytes());
+    expect_code(&out, 1, "sync with xid 5000");
+    all_lines_prefixed(&out, "xid 5000");
+    let err = stderr(&out);
+    let naming: Vec<&str> = err.lines().filter(|l| l.contains("pl_huge")).collect();
+    assert_eq!(naming.len(), 1, "one line names pl_huge: {err}");
+    assert!(
+        !err.contains(ALICE.0) && !err.contains(BOB.0),
+        "only the bad slice is named: {err}"
+    );
+    let batch = fake.take_batch(&[]);
+    for id in ["1:1101", "1:2101", "1:1102", "1:2102"] {
+        assert!(
+            batch.contains(&format!("classid {id} ")),
+            "the good slices' classes were created ({id}): {batch}"
+        );
+    }
+    // 5000 & 0xfff = 0x388: never a silent alias.
+    assert!(
+        !batch.contains("1388") && !batch.contains("2388"),
+        "{batch}"
+    );
+    let state = fs::read_to_string(&fake.state).expect("state saved despite the failure");
+    assert!(state.contains(ALICE.0) && state.contains(BOB.0), "{state}");
+    assert!(
+        !state.contains("pl_huge"),
+        "a held new record has no state: {state}"
+    );
+    assert_eq!(
+        fake.batch_calls(),
+        2,
+        "init's batch and one batch for the sync"
+    );
+}
+
+#[test]
+fn refused_batch_line_fails_its_slice_and_is_resent() {
+    let mut fake = Fake::new();
+    fake.init();
+    // Root's classes first, so the next batch is only Alice's and Bob's.
+    fake.sync(T0, "{}");
+    assert!(fake.classes.contains_key("1:1000"));
+
+    fs::write(
+        fake.path("batch.stderr"),
+        "RTNETLINK answers: No such file or directory\nCommand failed -:3\n",
+    )
+    .unwrap();
+    fs::write(fake.path("batch.rc"), "1").unwrap();
+    let out = fake.run(&at(MIN), &["sync"], alice_and_bob().as_bytes());
+    expect_code(&out, 1, "sync with a refused line");
+    all_lines_prefixed(&out, "refused line");
+    let batch = fake.take_batch(&[3]);
+    let line3 = batch.lines().nth(2).expect("a batch of at least 3 lines");
+    let classid = line3
+        .split_whitespace()
+        .skip_while(|w| *w != "classid")
+        .nth(1)
+        .expect("line 3 names a class");
+    let minor = u32::from_str_radix(classid.split_once(':').unwrap().1, 16).unwrap();
+    let (culprit, other) = match minor & 0xfff {
+        x if x == ALICE.1 => (ALICE.0, BOB.0),
+        x if x == BOB.1 => (BOB.0, ALICE.0),
+        x => panic!("line 3 belongs to xid {x}, not a live slice: {line3}"),
+    };
+    let err = stderr(&out);
+    assert!(
+        err.lines().any(|l| l.contains(culprit)),
+        "stderr names {culprit}, whose line 3 ({line3}) was refused: {err}"
+    );
+    assert!(!err.contains(other), "{other}'s lines went through: {err}");
+    assert!(fake.state.exists(), "state saved");
+
+    fs::remove_file(fake.path("batch.stderr")).unwrap();
+    fs::remove_file(fake.path("batch.rc")).unwrap();
+    let (out, batch) = fake.sync(&at(2 * MIN), &alice_and_bob());
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    let refused_class = line3
+        .split_whitespace()
+        .skip_while(|w| *w != "classid")
+        .nth(1)
+        .unwrap_or(classid);
+    assert!(
+        batch
+            .lines()
+            .any(|l| l.starts_with("class ") && l.contains(&format!("classid {refused_class} "))),
+        "the refused change of {refused_class} is sent again: {batch:?}"
+    );
+    let other_xid = if culprit == ALICE.0 { BOB.1 } else { ALICE.1 };
+    assert!(
+        !batch.contains(&format!("{:x} ", 0x1000 | other_xid))
+            && !batch.contains(&format!("{:x} ", 0x2000 | other_xid)),
+        "{other}'s classes were applied and are not sent again: {batch}"
+    );
+    // And now all is in place: a steady run sends nothing.
+    let (_, batch) = fake.sync(&at(3 * MIN), &alice_and_bob());
+    assert_eq!(batch, "", "nothing left to apply");
+}
+
+// ---------------------------------------------------------------------------
+// 2: usage
+
+#[test]
+fn usage_errors_exit_2() {
+    let fake = Fake::new();
+    for (args, culprit) in [
+        (vec!["frobnicate"], "frobnicate"),
+        (vec!["sync", "--bogus"], "--bogus"),
+        (vec!["status", "--format", "xml"], "xml"),
+        (vec!["--now", "yesterday", "sync"], "yesterday"),
+    ] {
+        let mut cmd = Command::new(BWMON);
+        cmd.arg("-c")
+            .arg(&fake.config)
+            .args(&args)
+            .env("FAKE_TC_DIR", fake.dir.path());
+        let out = run(cmd, &args, b"{}");
+        expect_code(&out, 2, &format!("{args:?}"));
+        let err = stderr(&out);
+        assert!(
+            err.lines().next().is_some_and(|l| l.contains(culprit)),
+            "the first line names {culprit}: {err}"
+        );
+        assert!(fake.calls().is_empty() && !fake.state.exists());
+    }
+}
+
+/// The contract: "Every error message is ONE line on stderr starting with
+/// `bwmon: `" — usage errors included.
+#[test]
+fn usage_error_is_one_bwmon_line() {
+    let mut cmd = Command::new(BWMON);
+    cmd.arg("frobnicate");
+    let out = run(cmd, &["frobnicate"], b"");
+    expect_code(&out, 2, "bwmon frobnicate");
+    one_error_line(&out, &["frobnicate"], "usage error");
+}
+
+// ---------------------------------------------------------------------------
+// Logging levels
+
+#[test]
+fn default_level_routine_and_steady_syncs_print_nothing() {
+    let mut fake = Fake::new();
+    fake.init();
+    // Routine: root's and two new slices' classes created.
+    let (out, batch) = fake.sync(T0, &alice_and_bob());
+    assert!(batch.contains("1:1101"), "{batch}");
+    assert!(out.stdout.is_empty(), "stdout: {}", stdout(&out));
+    assert!(out.stderr.is_empty(), "stderr: {}", stderr(&out));
+    // Steady: nothing changed.
+    let (out, batch) = fake.sync(&at(15 * MIN), &alice_and_bob());
+    assert_eq!(batch, "", "a steady sync changes nothing in tc");
+    assert!(out.stdout.is_empty(), "stdout: {}", stdout(&out));
+    assert!(out.stderr.is_empty(), "stderr: {}", stderr(&out));
+    // A new period for everyone is routine too.
+    let (out, _) = fake.sync(&at(DAY + MIN), &alice_and_bob());
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn verbose_prints_one_line_per_change() {
+    let mut fake = Fake::new();
+    fake.init();
+    let out = fake.run(T0, &["-v", "sync"], alice_and_bob().as_bytes());
+    expect_code(&out, 0, "sync -v");
+    fake.take_batch(&[]);
+    all_lines_prefixed(&out, "-v");
+    let err = stderr(&out);
+    for name in [ALICE.0, BOB.0] {
+        let n = err.lines().filter(|l| l.contains(name)).count();
+        assert_eq!(n, 1, "-v: one line for the new slice {name}:\n{err}");
+    }
+    assert!(out.stdout.is_empty());
+
+    // Removing Bob: one line about him.
+    let out = fake.run(
+        &at(MIN),
+        &["-v", "sync"],
+        slivers(&[(ALICE.0, ALICE.1, "{}")]).as_bytes(),
+    );
+    expect_code(&out, 0, "sync -v removing bob");
+    fake.take_batch(&[]);
+    let err = stderr(&out);
+    assert_eq!(
+        err.lines().filter(|l| l.contains(BOB.0)).count(),
+        1,
+        "{err}"
+    );
+    assert!(!err.contains(ALICE.0), "nothing changed for alice: {err}");
+
+    // Nothing changed: nothing to say, even at -v.
+    let out = fake.run(
+        &at(2 * MIN),
+        &["-v", "sync"],
+        slivers(&[(ALICE.0, ALICE.1, "{}")]).as_bytes(),
+    );
+    expect_code(&out, 0, "steady sync -v");
+    assert!(
+        out.stderr.is_empty(),
+        "-v on a steady run: {}",
+        stderr(&out)
+    );
+}
+
+/// Alice over her low threshold 22 h into the period (default quota, fake counters).
+fn fake_with_alice_over_threshold() -> Fake {
+    let mut fake = fake_with_alice_and_bob();
+    fake.set_sent(0x1101, DEFAULT_QUOTA * 9 / 10);
+    fake
+}
+
+#[test]
+fn very_verbose_and_rust_log_debug_explain_decisions() {
+    let fake = fake_with_alice_over_threshold();
+    let now = at(22 * HOUR);
+    let input = alice_and_bob();
+    let decision = |out: &Output| -> Option<String> {
+        stderr(out)
+            .lines()
+            .find(|l| l.contains(ALICE.0) && l.contains("used") && l.contains("capped"))
+            .map(str::to_string)
+    };
+    let out = fake.run(&now, &["sync", "--dry-run"], input.as_bytes());
+    expect_code(&out, 0, "sync --dry-run");
+    assert!(
+        decision(&out).is_none(),
+        "default level: no debug lines: {}",
+        stderr(&out)
+    );
+
+    let out = fake.run(&now, &["-v", "sync", "--dry-run"], input.as_bytes());
+    assert!(
+        decision(&out).is_none(),
+        "-v: no debug lines: {}",
+        stderr(&out)
+    );
+
+    let out = fake.run(&now, &["-vv", "sync", "--dry-run"], input.as_bytes());
+    expect_code(&out, 0, "sync -vv --dry-run");
+    all_lines_prefixed(&out, "-vv");
+    let line = decision(&out)
+        .unwrap_or_else(|| panic!("-vv explains alice's cap decision: {}", stderr(&out)));
+    assert!(line.contains("low"), "names the class: {line}");
+
+    let out = fake.run_env(
+        &now,
+        &["sync", "--dry-run"],
+        input.as_bytes(),
+        &[("RUST_LOG", "debug")],
+    );
+    expect_code(&out, 0, "RUST_LOG=debug sync --dry-run");
+    assert_eq!(
+        decision(&out).as_deref(),
+        Some(line.as_str()),
+        "RUST_LOG=debug without -v prints the debug lines: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn quiet_suppresses_warnings() {
+    let mut fake = Fake::new();
+    fake.init();
+    let input = slivers(&[
+        (ALICE.0, ALICE.1, r#"{"net_max_rate": "abc"}"#),
+        (BOB.0, BOB.1, "{}"),
+    ]);
+    let out = fake.run(T0, &["sync", "--dry-run"], input.as_bytes());
+    expect_code(
+        &out,
+        0,
+        "an invalid rspec value is a warning, not a failure",
+    );
+    all_lines_prefixed(&out, "warning");
+    let err = stderr(&out);
+    assert!(
+        err.lines()
+            .any(|l| l.contains(ALICE.0) && l.contains("net_max_rate") && l.contains("abc")),
+        "the warning names slice, key and value: {err}"
+    );
+
+    let out = fake.run(T0, &["-q", "sync"], input.as_bytes());
+    expect_code(&out, 0, "sync -q");
+    assert!(out.stderr.is_empty(), "-q: no warnings: {}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let batch = fake.take_batch(&[]);
+    assert!(
+        batch.contains("1:1101"),
+        "alice still created, with the default: {batch}"
+    );
+
+    // -q still prints errors.
+    let out = fake.run(&at(MIN), &["-q", "sync"], b"");
+    expect_code(&out, 65, "sync -q with empty stdin");
+    one_error_line(&out, &[], "-q error");
+}
+
+// ---------------------------------------------------------------------------
+// --dry-run
+
+/// Splits dry-run stdout into (tc lines, mails as sent to sendmail).
+fn parse_dry_run(text: &str) -> (Vec<String>, Vec<String>) {
+    let mut tc = Vec::new();
+    let mut mails: Vec<String> = Vec::new();
+    let mut section = 0; // 0 none, 1 tc, 2 mail
+    for line in text.split_inclusive('\n') {
+        if line.starts_with("# tc -force -batch -") {
+            section = 1;
+            continue;
+        }
+        if line.starts_with("# mail (dry run: not sent)") {
+            section = 2;
+            mails.push(String::new());
+            continue;
+        }
+        match section {
+            1 => tc.push(line.trim_end_matches('\n').to_string()),
+            2 => mails.last_mut().unwrap().push_str(line),
+            _ => panic!("dry-run output line outside a section: {line:?}"),
+        }
+    }
+    (tc, mails)
+}
+
+#[test]
+fn sync_dry_run_changes_nothing_and_shows_what_the_real_run_does() {
+    let mut fake = fake_with_alice_over_threshold();
+    let now = at(22 * HOUR);
+    let before = fake.snapshot();
+    let calls_before = fake.calls().len();
+
+    let dry = fake.run(&now, &["sync", "--dry-run"], alice_and_bob().as_bytes());
+    expect_code(&dry, 0, "sync --dry-run");
+    assert!(dry.stderr.is_empty(), "{}", stderr(&dry));
+    fake.assert_unchanged(&before, "sync --dry-run");
+    let calls: Vec<String> = fake.calls()[calls_before..].to_vec();
+    assert!(
+        calls.iter().all(|c| c.contains("class show")),
+        "dry run only reads tc: {calls:?}"
+    );
+    let text = stdout(&dry);
+    assert!(
+        text.starts_with("# tc -force -batch - (dry run: not run)\n"),
+        "{text}"
+    );
+    let (tc_lines, dry_mails) = parse_dry_run(&text);
+    assert!(
+        tc_lines.iter().any(|l| l.contains("classid 1:1101")),
+        "alice's cap is in the dry run: {text}"
+    );
+    assert_eq!(dry_mails.len(), 1, "one mail for alice: {text}");
+    assert!(dry_mails[0].contains("Subject: pl_mom capped bandwidth of slice pl_alice"));
+    assert!(
+        text.contains("# mail (dry run: not sent): ")
+            && text.contains(" -N never -t -fsupport@example.org\n"),
+        "{text}"
+    );
+
+    // The real run sends exactly that.
+    let (real, batch) = fake.sync(&now, &alice_and_bob());
+    assert!(real.stdout.is_empty(), "{}", stdout(&real));
+    assert!(
+        real.stderr.is_empty(),
+        "a cap and its mail are routine at the default level: {}",
+        stderr(&real)
+    );
+    let real_lines: Vec<String> = batch.lines().map(str::to_string).collect();
+    assert_eq!(
+        real_lines, tc_lines,
+        "dry-run tc lines = the real run's batch"
+    );
+    let msg = fs::read_to_string(fake.maildir.join("1.msg")).expect("the real run mailed");
+    assert_eq!(msg, dry_mails[0], "dry-run mail = the mail sent");
+    assert_ne!(
+        fs::read(&fake.state).ok(),
+        before.state,
+        "the real run saved"
+    );
+
+    // Nothing left to do (same instant, so the same cap): says so.
+    let dry = fake.run(&now, &["sync", "--dry-run"], alice_and_bob().as_bytes());
+    expect_code(&dry, 0, "steady --dry-run");
+    assert!(
+        stdout(&dry).contains("# dry run: no tc changes, no mail"),
+        "{}",
+        stdout(&dry)
+    );
+
+    // Later runs recompute the cap (a change every run): routine, silent.
+    let (later, batch) = fake.sync(&at(22 * HOUR + 15 * MIN), &alice_and_bob());
+    assert!(
+        batch.contains("classid 1:1101"),
+        "the cap follows the formula: {batch}"
+    );
+    assert!(
+        later.stdout.is_empty() && later.stderr.is_empty(),
+        "{}",
+        stderr(&later)
+    );
+    let msgs = fake
+        .mail_files()
+        .into_iter()
+        .filter(|f| Path::new(f).extension().is_some_and(|e| e == "msg"))
+        .count();
+    assert_eq!(msgs, 1, "still the one mail");
+}
+
+#[test]
+fn dry_run_of_first_sync_leaves_no_state_file() {
+    let mut fake = Fake::new();
+    fake.init();
+    fs::remove_file(&fake.state).unwrap();
+    let before = fake.snapshot();
+    let dry = fake.run(T0, &["sync", "--dry-run"], alice_and_bob().as_bytes());
+    expect_code(&dry, 0, "first sync --dry-run");
+    fake.assert_unchanged(&before, "first sync --dry-run");
+    assert!(!fake.state.exists(), "no state file created");
+    let (tc_lines, _) = parse_dry_run(&stdout(&dry));
+    let (_, batch) = fake.sync(T0, &alice_and_bob());
+    assert_eq!(
+        batch.lines().map(str::to_string).collect::<Vec<_>>(),
+        tc_lines
+    );
+}
+
+#[test]
+fn reset_dry_run_changes_nothing_and_shows_the_lift() {
+    let mut fake = fake_with_alice_over_threshold();
+    fake.sync(&at(22 * HOUR), &alice_and_bob());
+    assert!(fake.classes["1:1101"].ceil < BWCAP, "alice capped");
+    let before = fake.snapshot();
+    let dry = fake.run(&at(22 * HOUR + MIN), &["reset", ALICE.0, "--dry-run"], b"");
+    expect_code(&dry, 0, "reset --dry-run");
+    fake.assert_unchanged(&before, "reset --dry-run");
+    let (tc_lines, mails) = parse_dry_run(&stdout(&dry));
+    assert!(mails.is_empty());
+    assert!(
+        tc_lines
+            .iter()
+            .any(|l| l.contains("classid 1:1101") && l.contains(&format!("ceil {BWCAP}bit"))),
+        "the lift of alice's cap: {tc_lines:?}"
+    );
+    let out = fake.run(&at(22 * HOUR + MIN), &["reset", ALICE.0], b"");
+    expect_code(&out, 0, "reset");
+    assert!(
+        out.stderr.is_empty() && out.stdout.is_empty(),
+        "{}",
+        stderr(&out)
+    );
+    let batch = fake.take_batch(&[]);
+    assert_eq!(
+        batch.lines().map(str::to_string).collect::<Vec<_>>(),
+        tc_lines
+    );
+    assert_eq!(fake.classes["1:1101"].ceil, BWCAP, "lifted");
+}
