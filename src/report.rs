@@ -340,7 +340,7 @@ impl Report {
             "I2 CEIL",
             "F",
             "END",
-            "FULL"
+            "ETA"
         );
         if self.slices.is_empty() && self.dead.is_empty() {
             out.push_str("no slices yet: run `bwmon sync`\n");
