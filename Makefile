@@ -48,6 +48,7 @@ install: $(BIN)
 	install -Dm644 dist/bwmon.yaml $(DESTDIR)$(PREFIX)/share/doc/bwmon/bwmon.yaml.example
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
 	sed 's|/usr/local/bin/bwmon|$(PREFIX)/bin/bwmon|' dist/bwmon.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/bwmon.service
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/bwmon.service
 	install -Dm644 dist/bwmon.timer $(DESTDIR)$(PREFIX)/lib/systemd/system/bwmon.timer
 
 # Fuzz campaigns, by hand: FUZZ_SECONDS per target (CI only replays the

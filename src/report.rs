@@ -425,7 +425,8 @@ fn usage(c: &ClassView) -> String {
 }
 
 fn percent(c: &ClassView) -> String {
-    let p = u128::from(c.used_bytes) * 100 / u128::from(c.quota_bytes.max(1));
+    let q = u128::from(c.quota_bytes.max(1));
+    let p = (u128::from(c.used_bytes) * 100 + q / 2) / q;
     p.min(999).to_string()
 }
 
@@ -437,27 +438,24 @@ fn ceil(c: &ClassView) -> String {
     }
 }
 
-/// At most four characters: `999`, `9.9K`, `938K`, `10M`, `4.2G`; rates use a
-/// lowercase `k` as tc does.
+/// At most four characters, rounded: `999`, `9.9K`, `938K`, `10M`, `4.2G`;
+/// rates use a lowercase `k` as tc does.
 pub fn si(v: u64, kind: &str) -> String {
     const UNITS: [&str; 7] = ["", "K", "M", "G", "T", "P", "E"];
+    let v = u128::from(v);
     let mut unit = 0;
-    let mut scaled = v;
-    let mut rem = 0;
-    while scaled >= 1000 && unit < UNITS.len() - 1 {
-        rem = scaled % 1000;
-        scaled /= 1000;
+    let mut div: u128 = 1;
+    // Step up while the figure would round to 1000 or more in this unit.
+    while unit < UNITS.len() - 1 && v * 2 >= 1999 * div {
+        div *= 1000;
         unit += 1;
     }
-    let u = if kind == "rate" && unit == 1 {
-        "k"
+    let u = if kind == "rate" && unit == 1 { "k" } else { UNITS[unit] };
+    let tenths = (v * 10 + div / 2) / div;
+    if unit > 0 && tenths < 100 && tenths % 10 != 0 {
+        format!("{}.{}{u}", tenths / 10, tenths % 10)
     } else {
-        UNITS[unit]
-    };
-    if unit > 0 && scaled < 10 && rem >= 100 {
-        format!("{scaled}.{}{u}", rem / 100)
-    } else {
-        format!("{scaled}{u}")
+        format!("{}{u}", (v + div / 2) / div)
     }
 }
 
@@ -489,11 +487,14 @@ mod tests {
             (0, "0"),
             (999, "999"),
             (1000, "1K"),
-            (9_999, "9.9K"),
-            (937_800, "937K"),
+            (9_949, "9.9K"),
+            (9_999, "10K"),
+            (999_499, "999K"),
+            (999_500, "1M"),
+            (937_800, "938K"),
             (10_485_760, "10M"),
             (4_200_000_000, "4.2G"),
-            (17_609_365_504, "17G"),
+            (17_609_365_504, "18G"),
             (u64::MAX, "18E"),
         ] {
             let got = si(v, "");
