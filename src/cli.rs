@@ -77,13 +77,15 @@ pub enum Generated {
 pub fn generate(what: &Generated, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     use clap::CommandFactory;
     let mut cmd = Cli::command();
+    // Rendered whole first: clap_complete panics on a write error.
+    let mut buf = Vec::new();
     match what {
-        Generated::Man => crate::manual::render(out),
+        Generated::Man => crate::manual::render(&mut buf)?,
         Generated::Completions { shell } => {
-            clap_complete::generate(*shell, &mut cmd, "bwmon", out);
-            Ok(())
+            clap_complete::generate(*shell, &mut cmd, "bwmon", &mut buf);
         }
     }
+    out.write_all(&buf)
 }
 
 #[derive(Debug, Args)]

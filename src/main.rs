@@ -23,6 +23,15 @@ fn main() -> ExitCode {
     bwmon::app::init_logging(&cli.global);
     match bwmon::app::run(cli) {
         Ok(code) => code,
+        // A reader that went away (`bwmon generate man | head`) is not an error.
+        Err(err)
+            if err.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             eprintln!("bwmon: {err:#}");
             bwmon::error::exit_code(&err)

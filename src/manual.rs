@@ -117,13 +117,13 @@ optional; an unknown key is an error.
 .PP
 .nf
 .RS
-dev: eth0                  # default: the device of the default route
+dev: eth0                  # default: the default route's device
 tc: /sbin/tc               # default: tc on PATH, /usr/sbin, /sbin
 state_file: /var/lib/bwmon/state.yaml
 lock_wait: 60s
 period: 1d                 # recording period: 1d, 6h, 90m
 bwmax: 1gbit               # hardware maximum (exempt ceiling)
-bwcap: 100mbit             # node cap for a first init (default bwmax)
+bwcap: 100mbit             # node cap of a first init
 input: /var/lib/nm/slivers.json
 metrics_file: /var/lib/prometheus/node\-exporter/bwmon.prom
 defaults:

@@ -450,9 +450,13 @@ pub fn si(v: u64, kind: &str) -> String {
         div *= 1000;
         unit += 1;
     }
-    let u = if kind == "rate" && unit == 1 { "k" } else { UNITS[unit] };
+    let u = if kind == "rate" && unit == 1 {
+        "k"
+    } else {
+        UNITS[unit]
+    };
     let tenths = (v * 10 + div / 2) / div;
-    if unit > 0 && tenths < 100 && tenths % 10 != 0 {
+    if unit > 0 && tenths < 100 && !tenths.is_multiple_of(10) {
         format!("{}.{}{u}", tenths / 10, tenths % 10)
     } else {
         format!("{}{u}", (v + div / 2) / div)
