@@ -79,6 +79,8 @@ show_class 1:1102
 
 say "bwmon status at 23:00"
 bw --now 2026-11-24T23:00:00Z status
+echo "(and for Prometheus, pl_alice's lines:)"
+bw --now 2026-11-24T23:00:00Z status --format prometheus | grep 'pl_alice'
 
 say "the mail that went out"
 for f in "$WORK"/mail/*.msg; do
