@@ -5,7 +5,7 @@ DESTDIR ?=
 CARGO ?= cargo
 BIN ?= target/release/bwmon
 
-.PHONY: all build test demo man completions install bench clean fuzz
+.PHONY: all build test stress demo man completions install bench clean fuzz
 
 all: build
 
@@ -16,6 +16,10 @@ build:
 test:
 	$(CARGO) build --locked --examples
 	$(CARGO) test --locked --lib --bins --tests
+
+# Heavy tests: SIGKILL at random moments, overlapping runs (root, kernel).
+stress:
+	$(CARGO) test --locked --release --test stress -- --ignored --test-threads=1 --nocapture
 
 demo:
 	$(CARGO) build --locked --bin bwmon --example send_traffic

@@ -158,8 +158,11 @@ impl Config {
             return Err(bad("dev", format!("{dev:?} is not a network device name")));
         }
         let period = duration("period", &raw.period, Duration::from_hours(24))?;
-        if period.as_secs() < 60 {
-            return Err(bad("period", "must be at least 1 minute".into()));
+        if !(60..=366 * 86_400).contains(&period.as_secs()) {
+            return Err(bad(
+                "period",
+                "must be between 1 minute and 366 days".into(),
+            ));
         }
         let bwmax = rate("bwmax", &raw.bwmax)?.unwrap_or(Rate(1_000_000_000));
         let bwcap = rate("bwcap", &raw.bwcap)?;

@@ -2,8 +2,8 @@
 //! without a shell, into `sendmail -N never -t -f<from>`, bounded by a timeout.
 
 use crate::config::MailConfig;
-use crate::policy::MailRequest;
-use chrono::{DateTime, Duration as TimeDelta, Utc};
+use crate::policy::{MailRequest, plus_secs};
+use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -43,7 +43,7 @@ pub fn compose(
         to.push_str(", ");
         to.push_str(&addr.replace("SLICE", slice));
     }
-    let until = req.start + TimeDelta::seconds(i64::try_from(period_secs).unwrap_or(i64::MAX));
+    let until = plus_secs(req.start, period_secs);
     let mut m = format!(
         "Content-type: text/plain\nFrom: {from}\nReply-To: {from}\nTo: {to}\nX-Mailer: bwmon/{}\nSubject: pl_mom capped bandwidth of slice {slice} on {host}\n\n",
         env!("CARGO_PKG_VERSION")
@@ -67,8 +67,25 @@ pub fn compose(
     m
 }
 
+/// Why a mail did not go out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendError {
+    pub message: String,
+    /// sendmail was killed after the timeout.
+    pub timed_out: bool,
+}
+
+impl From<String> for SendError {
+    fn from(message: String) -> Self {
+        SendError {
+            message,
+            timed_out: false,
+        }
+    }
+}
+
 /// Sends one message. Ok only when sendmail exited 0 within the timeout.
-pub fn send(cfg: &MailConfig, message: &str) -> Result<(), String> {
+pub fn send(cfg: &MailConfig, message: &str) -> Result<(), SendError> {
     let mut child = Command::new(&cfg.sendmail)
         .args(["-N", "never", "-t"])
         .arg(format!("-f{}", cfg.from))
@@ -92,22 +109,24 @@ pub fn send(cfg: &MailConfig, message: &str) -> Result<(), String> {
                     let _ = std::io::Read::read_to_string(&mut e, &mut err);
                 }
                 let why = err.lines().next().unwrap_or("").trim().to_string();
-                return Err(format!(
-                    "{} exited with {status} {why}",
-                    cfg.sendmail.display()
-                ));
+                return Err(
+                    format!("{} exited with {status} {why}", cfg.sendmail.display()).into(),
+                );
             }
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "{} did not finish within {}: killed",
-                    cfg.sendmail.display(),
-                    humantime::format_duration(cfg.timeout)
-                ));
+                return Err(SendError {
+                    message: format!(
+                        "{} did not finish within {}: killed",
+                        cfg.sendmail.display(),
+                        humantime::format_duration(cfg.timeout)
+                    ),
+                    timed_out: true,
+                });
             }
-            Err(e) => return Err(format!("waiting for {}: {e}", cfg.sendmail.display())),
+            Err(e) => return Err(format!("waiting for {}: {e}", cfg.sendmail.display()).into()),
         }
     }
 }

@@ -170,6 +170,15 @@ pub fn elapsed_secs(start: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
     u64::try_from((now - start).num_seconds()).unwrap_or(0)
 }
 
+/// `t` plus `secs`, saturating at the end of time instead of panicking.
+pub fn plus_secs(t: DateTime<Utc>, secs: u64) -> DateTime<Utc> {
+    i64::try_from(secs)
+        .ok()
+        .and_then(chrono::TimeDelta::try_seconds)
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 fn period_over(start: DateTime<Utc>, now: DateTime<Utc>, period_secs: u64) -> bool {
     elapsed_secs(start, now) >= period_secs
 }

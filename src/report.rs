@@ -3,11 +3,11 @@
 //! renderings — an 80-column table for people, stable JSON for scripts, and
 //! Prometheus text for the node exporter's textfile collector.
 
-use crate::policy::{Kind, advance};
+use crate::policy::{Kind, advance, plus_secs};
 use crate::state::{ClassState, Hierarchy, SliceState, State};
 use crate::tc::KernelClass;
 use crate::units::{Bytes, Rate};
-use chrono::{DateTime, Duration as TimeDelta, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -90,11 +90,6 @@ fn opt_time<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn plus_secs(t: DateTime<Utc>, secs: u64) -> DateTime<Utc> {
-    t.checked_add_signed(TimeDelta::seconds(i64::try_from(secs).unwrap_or(i64::MAX)))
-        .unwrap_or(t)
 }
 
 /// Builds the view. `kernel` gives live counters; a class missing from it

@@ -10,7 +10,6 @@ use crate::sync::{apply_outcome, finish, print_dry_run};
 use crate::tc::batch::Batch;
 use crate::tc::run::Tc;
 use anyhow::bail;
-use chrono::Duration as TimeDelta;
 use std::process::ExitCode;
 
 pub fn run(ctx: &Context, name: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
@@ -28,8 +27,7 @@ pub fn run(ctx: &Context, name: &str, dry_run: bool) -> anyhow::Result<ExitCode>
 
     let Some(slice) = state.slices.values_mut().find(|s| s.name == name) else {
         if let Some(d) = state.dead.get(name) {
-            let end =
-                d.start + TimeDelta::seconds(i64::try_from(cfg.period_secs).unwrap_or(i64::MAX));
+            let end = policy::plus_secs(d.start, cfg.period_secs);
             bail!(
                 "slice {name} is not live: only the record of a removed slice remains (kept until {}); nothing to reset",
                 rfc3339(end)

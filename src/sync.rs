@@ -140,9 +140,23 @@ pub fn run(
         &mut failures,
     );
 
+    // Usage and caps are saved before any mail is tried: a hanging or killed
+    // sendmail can cost a mail (retried next run), never counted bytes.
+    plan.state.last_sync = Some(ctx.now);
+    store.save(&plan.state)?;
+
+    let mut flagged = false;
+    let mut hung = false;
     for req in &plan.mails {
         if failed_xids.contains(&req.xid) {
             continue; // its cap did not land; mail with the cap that does
+        }
+        if hung {
+            failures.push(format!(
+                "slice {}: mail not tried, sendmail hung earlier in this run; retried next run",
+                req.name
+            ));
+            continue;
         }
         let message = mail::compose(&cfg.mail, req, cfg.period_secs, ctx.now);
         let sent = if cfg.mail.enabled {
@@ -156,17 +170,22 @@ pub fn run(
                 log::info!("{}: capped, mail sent", req.name);
                 if let Some(s) = plan.state.slices.get_mut(&req.xid) {
                     s.mailed = true;
+                    flagged = true;
                 }
             }
-            Err(e) => failures.push(format!(
-                "slice {}: mail not sent ({e}); retried next run",
-                req.name
-            )),
+            Err(e) => {
+                // One timeout per run at most: the other mails wait for the next run.
+                hung |= e.timed_out;
+                failures.push(format!(
+                    "slice {}: mail not sent ({}); retried next run",
+                    req.name, e.message
+                ));
+            }
         }
     }
-
-    plan.state.last_sync = Some(ctx.now);
-    store.save(&plan.state)?;
+    if flagged {
+        store.save(&plan.state)?;
+    }
     if let Some(path) = &cfg.metrics_file {
         let node = Some(crate::state::Hierarchy { bwcap, bwmax });
         let report = report::build(
