@@ -610,3 +610,6 @@ fn needs_change(prev: &ClassState, kernel: Option<&KernelClass>, spec: &Spec) ->
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod arith;
