@@ -190,9 +190,16 @@ Another bwmon holds the lock past \fBlock_wait\fR.
 \fB78\fR
 Bad configuration: the message names the file and the key.
 .SH CLOCKS
-Time comes from the system clock. If it goes backwards, elapsed time counts as
-zero: no period ends early and no quota is handed out. A period ends when the
-clock passes its start plus the period, however long the node was off.
+Time comes from the system clock (or the hidden \fB\-\-now\fR of tests).
+If the clock goes backwards, or stands before a slice's period start, elapsed
+time counts as zero: the period does not end, usage and caps are kept, and no
+quota is handed out; the cap is then spread over the whole period. A period
+ends at the first sync after its start plus the period, however long the node
+was off: after a week powered off every slice starts a new period and
+recently removed slices are forgotten. A change of \fBperiod\fR in the
+configuration applies at the next sync: a slice whose period has already run
+longer than the new length starts a new one; the others keep their start and
+end at start plus the new length.
 .SH ENVIRONMENT
 .TP
 \fBRUST_LOG\fR
