@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
 /// Where tc lives on this node, and which device bwmon works on.
 #[derive(Clone, Debug)]
@@ -67,11 +68,13 @@ impl Tc {
     /// while being read is read once more.
     pub fn dump_classes(&self) -> Result<Vec<KernelClass>, Fatal> {
         for _attempt in 0..2 {
+            let started = Instant::now();
             let out = self
                 .command()
                 .args(["-s", "-d", "class", "show", "dev", &self.dev])
                 .output()
                 .map_err(|e| self.spawn_error(&e))?;
+            log::debug!("tc: class dump took {} µs", started.elapsed().as_micros());
             let stderr = String::from_utf8_lossy(&out.stderr);
             if !out.status.success() {
                 return Err(Fatal::Unavailable(format!(
@@ -133,12 +136,18 @@ impl Tc {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| self.spawn_error(&e))?;
+        let started = Instant::now();
         let text = batch.text();
         if let Some(mut stdin) = child.stdin.take() {
             // A write error means tc exited early; its status says the rest.
             let _ = stdin.write_all(text.as_bytes());
         }
         let out = child.wait_with_output().map_err(|e| self.spawn_error(&e))?;
+        log::debug!(
+            "tc: batch of {} lines took {} µs",
+            batch.lines.len(),
+            started.elapsed().as_micros()
+        );
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let mut failed: BTreeSet<usize> = stderr
             .lines()
