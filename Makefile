@@ -68,8 +68,10 @@ fuzz:
 		$(CARGO) $$tc fuzz run $$t fuzz/work/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | tee fuzz/work/$$t.log | tail -n 12 || exit 1; \
 	done
 
+# bwmon against the tc floor at N = 100, 1000, 4000 slices (root; see bench/bench.py).
 bench:
-	@echo "the benchmark arrives with issue 5 (bench/); nothing to run yet" >&2; exit 1
+	$(CARGO) build --release --locked --bin bwmon --example send_traffic
+	python3 bench/bench.py
 
 clean:
 	$(CARGO) clean

@@ -146,13 +146,24 @@ pub fn parse_class_dump(text: &str) -> Result<Vec<KernelClass>, ParseError> {
     let mut classes = Vec::new();
     // None outside any block and inside blocks of other kinds (skipped).
     let mut block: Option<Block> = None;
+    // One buffer for every line: a dump of 4,000 slices has 40,000 lines.
+    let mut words: Vec<&str> = Vec::with_capacity(32);
     for (i, line) in text.lines().enumerate() {
         let lineno = i + 1;
         let err = |message: String| ParseError {
             line: lineno,
             message,
         };
-        let words: Vec<&str> = line.split_whitespace().collect();
+        // Statistics after the counter (backlog, lended, tokens…) are most of
+        // the dump and never read: skip them before splitting.
+        let first = line.split_ascii_whitespace().next();
+        let wanted = matches!(first, Some("class" | "Sent"))
+            || block.as_ref().is_some_and(|b| b.sent.is_none());
+        if !wanted {
+            continue;
+        }
+        words.clear();
+        words.extend(line.split_whitespace());
         match words.as_slice() {
             ["class", rest @ ..] => {
                 if let Some(b) = block.take() {
