@@ -29,16 +29,8 @@ pub fn run(
     rebuild_state: bool,
 ) -> anyhow::Result<ExitCode> {
     let cfg = &ctx.config;
-    // Whole-input errors stop the run before anything is touched.
     let path = input.or(cfg.input.as_deref());
     let text = read_input(path)?;
-    let origin = path.map_or_else(|| "stdin".to_string(), |p| p.display().to_string());
-    let input = slivers::parse(&text, &slivers::uid_from_nss)
-        .map_err(|e| Fatal::BadData(format!("{origin}: {e}")))?;
-    drop(text);
-    let mut failures: Vec<String> = Vec::new();
-    report_input(&input, &mut failures);
-
     let tc = Tc::new(&cfg.tc, &cfg.dev)?;
     let store = Store::new(&cfg.state_file);
     let mode = if dry_run {
@@ -48,16 +40,27 @@ pub fn run(
     };
     let _lock = lock::acquire(&store.lock_path(), mode, cfg.lock_wait)?;
 
-    // The dump and the state parse overlap: at thousands of slices each takes
-    // a noticeable share of the run.
-    let (kernel, loaded) = std::thread::scope(|s| {
+    // The dump (read-only) runs while the slivers and the state are parsed:
+    // at thousands of slices each takes a noticeable share of the run.
+    let (kernel, input, loaded) = std::thread::scope(|s| {
         let dump = s.spawn(|| tc.dump_classes());
-        let loaded = store.load();
+        let input = slivers::parse(&text, &slivers::uid_from_nss);
+        let loaded = if input.is_ok() {
+            store.load()
+        } else {
+            Ok(None)
+        };
         let kernel = dump
             .join()
             .unwrap_or_else(|_| Err(Fatal::Unavailable("tc dump thread panicked".into())));
-        (kernel, loaded)
+        (kernel, input, loaded)
     });
+    // Whole-input errors stop the run before anything is changed.
+    let origin = path.map_or_else(|| "stdin".to_string(), |p| p.display().to_string());
+    let input = input.map_err(|e| Fatal::BadData(format!("{origin}: {e}")))?;
+    drop(text);
+    let mut failures: Vec<String> = Vec::new();
+    report_input(&input, &mut failures);
     let mut kernel = kernel?;
     let state = load_state(&store, loaded, &kernel, rebuild_state && !dry_run, ctx.now)?;
 

@@ -143,13 +143,27 @@ impl Block {
 /// `ceil` or a `Sent` counter, or with a malformed handle or figure, is an
 /// error naming its line.
 pub fn parse_class_dump(text: &str) -> Result<Vec<KernelClass>, ParseError> {
-    let mut classes = Vec::new();
-    // None outside any block and inside blocks of other kinds (skipped).
-    let mut block: Option<Block> = None;
-    // One buffer for every line: a dump of 4,000 slices has 40,000 lines.
-    let mut words: Vec<&str> = Vec::with_capacity(32);
-    for (i, line) in text.lines().enumerate() {
-        let lineno = i + 1;
+    let mut parser = DumpParser::default();
+    for line in text.lines() {
+        parser.line(line)?;
+    }
+    parser.finish()
+}
+
+/// The same parser fed one line at a time, so a dump can be read while tc
+/// is still writing it.
+#[derive(Default)]
+pub struct DumpParser {
+    classes: Vec<KernelClass>,
+    /// None outside any block and inside blocks of other kinds (skipped).
+    block: Option<Block>,
+    lineno: usize,
+}
+
+impl DumpParser {
+    pub fn line(&mut self, line: &str) -> Result<(), ParseError> {
+        self.lineno += 1;
+        let lineno = self.lineno;
         let err = |message: String| ParseError {
             line: lineno,
             message,
@@ -158,24 +172,23 @@ pub fn parse_class_dump(text: &str) -> Result<Vec<KernelClass>, ParseError> {
         // the dump and never read: skip them before splitting.
         let first = line.split_ascii_whitespace().next();
         let wanted = matches!(first, Some("class" | "Sent"))
-            || block.as_ref().is_some_and(|b| b.sent.is_none());
+            || self.block.as_ref().is_some_and(|b| b.sent.is_none());
         if !wanted {
-            continue;
+            return Ok(());
         }
-        words.clear();
-        words.extend(line.split_whitespace());
-        match words.as_slice() {
-            ["class", rest @ ..] => {
-                if let Some(b) = block.take() {
-                    classes.push(b.finish()?);
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("class") => {
+                if let Some(b) = self.block.take() {
+                    self.classes.push(b.finish()?);
                 }
-                let [kind, more @ ..] = rest else {
+                let Some(kind) = words.next() else {
                     return Err(err("`class` line without a kind".into()));
                 };
-                if *kind != "htb" {
-                    continue;
+                if kind != "htb" {
+                    return Ok(());
                 }
-                let [handle, fields @ ..] = more else {
+                let Some(handle) = words.next() else {
                     return Err(err("`class htb` line without a handle".into()));
                 };
                 let id = parse_handle(handle)
@@ -189,52 +202,58 @@ pub fn parse_class_dump(text: &str) -> Result<Vec<KernelClass>, ParseError> {
                     quantum: None,
                     sent: None,
                 };
-                header_fields(&mut b, fields, &err)?;
-                block = Some(b);
+                header_fields(&mut b, words, &err)?;
+                self.block = Some(b);
             }
-            ["Sent", rest @ ..] => {
-                let Some(b) = block.as_mut() else { continue };
+            Some("Sent") => {
+                let Some(b) = self.block.as_mut() else {
+                    return Ok(());
+                };
                 if b.sent.is_some() {
                     // `Sent software`/`Sent hardware` after the total.
-                    continue;
+                    return Ok(());
                 }
                 // The first `Sent` line counts, even a `Sent software` one.
-                let n = match rest {
-                    ["software" | "hardware", n, ..] | [n, ..] => *n,
-                    [] => return Err(err("`Sent` line without a byte count".into())),
-                };
+                let n = match words.next() {
+                    Some("software" | "hardware") => words.next(),
+                    other => other,
+                }
+                .ok_or_else(|| err("`Sent` line without a byte count".into()))?;
                 let n: u64 =
                     decimal(n).ok_or_else(|| err(format!("bad `Sent` byte count {n:?}")))?;
                 b.sent = Some(Bytes(n));
             }
-            [] => {}
-            _ => {
+            None => {}
+            Some(_) => {
                 // Until the counter, a line may continue the header (older
                 // releases print fields in other places); after it, only
                 // statistics follow (`rate 0bit 0pps backlog …`), not read.
-                if let Some(b) = block.as_mut()
+                if let Some(b) = self.block.as_mut()
                     && b.sent.is_none()
                 {
-                    header_fields(b, &words, &err)?;
+                    header_fields(b, line.split_whitespace(), &err)?;
                 }
             }
         }
+        Ok(())
     }
-    if let Some(b) = block.take() {
-        classes.push(b.finish()?);
+
+    pub fn finish(mut self) -> Result<Vec<KernelClass>, ParseError> {
+        if let Some(b) = self.block.take() {
+            self.classes.push(b.finish()?);
+        }
+        Ok(self.classes)
     }
-    Ok(classes)
 }
 
 /// Picks `root`, `parent H`, `rate R`, `ceil R` and `quantum N` out of header
 /// words; any other word (`leaf`, `prio`, `burst`, `level`, …) is skipped.
-fn header_fields(
+fn header_fields<'a>(
     b: &mut Block,
-    words: &[&str],
+    mut it: impl Iterator<Item = &'a str>,
     err: &dyn Fn(String) -> ParseError,
 ) -> Result<(), ParseError> {
-    let mut it = words.iter();
-    while let Some(&w) = it.next() {
+    while let Some(w) = it.next() {
         if w == "root" {
             b.parent = None;
             continue;
@@ -242,7 +261,7 @@ fn header_fields(
         if !matches!(w, "parent" | "rate" | "ceil" | "quantum") {
             continue;
         }
-        let v = *it
+        let v = it
             .next()
             .ok_or_else(|| err(format!("`{w}` without a value")))?;
         match w {

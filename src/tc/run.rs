@@ -4,10 +4,10 @@
 
 use super::KernelClass;
 use super::batch::Batch;
-use super::parse::parse_class_dump;
+use super::parse::{DumpParser, ParseError};
 use crate::error::Fatal;
 use std::collections::BTreeSet;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -64,19 +64,54 @@ impl Tc {
         ))
     }
 
-    /// Every HTB class on the device with its counter. A dump that changed
-    /// while being read is read once more.
+    /// Every HTB class on the device with its counter. The dump is parsed as
+    /// tc writes it; one that changed while being read is read once more.
     pub fn dump_classes(&self) -> Result<Vec<KernelClass>, Fatal> {
         for _attempt in 0..2 {
             let started = Instant::now();
-            let out = self
+            let mut child = self
                 .command()
                 .args(["-s", "-d", "class", "show", "dev", &self.dev])
-                .output()
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
                 .map_err(|e| self.spawn_error(&e))?;
+            // stderr on its own thread, so a chatty tc cannot block on it.
+            let stderr_pipe = child.stderr.take();
+            let stderr = std::thread::spawn(move || {
+                let mut text = String::new();
+                if let Some(mut pipe) = stderr_pipe {
+                    let _ = pipe.read_to_string(&mut text);
+                }
+                text
+            });
+            let mut parser = DumpParser::default();
+            let mut parsed = Ok(());
+            if let Some(out) = child.stdout.take() {
+                let mut reader = BufReader::with_capacity(1 << 16, out);
+                let mut buf = Vec::with_capacity(256);
+                loop {
+                    buf.clear();
+                    match reader.read_until(b'\n', &mut buf) {
+                        Ok(0) => break,
+                        Ok(_) if parsed.is_ok() => {
+                            parsed =
+                                parser.line(String::from_utf8_lossy(&buf).trim_end_matches('\n'));
+                        }
+                        Ok(_) => {} // drain, so tc can finish
+                        Err(e) => {
+                            return Err(Fatal::Unavailable(format!(
+                                "reading `tc class show dev {}`: {e}",
+                                self.dev
+                            )));
+                        }
+                    }
+                }
+            }
+            let status = child.wait().map_err(|e| self.spawn_error(&e))?;
+            let stderr = stderr.join().unwrap_or_default();
             log::debug!("tc: class dump took {} µs", started.elapsed().as_micros());
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            if !out.status.success() {
+            if !status.success() {
                 return Err(Fatal::Unavailable(format!(
                     "`tc class show dev {}` failed: {}; check the device exists",
                     self.dev,
@@ -87,13 +122,14 @@ impl Tc {
                 log::debug!("tc dump was interrupted, reading again");
                 continue;
             }
-            let text = String::from_utf8_lossy(&out.stdout);
-            return parse_class_dump(&text).map_err(|e| {
+            let unsupported = |e: ParseError| {
                 Fatal::Unavailable(format!(
                     "cannot read `tc class show dev {}` output: {e}; is this a supported iproute2?",
                     self.dev
                 ))
-            });
+            };
+            parsed.map_err(unsupported)?;
+            return parser.finish().map_err(unsupported);
         }
         Err(Fatal::Unavailable(format!(
             "tc class dump of {} kept being interrupted; try again",
