@@ -161,6 +161,10 @@ When the backup is unusable too, \fBsync\fR changes nothing and exits 65;
 \fBbwmon sync \-\-rebuild\-state\fR then starts over from the kernel's
 current counters.
 .TP
+\fI/var/lib/bwmon/state.yaml.last\-sync\fR
+The time of the last completed sync (a sync that changed nothing does not
+rewrite the state).
+.TP
 \fI/var/lib/bwmon/state.yaml.lock\fR
 The run lock: exclusive for sync, reset, init and teardown, shared for status.
 .SH EXIT STATUS

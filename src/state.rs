@@ -241,9 +241,38 @@ impl Store {
         with_suffix(&self.path, ".lock")
     }
 
+    /// Where each completed sync notes its time. Kept apart from the state so
+    /// a sync that changed nothing need not rewrite (and fsync) the state.
+    pub fn last_sync_path(&self) -> PathBuf {
+        with_suffix(&self.path, ".last-sync")
+    }
+
     /// Loads the state; `Ok(None)` when there is no state file yet.
     pub fn load(&self) -> Result<Option<State>, Fatal> {
-        read_state(&self.path)
+        let mut state = read_state(&self.path)?;
+        if let Some(s) = state.as_mut() {
+            let noted = fs::read_to_string(self.last_sync_path())
+                .ok()
+                .and_then(|t| DateTime::parse_from_rfc3339(t.trim()).ok())
+                .map(|t| t.with_timezone(&Utc));
+            s.last_sync = s.last_sync.max(noted);
+        }
+        Ok(state)
+    }
+
+    /// Notes a completed sync. Not fsynced: losing it loses only a timestamp.
+    pub fn note_sync(&self, now: DateTime<Utc>) -> Result<(), Fatal> {
+        let path = self.last_sync_path();
+        let tmp = with_suffix(&path, ".tmp");
+        fs::write(
+            &tmp,
+            format!(
+                "{}\n",
+                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        )
+        .and_then(|()| fs::rename(&tmp, &path))
+        .map_err(|e| Fatal::Io(format!("cannot write {}: {e}", path.display())))
     }
 
     /// Loads the backup kept by the last save, if any.

@@ -63,6 +63,7 @@ pub fn run(
     report_input(&input, &mut failures);
     let mut kernel = kernel?;
     let state = load_state(&store, loaded, &kernel, rebuild_state && !dry_run, ctx.now)?;
+    let before = state.clone();
 
     let remembered = state.hierarchy.get(&cfg.dev).copied();
     let mut batch = Batch::default();
@@ -144,9 +145,15 @@ pub fn run(
     );
 
     // Usage and caps are saved before any mail is tried: a hanging or killed
-    // sendmail can cost a mail (retried next run), never counted bytes.
+    // sendmail can cost a mail (retried next run), never counted bytes. A run
+    // that changed nothing only notes its time.
+    let changed = plan.state.slices != before.slices
+        || plan.state.dead != before.dead
+        || plan.state.hierarchy != before.hierarchy;
     plan.state.last_sync = Some(ctx.now);
-    store.save(&plan.state)?;
+    if changed {
+        store.save(&plan.state)?;
+    }
 
     let mut flagged = false;
     let mut hung = false;
@@ -189,6 +196,7 @@ pub fn run(
     if flagged {
         store.save(&plan.state)?;
     }
+    store.note_sync(ctx.now)?;
     if let Some(path) = &cfg.metrics_file {
         let node = Some(crate::state::Hierarchy { bwcap, bwmax });
         let report = report::build(
