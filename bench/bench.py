@@ -13,8 +13,9 @@ against what tc itself costs for the same work:
 Each is repeated (BENCH_REPEAT, default 5) and reported as median and spread
 (min..max). bwmon's own time is its wall time minus the time it spent waiting
 for tc (it logs each tc call's duration at -vv). Peak RSS is the kernel's
-ru_maxrss of the bwmon process from wait4(2), the figure /usr/bin/time -v
-prints. tc processes per run are counted with a logging wrapper in separate,
+bwmon's own VmHWM (it logs it at -vv); the wait4(2) figure that
+/usr/bin/time -v prints, which also counts the tc processes bwmon waited for,
+is kept in the JSON as peak_rss_with_children_kib. tc processes per run are counted with a logging wrapper in separate,
 untimed runs. Results: a table on stdout and bench/results.json.
 """
 
@@ -161,7 +162,7 @@ exec {TC} "$@"
         return stats(xs)
 
     def series(self, args, nows, before=None, stdin=True):
-        wall, own, rss = [], [], []
+        wall, own, rss, tc_rss = [], [], [], []
         for now in nows:
             if before:
                 before()
@@ -169,8 +170,13 @@ exec {TC} "$@"
             assert rc == 0, f"{args}: rc {rc}: {err[-2000:]}"
             wall.append(secs)
             own.append(max(secs - tc_time(err), 0.0))
-            rss.append(maxrss)
-        return {"wall": stats(wall), "own": stats(own), "peak_rss_kib": max(rss)}
+            # bwmon's own peak (VmHWM, logged at -vv); wait4's figure would
+            # include the tc it spawned.
+            m = re.search(r"peak memory: (\d+) KiB", err)
+            rss.append(int(m.group(1)) if m else maxrss)
+            tc_rss.append(maxrss)
+        return {"wall": stats(wall), "own": stats(own), "peak_rss_kib": max(rss),
+                "peak_rss_with_children_kib": max(tc_rss)}
 
     def run(self):
         r = {"n": self.n}

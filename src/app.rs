@@ -84,3 +84,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Generate(_) => unreachable!("handled before the config is read"),
     }
 }
+
+/// At -vv, bwmon's own peak resident memory (the kernel's `VmHWM`), which
+/// unlike wait4's figure leaves out the tc it spawned.
+pub fn log_peak_memory() {
+    if !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+        && let Some(kib) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    {
+        log::debug!("peak memory: {kib} KiB");
+    }
+}

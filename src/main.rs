@@ -21,7 +21,9 @@ fn main() -> ExitCode {
         }
     };
     bwmon::app::init_logging(&cli.global);
-    match bwmon::app::run(cli) {
+    let result = bwmon::app::run(cli);
+    bwmon::app::log_peak_memory();
+    match result {
         Ok(code) => code,
         // A reader that went away (`bwmon generate man | head`) is not an error.
         Err(err)
