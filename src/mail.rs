@@ -100,18 +100,30 @@ pub fn send(cfg: &MailConfig, message: &str) -> Result<(), SendError> {
             .map_err(|e| format!("writing to {}: {e}", cfg.sendmail.display()))?;
     }
     let deadline = Instant::now() + cfg.timeout;
+    // stderr is read on its own thread: a child that sendmail leaves behind
+    // may hold the pipe open long after sendmail itself has exited.
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Some(mut pipe) = child.stderr.take() {
+        std::thread::spawn(move || {
+            let mut err = String::new();
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut err);
+            let _ = tx.send(err);
+        });
+    }
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(status)) => {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                let wait = deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(200));
+                let err = rx.recv_timeout(wait).unwrap_or_default();
+                let mut msg = format!("{} exited with {status}", cfg.sendmail.display());
+                if let Some(why) = err.lines().map(str::trim).find(|l| !l.is_empty()) {
+                    msg.push_str(": ");
+                    msg.push_str(why);
                 }
-                let why = err.lines().next().unwrap_or("").trim().to_string();
-                return Err(
-                    format!("{} exited with {status} {why}", cfg.sendmail.display()).into(),
-                );
+                return Err(msg.into());
             }
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Ok(None) => {

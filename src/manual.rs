@@ -195,9 +195,10 @@ Another bwmon holds the lock past \fBlock_wait\fR.
 Bad configuration: the message names the file and the key.
 .SH CLOCKS
 Time comes from the system clock (or the hidden \fB\-\-now\fR of tests).
-If the clock goes backwards, or stands before a slice's period start, elapsed
-time counts as zero: the period does not end, usage and caps are kept, and no
-quota is handed out; the cap is then spread over the whole period. A period
+If the clock goes backwards, elapsed time is measured from the period start to
+the clock as it now reads, and counts as zero when that is before the start:
+the period does not end, usage and caps are kept, no quota is handed out, and
+the rest of the quota is spread over the time the clock says is left. A period
 ends at the first sync after its start plus the period, however long the node
 was off: after a week powered off every slice starts a new period and
 recently removed slices are forgotten. A change of \fBperiod\fR in the

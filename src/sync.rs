@@ -99,6 +99,13 @@ pub fn run(
         bwmax,
         period_secs: cfg.period_secs,
     };
+    // A state started without `init` (lost, or rebuilt on purpose) learns the
+    // caps from the kernel, so a reboot can still be recovered from it.
+    let mut state = state;
+    state
+        .hierarchy
+        .entry(cfg.dev.clone())
+        .or_insert(crate::state::Hierarchy { bwcap, bwmax });
     let live: Vec<Live> = input
         .live
         .iter()

@@ -758,3 +758,5 @@ mod tests {
         assert!(!rate_matches("1234Kbit", 1_236_000, 16));
     }
 }
+
+pub mod fake;

@@ -1,0 +1,2057 @@
+//! Robustness tests of issue 4 that need no root: state damage (item 3), the
+//! bad-input catalogue (4), tc trouble (5), sendmail trouble (6) and clocks
+//! (7). `tests/fixtures/fake-tc` stands in for tc, with the kernel model of
+//! `common::fake` applying every batch; time comes only from `--now`.
+//!
+//! The catalogue prints its figures (inputs per class) on stderr; run with
+//! `--nocapture` to see them.
+
+mod common;
+
+use common::fake::{BWCAP, DEV, Fake, expect_code, run, stderr, stdout};
+use common::{BWMON, DAY, HOUR, MIN, T0, at};
+use serde_json::Value;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const A: (&str, u32) = ("pl_alice", 257); // 1:1101, 1:2101
+const B: (&str, u32) = ("pl_bob", 258); // 1:1102, 1:2102
+const C: (&str, u32) = ("pl_carol", 259); // 1:1103, 1:2103
+const D: (&str, u32) = ("pl_dave", 260); // 1:1104, 1:2104
+const ABC: [(&str, u32); 3] = [A, B, C];
+
+/// The low quota with the built-in defaults: 5662310 KiB.
+const QUOTA: u64 = 5_662_310 * 1024;
+/// Over the default 80 % threshold.
+const OVER: u64 = QUOTA / 10 * 9;
+
+fn low(xid: u32) -> u32 {
+    0x1000 | xid
+}
+
+fn classid(minor: u32) -> String {
+    format!("1:{minor:x}")
+}
+
+/// One object-form entry: `"name": {"name": "name", "xid": xid, "_rspec": rspec}`.
+fn entry(name: &str, xid: u32, rspec: &str) -> String {
+    format!(r#""{name}": {{"name": "{name}", "xid": {xid}, "_rspec": {rspec}}}"#)
+}
+
+/// A record for the array form.
+fn record(name: &str, xid: u32, rspec: &str) -> String {
+    format!(r#"{{"name": "{name}", "xid": {xid}, "_rspec": {rspec}}}"#)
+}
+
+fn object(entries: &[String]) -> String {
+    format!("{{{}}}", entries.join(", "))
+}
+
+/// Alice, Bob and Carol with default rspecs, plus `extra` entries.
+fn abc_plus(extra: &[String]) -> String {
+    let mut e: Vec<String> = ABC.iter().map(|(n, x)| entry(n, *x, "{}")).collect();
+    e.extend(extra.iter().cloned());
+    object(&e)
+}
+
+fn abc() -> String {
+    abc_plus(&[])
+}
+
+fn abc_with(slice: (&str, u32), rspec: &str) -> String {
+    let e: Vec<String> = ABC
+        .iter()
+        .map(|&(n, x)| entry(n, x, if n == slice.0 { rspec } else { "{}" }))
+        .collect();
+    object(&e)
+}
+
+/// init, a first sync of Alice, Bob and Carol at T0, some traffic, a second
+/// sync an hour later: three live slices already enforced, state and `.bak`.
+fn enforced_three() -> Fake {
+    let mut f = Fake::new();
+    f.init();
+    f.sync(T0, &abc());
+    for (i, (_, xid)) in ABC.iter().enumerate() {
+        f.set_sent(low(*xid), 1_000 * (i as u64 + 1));
+    }
+    f.sync(&at(HOUR), &abc());
+    f
+}
+
+/// A copy of `t` in a fresh directory: state, backup, tc logs and the model.
+fn clone_fake(t: &Fake) -> Fake {
+    let mut f = Fake::new();
+    for name in ["state.yaml", "state.yaml.bak", "batch.txt", "calls.log"] {
+        let from = t.path(name);
+        if from.exists() {
+            fs::copy(&from, f.path(name)).unwrap();
+        }
+    }
+    f.classes = t.classes.clone();
+    f.qdisc = t.qdisc;
+    f.batch_seen = t.batch_seen;
+    f.write_dump();
+    f
+}
+
+fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// `status --format json` at `now`, parsed.
+fn status_json(f: &Fake, now: &str) -> Value {
+    let out = f.run(now, &["status", "--format", "json"], b"");
+    expect_code(&out, 0, "status --format json");
+    serde_json::from_slice(&out.stdout).expect("status JSON parses")
+}
+
+fn slice_view<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["slices"]
+        .as_array()
+        .expect("slices")
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in status: {status}"))
+}
+
+fn low_used(status: &Value, name: &str) -> u64 {
+    slice_view(status, name)["low"]["used_bytes"]
+        .as_u64()
+        .expect("used_bytes")
+}
+
+/// The state file, parsed (JSON-compatible YAML as bwmon writes it; any
+/// other YAML through serde-saphyr).
+fn state_value(f: &Fake) -> Option<Value> {
+    let text = fs::read_to_string(&f.state).ok()?;
+    let body: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    serde_json::from_str(&body)
+        .ok()
+        .or_else(|| serde_saphyr::from_str::<Value>(&text).ok())
+}
+
+/// Slice `name`'s record in the state file, if it is live there.
+fn state_line(f: &Fake, name: &str) -> Option<Value> {
+    state_value(f)?["slices"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)
+        .cloned()
+}
+
+/// Names of the dead records in the state file.
+fn state_dead(f: &Fake) -> Vec<String> {
+    state_value(f)
+        .and_then(|v| v["dead"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| d["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Mails captured so far (`N.msg`), in order.
+fn mails(f: &Fake) -> Vec<String> {
+    let mut n: Vec<u32> = f
+        .mail_files()
+        .iter()
+        .filter_map(|m| m.strip_suffix(".msg")?.parse().ok())
+        .collect();
+    n.sort_unstable();
+    n.iter()
+        .map(|i| fs::read_to_string(f.maildir.join(format!("{i}.msg"))).unwrap())
+        .collect()
+}
+
+fn mails_about(f: &Fake, name: &str) -> usize {
+    let subject = format!("Subject: pl_mom capped bandwidth of slice {name} on ");
+    mails(f).iter().filter(|m| m.contains(&subject)).count()
+}
+
+// ---------------------------------------------------------------------------
+// What bwmon may ever send: strict forms of batch lines and mails
+
+fn slice_class(id: &str, kind: char) -> bool {
+    id.strip_prefix("1:").is_some_and(|m| {
+        m.len() == 4
+            && m.starts_with(kind)
+            && m.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+fn rate_arg(s: &str) -> bool {
+    s.strip_suffix("bit")
+        .is_some_and(|n| !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn number(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether `line` is one of the forms bwmon emits (SPEC §4), token for token.
+fn strict_batch_line(line: &str) -> bool {
+    let w: Vec<&str> = line.split(' ').collect();
+    match w.as_slice() {
+        [
+            "class",
+            "add" | "change",
+            "dev",
+            DEV,
+            "parent",
+            parent,
+            "classid",
+            id,
+            "htb",
+            "rate",
+            rate,
+            "ceil",
+            ceil,
+            "quantum",
+            q,
+        ] => {
+            let family = match *parent {
+                "1:" => *id == "1:1",
+                "1:1" => matches!(*id, "1:10" | "1:20"),
+                "1:10" => *id == "1:100",
+                "1:100" => slice_class(id, '1'),
+                "1:20" => slice_class(id, '2'),
+                _ => false,
+            };
+            family && rate_arg(rate) && rate_arg(ceil) && number(q)
+        }
+        ["class", "del", "dev", DEV, "classid", id] => slice_class(id, '1') || slice_class(id, '2'),
+        [
+            "qdisc",
+            "add",
+            "dev",
+            DEV,
+            "parent",
+            id,
+            "handle",
+            handle,
+            "pfifo",
+        ] => {
+            (slice_class(id, '1') || slice_class(id, '2'))
+                && handle.strip_suffix(':') == id.strip_prefix("1:")
+        }
+        [
+            "qdisc",
+            "add" | "replace",
+            "dev",
+            DEV,
+            "root",
+            "handle",
+            "1:",
+            "htb",
+            "default",
+            "1fff",
+        ] => true,
+        _ => false,
+    }
+}
+
+/// Every batch line ever sent to the fake tc has a strict form.
+#[track_caller]
+fn assert_batches_strict(f: &Fake, what: &str) {
+    let all = fs::read_to_string(f.path("batch.txt")).unwrap_or_default();
+    for line in all.lines() {
+        assert!(
+            strict_batch_line(line),
+            "{what}: a batch line of a form bwmon never emits (foreign tc token?): {line:?}"
+        );
+    }
+}
+
+fn valid_name(n: &str) -> bool {
+    (1..=64).contains(&n.len())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Every mail has exactly the six headers of SPEC §6, each once, with the
+/// expected values; nothing a name could inject; sendmail's argv fixed.
+#[track_caller]
+fn assert_mails_clean(f: &Fake, what: &str) {
+    for file in f.mail_files() {
+        let path = f.maildir.join(&file);
+        if let Some(n) = file.strip_suffix(".argv") {
+            let argv = fs::read_to_string(&path).unwrap();
+            assert_eq!(
+                argv, "-N\nnever\n-t\n-fsupport@example.org\n",
+                "{what}: sendmail argv of mail {n}"
+            );
+            continue;
+        }
+        if Path::new(&file).extension().is_none_or(|e| e != "msg") {
+            continue;
+        }
+        let msg = fs::read_to_string(&path).unwrap();
+        assert!(!msg.contains('\r'), "{what}: a CR in mail {file}: {msg:?}");
+        let (head, _) = msg
+            .split_once("\n\n")
+            .unwrap_or_else(|| panic!("{what}: mail {file} has no header block"));
+        let mut names: Vec<&str> = Vec::new();
+        for line in head.lines() {
+            let (k, v) = line
+                .split_once(": ")
+                .unwrap_or_else(|| panic!("{what}: mail {file}: not a header: {line:?}"));
+            names.push(k);
+            match k {
+                "Content-type" => assert_eq!(v, "text/plain"),
+                "From" | "Reply-To" => {
+                    assert_eq!(v, "ExampleLab Support <support@example.org>");
+                }
+                "To" => {
+                    let slice = v
+                        .strip_prefix("mom@example.org, ")
+                        .and_then(|r| r.strip_suffix("@slices.example.org"))
+                        .unwrap_or_else(|| panic!("{what}: mail {file}: To: {v:?}"));
+                    assert!(valid_name(slice), "{what}: mail {file}: To: {v:?}");
+                }
+                "X-Mailer" => assert!(v.starts_with("bwmon/"), "{v:?}"),
+                "Subject" => {
+                    let slice = v
+                        .strip_prefix("pl_mom capped bandwidth of slice ")
+                        .and_then(|r| r.strip_suffix(" on node1.example.org"))
+                        .unwrap_or_else(|| panic!("{what}: mail {file}: Subject: {v:?}"));
+                    assert!(valid_name(slice), "{what}: mail {file}: Subject: {v:?}");
+                }
+                _ => panic!("{what}: mail {file}: unexpected header {line:?}"),
+            }
+        }
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "Content-type",
+                "From",
+                "Reply-To",
+                "Subject",
+                "To",
+                "X-Mailer"
+            ],
+            "{what}: mail {file}: each header exactly once"
+        );
+    }
+}
+
+/// Every stderr line starts with `bwmon: `, is printable and bounded.
+#[track_caller]
+fn assert_stderr_lines_sane(out: &Output, what: &str) {
+    let err = stderr(out);
+    for line in err.lines() {
+        assert!(
+            line.starts_with("bwmon: "),
+            "{what}: stderr line without `bwmon: `: {line:?}"
+        );
+        assert!(
+            line.chars().count() <= 1000,
+            "{what}: a stderr line of {} characters (input not clipped?)",
+            line.chars().count()
+        );
+        assert!(
+            !line
+                .chars()
+                .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202e}')),
+            "{what}: a control character on stderr: {line:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 3. State damage
+
+/// Runs `f`'s two syncs and returns (first state, second state) bytes.
+#[test]
+fn every_save_keeps_the_previous_good_state_as_bak() {
+    let mut f = Fake::new();
+    f.init();
+    f.sync(T0, &abc());
+    let first = fs::read(&f.state).unwrap();
+    f.set_sent(low(A.1), 5_000);
+    f.sync(&at(15 * MIN), &abc());
+    let second = fs::read(&f.state).unwrap();
+    assert_ne!(first, second, "the second sync saved something new");
+    assert_eq!(
+        fs::read(f.bak()).expect(".bak after two syncs"),
+        first,
+        ".bak is the first sync's state"
+    );
+    f.set_sent(low(A.1), 6_000);
+    f.sync(&at(30 * MIN), &abc());
+    assert_eq!(fs::read(f.bak()).unwrap(), second, ".bak follows each save");
+    assert!(
+        !f.path("state.yaml.tmp").exists() && !f.path("state.yaml.bak.tmp").exists(),
+        "no temp files left"
+    );
+}
+
+/// The state text with slice `from`'s xid replaced by `to` (asserted to apply).
+fn set_xid(text: &str, from: u32, to: u32) -> Vec<u8> {
+    for sep in [":", ": "] {
+        let old = format!("\"xid\"{sep}{from},");
+        if text.contains(&old) {
+            return text
+                .replacen(&old, &format!("\"xid\"{sep}{to},"), 1)
+                .into_bytes();
+        }
+    }
+    let old = format!("xid: {from},");
+    assert!(
+        text.contains(&old),
+        "xid {from} not found in the state: {text}"
+    );
+    text.replacen(&old, &format!("xid: {to},"), 1).into_bytes()
+}
+
+/// The damaged forms of a state file `good` (name, bytes).
+fn damaged_states(good: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let text = String::from_utf8(good.to_vec()).unwrap();
+    // Cut inside the slices (not at a line end, so it is no valid prefix).
+    let cut = text.find("pl_bob").expect("bob in the state") + 3;
+    let mut random = Vec::with_capacity(4096);
+    let mut x: u32 = 0x1234_5678;
+    for _ in 0..4096 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        random.push((x >> 24) as u8);
+    }
+    vec![
+        ("truncated", good[..cut].to_vec()),
+        ("truncated to zero bytes", Vec::new()),
+        ("random bytes", random),
+        (
+            "YAML of the wrong shape",
+            b"version: 1\nslices: {pl_alice: 5}\ndead: nope\n".to_vec(),
+        ),
+        ("a YAML list", b"- 1\n- 2\n".to_vec()),
+        (
+            "unknown version",
+            text.replace("\"version\": 1,", "\"version\": 99,")
+                .replace("version: 1\n", "version: 99\n")
+                .into_bytes(),
+        ),
+        ("NUL bytes", vec![0u8; 512]),
+        ("a slice with xid 5000", set_xid(&text, B.1, 5000)),
+        ("two slices with one xid", set_xid(&text, B.1, A.1)),
+    ]
+}
+
+/// A state with three enforced slices where the third sync's state file is
+/// damaged: the second (good) state is the `.bak`.
+#[test]
+fn damaged_state_is_moved_aside_and_the_bak_used() {
+    let template = enforced_three();
+    let good = fs::read(&template.state).unwrap();
+    for (what, bytes) in damaged_states(&good) {
+        let mut f = clone_fake(&template);
+        // The .bak is the state before the last save; make it the latest good
+        // state by one more sync, then damage the newest file.
+        f.set_sent(low(A.1), 7_000);
+        f.sync(&at(2 * HOUR), &abc());
+        let bak = fs::read(f.bak()).unwrap();
+        assert_eq!(bak, good, "{what}: .bak is the previous good state");
+        fs::write(&f.state, &bytes).unwrap();
+        // Traffic since: what the kernel counted must be counted.
+        f.set_sent(low(A.1), 9_000);
+        f.set_sent(low(B.1), 4_000);
+        let now = at(3 * HOUR);
+        let out = f.run(&now, &["sync"], abc().as_bytes());
+        expect_code(&out, 0, &format!("sync with a {what} state file"));
+        f.take_batch(&[]);
+        let corrupt = with_suffix(&f.state, ".corrupt-20240301T030000Z");
+        assert_eq!(
+            fs::read(&corrupt).unwrap_or_else(|e| panic!(
+                "{what}: the damaged file moved aside as {}: {e}",
+                corrupt.display()
+            )),
+            bytes,
+            "{what}: the damaged bytes are kept for a person to look at"
+        );
+        let err = stderr(&out);
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{what}: one warning line: {err}");
+        assert!(lines[0].starts_with("bwmon: "), "{what}: {err}");
+        for name in [corrupt.to_str().unwrap(), f.bak().to_str().unwrap()] {
+            assert!(
+                lines[0].contains(name),
+                "{what}: the warning names {name}: {err}"
+            );
+        }
+        // The .bak's usage plus what the kernel counted since (at most one run lost).
+        let status = status_json(&f, &now);
+        assert_eq!(low_used(&status, A.0), 9_000, "{what}: alice's usage");
+        assert_eq!(low_used(&status, B.0), 4_000, "{what}: bob's usage");
+        assert_eq!(low_used(&status, C.0), 3_000, "{what}: carol's usage");
+        // And bwmon goes on normally from there.
+        let (out, _) = f.sync(&at(3 * HOUR + 15 * MIN), &abc());
+        assert!(out.stderr.is_empty(), "{what}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn missing_state_file_with_a_usable_bak_uses_the_bak() {
+    let mut f = enforced_three();
+    f.set_sent(low(A.1), 7_000);
+    f.sync(&at(2 * HOUR), &abc());
+    fs::remove_file(&f.state).unwrap();
+    f.set_sent(low(A.1), 9_000);
+    let now = at(3 * HOUR);
+    let out = f.run(&now, &["sync"], abc().as_bytes());
+    expect_code(&out, 0, "sync without state file, with .bak");
+    f.take_batch(&[]);
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "one warning: {err}");
+    assert!(
+        err.contains(f.bak().to_str().unwrap()),
+        "the warning names the backup: {err}"
+    );
+    let status = status_json(&f, &now);
+    assert_eq!(low_used(&status, A.0), 9_000, "alice's usage carried");
+    assert_eq!(
+        slice_view(&status, A.0)["period_start"],
+        T0,
+        "the period goes on"
+    );
+}
+
+/// Both unusable, or unusable and no .bak: 65 with instructions, nothing changed.
+#[test]
+fn state_and_bak_unusable_exits_65_changing_nothing() {
+    let template = enforced_three();
+    let good = fs::read(&template.state).unwrap();
+    let damaged = damaged_states(&good);
+    for (i, (what, bytes)) in damaged.iter().enumerate() {
+        for bak in [None, Some(&damaged[(i + 1) % damaged.len()].1)] {
+            let case = format!(
+                "state {what}, .bak {}",
+                bak.map_or("missing", |_| "damaged too")
+            );
+            let mut f = clone_fake(&template);
+            fs::write(&f.state, bytes).unwrap();
+            match bak {
+                Some(b) => fs::write(f.bak(), b).unwrap(),
+                None => fs::remove_file(f.bak()).unwrap(),
+            }
+            f.set_sent(low(C.1), OVER);
+            let before = f.snapshot();
+            let files_before = dir_listing(&f);
+            let calls_before = f.calls().len();
+            let out = f.run(&at(20 * HOUR), &["sync"], abc().as_bytes());
+            expect_code(&out, 65, &case);
+            let err = stderr(&out);
+            assert_eq!(err.lines().count(), 1, "{case}: one line: {err}");
+            assert!(err.starts_with("bwmon: "), "{case}: {err}");
+            assert!(
+                err.contains("--rebuild-state"),
+                "{case}: says what to do (--rebuild-state): {err}"
+            );
+            assert!(
+                err.contains(f.state.to_str().unwrap()),
+                "{case}: names the state file: {err}"
+            );
+            f.assert_unchanged(&before, &case);
+            assert_eq!(
+                dir_listing(&f),
+                files_before,
+                "{case}: no file moved or created"
+            );
+            // The dump was read, nothing else.
+            let calls = &f.calls()[calls_before..];
+            assert!(
+                calls
+                    .iter()
+                    .all(|c| c.contains("class show") || c.contains("qdisc show")),
+                "{case}: {calls:?}"
+            );
+        }
+    }
+}
+
+/// Files in the fake's directory, but the lock and the tc call log.
+fn dir_listing(f: &Fake) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(f.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "state.yaml.lock" && n != "calls.log")
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn rebuild_state_adopts_current_counters() {
+    let mut f = enforced_three();
+    fs::write(&f.state, b"\x00garbage").unwrap();
+    fs::write(f.bak(), b"version: 99\n").unwrap();
+    f.set_sent(low(A.1), 50_000);
+    f.set_sent(low(C.1), OVER);
+    let now = at(20 * HOUR);
+    let out = f.run(&now, &["sync"], abc().as_bytes());
+    expect_code(&out, 65, "both unusable");
+
+    let out = f.run(&now, &["sync", "--rebuild-state"], abc().as_bytes());
+    expect_code(&out, 0, "sync --rebuild-state");
+    let batch = f.take_batch(&[]);
+    let replaced = with_suffix(&f.state, ".replaced-20240301T200000Z");
+    assert_eq!(
+        fs::read(&replaced).expect("the old file moved aside as .replaced-<ts>"),
+        b"\x00garbage"
+    );
+    for (_, xid) in ABC {
+        let id = classid(low(xid));
+        assert!(
+            !batch.contains(&format!("class del dev {DEV} classid {id}"))
+                && !batch.contains(&format!("class add dev {DEV} parent 1:100 classid {id} ")),
+            "live slices' classes are adopted, not recreated: {batch}"
+        );
+        assert!(f.classes.contains_key(&id));
+    }
+    let status = status_json(&f, &now);
+    for (name, _) in ABC {
+        let s = slice_view(&status, name);
+        assert_eq!(s["low"]["used_bytes"], 0, "{name}: usage starts at 0: {s}");
+        assert_eq!(s["i2"]["used_bytes"], 0, "{name}: {s}");
+        assert_eq!(s["period_start"], now, "{name}: a new period now: {s}");
+    }
+    // Counting goes on from the adopted baseline.
+    f.set_sent(low(A.1), 51_000);
+    let (out, _) = f.sync(&at(20 * HOUR + 15 * MIN), &abc());
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    let status = status_json(&f, &at(20 * HOUR + 15 * MIN));
+    assert_eq!(low_used(&status, A.0), 1_000);
+}
+
+/// After `--rebuild-state` the state should still know the device's node cap
+/// (class 1:10 is right there), so a reboot that loses the hierarchy is
+/// rebuilt by the next sync like any other (SPEC §5 step 1).
+#[test]
+fn rebuild_state_keeps_the_hierarchy_rebuildable() {
+    let mut f = enforced_three();
+    fs::write(&f.state, b"garbage: [").unwrap();
+    fs::remove_file(f.bak()).unwrap();
+    let out = f.run(
+        &at(2 * HOUR),
+        &["sync", "--rebuild-state"],
+        abc().as_bytes(),
+    );
+    expect_code(&out, 0, "sync --rebuild-state");
+    f.take_batch(&[]);
+    // Reboot: the hierarchy is gone.
+    f.classes.clear();
+    f.qdisc = false;
+    f.write_dump();
+    let out = f.run(&at(3 * HOUR), &["sync"], abc().as_bytes());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "sync after a reboot that follows --rebuild-state: expected the hierarchy \
+         rebuilt from the state, got {:?}: {}",
+        out.status.code(),
+        stderr(&out)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 4. Bad input catalogue
+
+#[derive(Clone)]
+enum Expect {
+    /// Exit 65, one line, nothing changed.
+    Whole,
+    /// Exit 1; stderr names each of `culprits` (substrings); the slices of
+    /// `held` (of Alice, Bob, Carol) keep state and classes; the others are
+    /// enforced.
+    Held {
+        culprits: Vec<String>,
+        held: Vec<&'static str>,
+    },
+    /// Exit 0; a warning naming slice, key and the value (any of `values`);
+    /// the key took its default.
+    Warn {
+        slice: &'static str,
+        key: &'static str,
+        values: Vec<&'static str>,
+    },
+    /// Exit 0, silent; then `check`.
+    Valid(fn(&Fake, &str)),
+}
+
+impl Expect {
+    fn class(&self) -> &'static str {
+        match self {
+            Expect::Whole => "whole-input error (65)",
+            Expect::Held { .. } => "per-slice error (1)",
+            Expect::Warn { .. } => "warning only (0)",
+            Expect::Valid(_) => "valid (0)",
+        }
+    }
+}
+
+struct Case {
+    what: String,
+    input: Vec<u8>,
+    expect: Expect,
+}
+
+fn held(culprits: &[&str], held: &[&'static str]) -> Expect {
+    Expect::Held {
+        culprits: culprits.iter().map(|s| (*s).to_string()).collect(),
+        held: held.to_vec(),
+    }
+}
+
+fn warn(slice: &'static str, key: &'static str, values: &[&'static str]) -> Expect {
+    Expect::Warn {
+        slice,
+        key,
+        values: values.to_vec(),
+    }
+}
+
+fn bob_max_rate_5mbit(f: &Fake, _: &str) {
+    assert_eq!(
+        f.classes["1:1102"].ceil, 5_000_000,
+        "net_max_rate 5000 kbit/s applied to bob"
+    );
+}
+
+fn all_three_removed(f: &Fake, batch: &str) {
+    for (name, xid) in ABC {
+        assert!(
+            batch.contains(&format!(
+                "class del dev {DEV} classid {}",
+                classid(low(xid))
+            )),
+            "{name}'s classes removed: {batch}"
+        );
+        assert!(state_line(f, name).is_none(), "{name} no longer live");
+    }
+    let dead = state_dead(f);
+    for (name, _) in ABC {
+        assert!(
+            dead.iter().any(|d| d == name),
+            "{name} has a dead record: {dead:?}"
+        );
+    }
+    assert!(mails(f).is_empty(), "nobody mailed");
+}
+
+fn dave_created_at_4094(f: &Fake, batch: &str) {
+    assert!(
+        batch.contains("classid 1:1ffe ") && batch.contains("classid 1:2ffe "),
+        "{batch}"
+    );
+    assert!(f.classes.contains_key("1:1ffe"));
+    enforced(f, &ABC.iter().map(|s| s.0).collect::<Vec<_>>(), batch).unwrap();
+}
+
+fn abc_enforced(f: &Fake, batch: &str) {
+    enforced(f, &ABC.iter().map(|s| s.0).collect::<Vec<_>>(), batch).unwrap();
+}
+
+/// The catalogue. Alice, Bob and Carol are live and enforced; in every run
+/// Carol is over her threshold (so an enforced Carol gets a cap line and a
+/// mail) and Alice's and Bob's counters moved (so their state lines change).
+fn catalogue() -> Vec<Case> {
+    let mut cases: Vec<Case> = Vec::new();
+    let mut add = |what: &str, input: Vec<u8>, expect: Expect| {
+        cases.push(Case {
+            what: what.to_string(),
+            input,
+            expect,
+        });
+    };
+    let s = |t: &str| t.as_bytes().to_vec();
+    let abc_s = abc();
+    let mallory = |name_json: &str, xid: &str| {
+        abc_plus(&[format!(
+            r#"{name_json}: {{"name": {name_json}, "xid": {xid}, "_rspec": {{}}}}"#
+        )])
+    };
+
+    // Whole-input errors: exit 65 before anything is touched.
+    add(
+        "truncated JSON",
+        s(&abc_s[..abc_s.len() / 2]),
+        Expect::Whole,
+    );
+    add(
+        "trailing comma",
+        s(&abc_s.replacen("}}", "},}", 1)),
+        Expect::Whole,
+    );
+    add("single quotes", s(&abc_s.replace('"', "'")), Expect::Whole);
+    add("missing colon", s(r#"{"pl_alice" {}}"#), Expect::Whole);
+    add("lone closing bracket", s("]"), Expect::Whole);
+    add(
+        "garbage after the JSON",
+        s(&format!("{abc_s}}}")),
+        Expect::Whole,
+    );
+    add(
+        "two JSON documents",
+        s(&format!("{abc_s}\n{abc_s}")),
+        Expect::Whole,
+    );
+    add("top level a number", s("5000"), Expect::Whole);
+    add("top level -1", s("-1"), Expect::Whole);
+    add("top level a string", s(r#""pl_alice""#), Expect::Whole);
+    add("top level null", s("null"), Expect::Whole);
+    add("top level true", s("true"), Expect::Whole);
+    add("empty stdin", Vec::new(), Expect::Whole);
+    add("whitespace only", s(" \n\t\r\n  "), Expect::Whole);
+    add("10_000 [", s(&"[".repeat(10_000)), Expect::Whole);
+    add(
+        "10_000 nested arrays inside a record",
+        s(&abc_plus(&[format!(
+            r#""pl_deep": {}{}"#,
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        )])),
+        Expect::Whole,
+    );
+    add(
+        "10_000 nested objects",
+        s(&format!(
+            "{}1{}",
+            r#"{"a":"#.repeat(10_000),
+            "}".repeat(10_000)
+        )),
+        Expect::Whole,
+    );
+    add(
+        "NaN as a value",
+        s(&abc_with(B, r#"{"net_max_rate": NaN}"#)),
+        Expect::Whole,
+    );
+    add(
+        "invalid UTF-8 in a key",
+        [b"{\"pl_\xff\": {}, ".as_slice(), &abc_s.as_bytes()[1..]].concat(),
+        Expect::Whole,
+    );
+    add("a NUL byte", s("\0"), Expect::Whole);
+    add(
+        "a byte-order mark",
+        [b"\xef\xbb\xbf".as_slice(), abc_s.as_bytes()].concat(),
+        Expect::Whole,
+    );
+    add(
+        "unterminated string",
+        s(r#"{"pl_alice": {"name": "pl_alice}}"#),
+        Expect::Whole,
+    );
+
+    // Per-slice errors: that record held, exit 1, the others enforced.
+    add(
+        "duplicate names (object form)",
+        s(&abc_plus(&[entry(A.0, 300, "{}")])),
+        held(&[A.0], &[A.0]),
+    );
+    add(
+        "duplicate names (array form)",
+        s(&format!(
+            "[{}, {}, {}, {}]",
+            record(A.0, A.1, "{}"),
+            record(B.0, B.1, "{}"),
+            record(C.0, C.1, "{}"),
+            record(B.0, 301, "{}")
+        )),
+        held(&[B.0], &[B.0]),
+    );
+    add(
+        "two names with one xid",
+        s(&abc_plus(&[entry("pl_mallory", A.1, "{}")])),
+        held(&["pl_mallory", A.0], &[A.0]),
+    );
+    for (xid, why) in [
+        ("0", "0"),
+        ("4095", "4095"),
+        ("4096", "4096"),
+        ("5000", "5000"),
+        ("-1", "-1"),
+        ("18446744073709551616", "mallory"),
+        ("1e30", "mallory"),
+        (r#""abc""#, "abc"),
+        ("null", "null"),
+        ("257.5", "257.5"),
+        (r#""257 dev eth0""#, "mallory"),
+        ("[257]", "mallory"),
+    ] {
+        add(
+            &format!("xid {xid}"),
+            s(&mallory(r#""pl_mallory""#, xid)),
+            held(&["pl_mallory", why], &[]),
+        );
+    }
+    add(
+        "an existing slice's xid becomes invalid",
+        s(&object(&[
+            format!(
+                r#""{}": {{"name": "{}", "xid": "abc", "_rspec": {{}}}}"#,
+                A.0, A.0
+            ),
+            entry(B.0, B.1, "{}"),
+            entry(C.0, C.1, "{}"),
+        ])),
+        held(&[A.0], &[A.0]),
+    );
+    add(
+        "an existing slice's name becomes invalid (same xid)",
+        s(&object(&[
+            format!(
+                r#""pl alice": {{"name": "pl alice", "xid": {}, "_rspec": {{}}}}"#,
+                A.1
+            ),
+            entry(B.0, B.1, "{}"),
+            entry(C.0, C.1, "{}"),
+        ])),
+        held(&["pl alice"], &[A.0]),
+    );
+    add(
+        "missing name (array form)",
+        s(&format!(
+            r#"[{}, {}, {}, {{"xid": 300, "_rspec": {{}}}}]"#,
+            record(A.0, A.1, "{}"),
+            record(B.0, B.1, "{}"),
+            record(C.0, C.1, "{}")
+        )),
+        held(&["record #4"], &[]),
+    );
+    add(
+        "name with spaces",
+        s(&mallory(r#""pl mallory""#, "300")),
+        held(&["pl mallory"], &[]),
+    );
+    add(
+        "name with a newline",
+        s(&mallory(r#""pl\nmallory""#, "300")),
+        held(&[r"pl\nmallory"], &[]),
+    );
+    add(
+        "unicode name",
+        s(&mallory(r#""pl_mällory""#, "300")),
+        held(&["pl_m"], &[]),
+    );
+    add(
+        "right-to-left override in a name",
+        s(&mallory(r#""pl_\u202emallory""#, "300")),
+        held(&["pl_"], &[]),
+    );
+    add(
+        "1 KiB name",
+        s(&mallory(&format!(r#""{}""#, "m".repeat(1024)), "300")),
+        held(&["mmmmmmmmmm"], &[]),
+    );
+    add(
+        "65-character name",
+        s(&mallory(&format!(r#""{}""#, "n".repeat(65)), "300")),
+        held(&["nnnnnnnnnn"], &[]),
+    );
+    add(
+        "empty name",
+        s(&mallory(r#""""#, "300")),
+        held(&[r#""""#], &[]),
+    );
+    add(
+        "name is a number",
+        s(&abc_plus(&[
+            r#""pl_mallory": {"name": 5, "xid": 300, "_rspec": {}}"#.into(),
+        ])),
+        held(&["pl_mallory"], &[]),
+    );
+    add(
+        "name with CR LF Bcc (header injection)",
+        s(&mallory(r#""pl_x\r\nBcc: x@y""#, "300")),
+        held(&[r"pl_x\r\nBcc: x@y"], &[]),
+    );
+    add(
+        "name `a; rm -rf /` (shell injection)",
+        s(&mallory(r#""a; rm -rf /""#, "300")),
+        held(&["a; rm -rf /"], &[]),
+    );
+    add(
+        "name `1:1001 dev eth0` (tc argument injection)",
+        s(&mallory(r#""1:1001 dev eth0""#, "300")),
+        held(&["1:1001 dev eth0"], &[]),
+    );
+    add(
+        "record is a number",
+        s(&abc_plus(&[r#""pl_mallory": 5"#.into()])),
+        held(&["pl_mallory"], &[]),
+    );
+    add(
+        "record is null (array form)",
+        s(&format!(
+            "[{}, {}, {}, null]",
+            record(A.0, A.1, "{}"),
+            record(B.0, B.1, "{}"),
+            record(C.0, C.1, "{}")
+        )),
+        held(&["record #4"], &[]),
+    );
+    add(
+        "existing slice's record is a string",
+        s(&object(&[
+            format!(r#""{}": "{}""#, A.0, A.0),
+            entry(B.0, B.1, "{}"),
+            entry(C.0, C.1, "{}"),
+        ])),
+        held(&[A.0], &[A.0]),
+    );
+    add(
+        "_rspec is an array",
+        s(&abc_with(B, "[1, 2]")),
+        held(&[B.0], &[B.0]),
+    );
+    add(
+        "_rspec is null",
+        s(&abc_with(B, "null")),
+        held(&[B.0], &[B.0]),
+    );
+    add(
+        "_rspec is a string",
+        s(&abc_with(B, r#""net_max_rate=5000""#)),
+        held(&[B.0], &[B.0]),
+    );
+
+    // Warning only: that key takes its default, exit 0.
+    for (value, shown) in [
+        ("5000.5", vec!["5000.5"]),
+        ("-1", vec!["-1"]),
+        ("\"-5000\"", vec!["-5000"]),
+        (
+            "18446744073709551616",
+            vec![
+                "18446744073709551616",
+                "1.8446744073709552e19",
+                "1.8446744073709552e+19",
+            ],
+        ),
+        (
+            "1e30",
+            vec!["1e30", "1e+30", "1000000000000000000000000000000"],
+        ),
+        ("null", vec!["null"]),
+        ("\"abc\"", vec!["abc"]),
+        ("true", vec!["true"]),
+        ("{}", vec!["{}"]),
+        ("[5000]", vec!["[5000]"]),
+        ("\" 5000\"", vec![" 5000"]),
+        ("\"5000kbit\"", vec!["5000kbit"]),
+        ("\"1000kbit dev lo\"", vec!["1000kbit dev lo"]),
+        ("\"5000\\nBcc: x@y\"", vec![r"5000\nBcc: x@y"]),
+    ] {
+        let shown: Vec<&'static str> = shown;
+        add(
+            &format!("net_max_rate {value}"),
+            s(&abc_with(B, &format!(r#"{{"net_max_rate": {value}}}"#))),
+            Expect::Warn {
+                slice: B.0,
+                key: "net_max_rate",
+                values: shown,
+            },
+        );
+    }
+    add(
+        "net_share 0",
+        s(&abc_with(B, r#"{"net_share": 0}"#)),
+        warn(B.0, "net_share", &["0"]),
+    );
+    add(
+        "net_share 2^32",
+        s(&abc_with(B, r#"{"net_share": 4294967296}"#)),
+        warn(B.0, "net_share", &["4294967296"]),
+    );
+    add(
+        "net_max_kbyte -1",
+        s(&abc_with(B, r#"{"net_max_kbyte": -1}"#)),
+        warn(B.0, "net_max_kbyte", &["-1"]),
+    );
+
+    // Valid.
+    add(
+        "net_max_rate \"5000\" (number as string)",
+        s(&abc_with(B, r#"{"net_max_rate": "5000"}"#)),
+        Expect::Valid(bob_max_rate_5mbit),
+    );
+    add(
+        "net_max_rate 5000.0",
+        s(&abc_with(B, r#"{"net_max_rate": 5000.0}"#)),
+        Expect::Valid(bob_max_rate_5mbit),
+    );
+    add(
+        "net_max_rate \"5000.0\"",
+        s(&abc_with(B, r#"{"net_max_rate": "5000.0"}"#)),
+        Expect::Valid(bob_max_rate_5mbit),
+    );
+    add(
+        "net_max_rate 5e3",
+        s(&abc_with(B, r#"{"net_max_rate": 5e3}"#)),
+        Expect::Valid(bob_max_rate_5mbit),
+    );
+    add(
+        "xid as a string",
+        s(&object(&[
+            entry(A.0, A.1, "{}"),
+            format!(
+                r#""{}": {{"name": "{}", "xid": "{}", "_rspec": {{}}}}"#,
+                B.0, B.0, B.1
+            ),
+            entry(C.0, C.1, "{}"),
+        ])),
+        Expect::Valid(abc_enforced),
+    );
+    add(
+        "xid 4094",
+        s(&abc_plus(&[entry(D.0, 4094, "{}")])),
+        Expect::Valid(dave_created_at_4094),
+    );
+    add(
+        "array form",
+        s(&format!(
+            "[{}, {}, {}]",
+            record(A.0, A.1, "{}"),
+            record(B.0, B.1, "{}"),
+            record(C.0, C.1, "{}")
+        )),
+        Expect::Valid(abc_enforced),
+    );
+    add(
+        "rspec instead of _rspec, unknown keys",
+        s(&object(&[
+            entry(A.0, A.1, r#"{"net_whatever": "x", "cpu_pct": 5}"#),
+            format!(
+                r#""{}": {{"name": "{}", "xid": {}, "rspec": {{}}, "slice_id": 7, "extra": [null]}}"#,
+                B.0, B.0, B.1
+            ),
+            entry(C.0, C.1, "{}"),
+        ])),
+        Expect::Valid(abc_enforced),
+    );
+    add("empty object", s("{}"), Expect::Valid(all_three_removed));
+    add("empty array", s("[]"), Expect::Valid(all_three_removed));
+    add(
+        "empty object padded with whitespace",
+        s(" \n{ }\n\n"),
+        Expect::Valid(all_three_removed),
+    );
+    cases
+}
+
+/// The kernel counters of a catalogue run.
+fn prepare_run(f: &mut Fake) {
+    f.set_sent(low(A.1), 5_000);
+    f.set_sent(low(B.1), 6_000);
+    f.set_sent(low(C.1), OVER);
+}
+
+/// The named slices (of Alice, Bob, Carol) were enforced by the run: state
+/// lines updated, Carol capped and mailed.
+fn enforced(f: &Fake, names: &[&str], batch: &str) -> Result<(), String> {
+    for &name in names {
+        let line = state_line(f, name).ok_or(format!("{name} not in the state"))?;
+        let counter = match name {
+            n if n == A.0 => 5_000,
+            n if n == B.0 => 6_000,
+            _ => OVER,
+        };
+        if line["lo"]["last"] != counter {
+            return Err(format!("{name}'s counter not recorded: {line}"));
+        }
+    }
+    if names.contains(&C.0) {
+        let id = classid(low(C.1));
+        if !batch
+            .lines()
+            .any(|l| l.starts_with("class change ") && l.contains(&format!("classid {id} ")))
+        {
+            return Err(format!("carol's cap was not sent: {batch}"));
+        }
+        if f.classes[&id].ceil >= BWCAP {
+            return Err("carol not capped in the kernel".into());
+        }
+        if mails_about(f, C.0) != 1 {
+            return Err(format!("carol mailed {} times", mails_about(f, C.0)));
+        }
+    }
+    Ok(())
+}
+
+/// Only Carol's cap changes in this run (Alice and Bob stay under their
+/// thresholds): a bad record touches no class, not even by aliasing.
+fn only_carols_cap(batch: &str, carol: bool) -> Result<(), String> {
+    let id = format!("classid {} ", classid(low(C.1)));
+    let lines: Vec<&str> = batch.lines().collect();
+    let ok = if carol {
+        lines.len() == 1 && lines[0].starts_with("class change ") && lines[0].contains(&id)
+    } else {
+        lines.is_empty()
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("the batch should be carol's cap alone: {batch:?}"))
+    }
+}
+
+/// Runs one case on a copy of `template`; `Err` says what went wrong.
+fn run_case(template: &Fake, case: &Case) -> Result<Duration, String> {
+    let mut f = clone_fake(template);
+    prepare_run(&mut f);
+    let before = f.snapshot();
+    let lines_before: Vec<Option<Value>> = ABC.iter().map(|s| state_line(&f, s.0)).collect();
+    let started = Instant::now();
+    let out = f.run(&at(20 * HOUR), &["sync"], &case.input);
+    let took = started.elapsed();
+    let batch = f.take_batch(&[]);
+    let err = stderr(&out);
+    let code = out.status.code();
+    let fail = |why: String| format!("{why}\n  exit {code:?}, stderr: {err}");
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_stderr_lines_sane(&out, &case.what);
+        assert_batches_strict(&f, &case.what);
+        assert_mails_clean(&f, &case.what);
+    }))
+    .map_err(|e| fail(panic_text(&*e)))?;
+    if !out.stdout.is_empty() {
+        return Err(fail(format!("stdout not empty: {}", stdout(&out))));
+    }
+    match &case.expect {
+        Expect::Whole => {
+            if code != Some(65) {
+                return Err(fail("expected exit 65".into()));
+            }
+            if err.lines().count() != 1 {
+                return Err(fail("expected one stderr line".into()));
+            }
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                f.assert_unchanged(&before, &case.what);
+            }))
+            .map_err(|e| fail(panic_text(&*e)))?;
+        }
+        Expect::Held { culprits, held } => {
+            if code != Some(1) {
+                return Err(fail("expected exit 1".into()));
+            }
+            for c in culprits {
+                if !err.contains(c.as_str()) {
+                    return Err(fail(format!("stderr does not name {c:?}")));
+                }
+            }
+            let good: Vec<&str> = ABC
+                .iter()
+                .map(|s| s.0)
+                .filter(|n| !held.contains(n))
+                .collect();
+            for g in &good {
+                if err.contains(g) && !culprits.iter().any(|c| c.contains(g)) {
+                    return Err(fail(format!("stderr names {g}, which is fine")));
+                }
+            }
+            enforced(&f, &good, &batch).map_err(&fail)?;
+            only_carols_cap(&batch, good.contains(&C.0)).map_err(&fail)?;
+            for (i, (name, xid)) in ABC.iter().enumerate() {
+                if !held.contains(name) {
+                    continue;
+                }
+                if state_line(&f, name) != lines_before[i] {
+                    return Err(fail(format!("held {name}'s state changed")));
+                }
+                if batch.contains(&format!("{} ", classid(low(*xid))))
+                    || !f.classes.contains_key(&classid(low(*xid)))
+                {
+                    return Err(fail(format!("held {name}'s classes touched: {batch}")));
+                }
+                if mails_about(&f, name) != 0 {
+                    return Err(fail(format!("held {name} mailed")));
+                }
+            }
+        }
+        Expect::Warn { slice, key, values } => {
+            if code != Some(0) {
+                return Err(fail("expected exit 0".into()));
+            }
+            let named = err.lines().any(|l| {
+                l.contains(slice) && l.contains(key) && values.iter().any(|v| l.contains(v))
+            });
+            if !named {
+                return Err(fail(format!(
+                    "no warning naming {slice}, {key} and one of {values:?}"
+                )));
+            }
+            let all: Vec<&str> = ABC.iter().map(|s| s.0).collect();
+            enforced(&f, &all, &batch).map_err(&fail)?;
+            only_carols_cap(&batch, true).map_err(&fail)?;
+            let bob = &f.classes["1:1102"];
+            if bob.ceil != BWCAP || bob.quantum != Some(1600) {
+                return Err(fail(format!("bob's key not defaulted: {bob:?}")));
+            }
+        }
+        Expect::Valid(check) => {
+            if code != Some(0) || !err.is_empty() {
+                return Err(fail("expected exit 0 and a silent run".into()));
+            }
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&f, &batch)))
+                .map_err(|e| fail(panic_text(&*e)))?;
+        }
+    }
+    Ok(took)
+}
+
+fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
+        .unwrap_or_else(|| "panic".into())
+}
+
+#[test]
+fn bad_input_catalogue() {
+    let template = enforced_three();
+    let cases = catalogue();
+    assert!(cases.len() >= 40, "{} inputs", cases.len());
+    let failures = std::sync::Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(case) = cases.get(i) else { break };
+                    if let Err(e) = run_case(&template, case) {
+                        failures.lock().unwrap().push(format!(
+                            "[{}] {}: {e}",
+                            case.expect.class(),
+                            case.what
+                        ));
+                    }
+                }
+            });
+        }
+    });
+    let mut counts = std::collections::BTreeMap::new();
+    for c in &cases {
+        *counts.entry(c.expect.class()).or_insert(0) += 1;
+    }
+    eprintln!("bad-input catalogue: {} inputs: {counts:?}", cases.len());
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} inputs failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// `/usr/bin/time`'s peak RSS (KiB) of a bwmon run, with its output.
+fn run_measured(
+    f: &Fake,
+    now: &str,
+    args: &[&str],
+    stdin: &[u8],
+) -> (Output, Option<u64>, Duration) {
+    let rss_file = f.path("rss.txt");
+    let time = Path::new("/usr/bin/time");
+    let mut cmd = if time.exists() {
+        let mut c = Command::new(time);
+        c.args(["-f", "%M", "-o"]).arg(&rss_file).arg(BWMON);
+        c
+    } else {
+        Command::new(BWMON)
+    };
+    cmd.arg("-c")
+        .arg(&f.config)
+        .args(["--now", now])
+        .args(args)
+        .env("FAKE_TC_DIR", f.dir.path())
+        .env_remove("RUST_LOG");
+    let started = Instant::now();
+    let out = run(cmd, args, stdin);
+    let took = started.elapsed();
+    let rss = fs::read_to_string(&rss_file)
+        .ok()
+        .and_then(|t| t.lines().last()?.trim().parse().ok());
+    (out, rss, took)
+}
+
+const BIG: usize = 50 * 1024 * 1024;
+
+#[test]
+fn fifty_megabyte_inputs_are_quick_and_bounded() {
+    let template = enforced_three();
+    // One big string: a 50 MB name (held, named clipped).
+    let name = "m".repeat(BIG / 2);
+    let one_string = abc_plus(&[format!(
+        r#""{name}": {{"name": "{name}", "xid": 300, "_rspec": {{}}}}"#
+    )]);
+    // Many records: 4,000 slivers of 13 KB each (a node manager's dump with
+    // big rspecs), all valid.
+    let pad = format!(r#""vsys_padding": "{}""#, "p".repeat(13_000));
+    let mut many = String::with_capacity(BIG + 1024);
+    many.push('[');
+    let mut first = true;
+    for xid in (1..=4094u32)
+        .filter(|x| ![A.1, B.1, C.1].contains(x))
+        .take(4000 - 3)
+    {
+        if !first {
+            many.push(',');
+        }
+        first = false;
+        many.push_str(&record(&format!("pl_n{xid}"), xid, &format!("{{{pad}}}")));
+    }
+    for (n, x) in ABC {
+        many.push(',');
+        many.push_str(&record(n, x, &format!("{{{pad}}}")));
+    }
+    many.push(']');
+    // Big but valid: a 50 MB unknown key in a live record.
+    let filler = abc_plus(&[format!(
+        r#""{}": {{"name": "{}", "xid": {}, "_rspec": {{}}, "notes": [{}0]}}"#,
+        D.0,
+        D.0,
+        D.1,
+        "1234567,".repeat(BIG / 8)
+    )]);
+    for (what, input, code) in [
+        ("a 50 MB name", one_string, 1),
+        ("4,000 records of 13 KB", many, 0),
+        ("a 50 MB unknown key", filler, 0),
+    ] {
+        let mut f = clone_fake(&template);
+        prepare_run(&mut f);
+        let (out, rss, took) = run_measured(&f, &at(20 * HOUR), &["sync"], input.as_bytes());
+        f.take_batch(&[]);
+        eprintln!(
+            "{what}: {} bytes in {took:?}, peak RSS {} KiB, exit {:?}, {} bytes of stderr",
+            input.len(),
+            rss.map_or("?".into(), |r| r.to_string()),
+            out.status.code(),
+            out.stderr.len()
+        );
+        assert!(
+            out.status.code() == Some(code),
+            "{what}: exit {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr[..out.stderr.len().min(2000)])
+        );
+        assert!(took < Duration::from_secs(10), "{what}: took {took:?}");
+        if let Some(kib) = rss {
+            assert!(kib < 1024 * 1024, "{what}: peak RSS {kib} KiB");
+        }
+        assert!(
+            out.stderr.len() < 64 * 1024,
+            "{what}: {} bytes of stderr",
+            out.stderr.len()
+        );
+        assert_stderr_lines_sane(&out, what);
+        assert_batches_strict(&f, what);
+        let batch = fs::read_to_string(f.path("batch.txt")).unwrap();
+        enforced(&f, &ABC.iter().map(|s| s.0).collect::<Vec<_>>(), &batch)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 5. tc trouble
+
+fn set_tc(f: &Fake, tc: &Path) {
+    let text = fs::read_to_string(&f.config).unwrap().replace(
+        &format!("tc: {}", common::fake::fake_tc().display()),
+        &format!("tc: {}", tc.display()),
+    );
+    fs::write(&f.config, text).unwrap();
+}
+
+#[test]
+fn tc_missing_or_not_executable_exits_69_changing_nothing() {
+    let template = enforced_three();
+    for what in ["missing", "not executable", "a directory"] {
+        let mut f = clone_fake(&template);
+        let tc = match what {
+            "missing" => f.path("no-such-tc"),
+            "not executable" => {
+                let p = f.path("tc-noexec");
+                fs::copy(common::fake::fake_tc(), &p).unwrap();
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+                p
+            }
+            _ => {
+                let p = f.path("tc-dir");
+                fs::create_dir(&p).unwrap();
+                p
+            }
+        };
+        set_tc(&f, &tc);
+        prepare_run(&mut f);
+        let before = f.snapshot();
+        let out = f.run(&at(20 * HOUR), &["sync"], abc().as_bytes());
+        expect_code(&out, 69, &format!("tc {what}"));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "tc {what}: {err}");
+        assert!(
+            err.contains(tc.to_str().unwrap()),
+            "tc {what}: names it: {err}"
+        );
+        f.assert_unchanged(&before, &format!("tc {what}"));
+    }
+}
+
+#[test]
+fn tc_class_show_failing_exits_69_changing_nothing() {
+    let mut f = enforced_three();
+    prepare_run(&mut f);
+    fs::write(f.path("dump.rc"), "1").unwrap();
+    fs::write(f.path("dump.stderr"), "Cannot find device \"eth9\"\n").unwrap();
+    let before = f.snapshot();
+    let out = f.run(&at(20 * HOUR), &["sync"], abc().as_bytes());
+    expect_code(&out, 69, "class show exits 1");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("Cannot find device"),
+        "passes tc's reason on: {err}"
+    );
+    f.assert_unchanged(&before, "class show exits 1");
+}
+
+/// The batch lines of a dry run at `now` (the real run sends the same).
+fn dry_batch(f: &Fake, now: &str, input: &str) -> Vec<String> {
+    let out = f.run(now, &["sync", "--dry-run"], input.as_bytes());
+    expect_code(&out, 0, "sync --dry-run");
+    stdout(&out)
+        .lines()
+        .skip_while(|l| !l.starts_with("# tc -force -batch -"))
+        .skip(1)
+        .take_while(|l| !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+fn abcd() -> String {
+    abc_plus(&[entry(D.0, D.1, "{}")])
+}
+
+#[test]
+fn refused_batch_line_fails_that_slice_only_and_is_retried() {
+    let mut f = enforced_three();
+    prepare_run(&mut f);
+    let now = at(20 * HOUR);
+    let lines = dry_batch(&f, &now, &abcd());
+    let carol = classid(low(C.1));
+    let n = 1 + lines
+        .iter()
+        .position(|l| l.contains(&format!("classid {carol} ")))
+        .unwrap_or_else(|| panic!("carol's cap in the batch: {lines:?}"));
+    assert!(
+        lines.iter().any(|l| l.contains("classid 1:1104 ")),
+        "{lines:?}"
+    );
+    // Carol's class vanished behind bwmon's back mid-run.
+    fs::write(
+        f.path("batch.stderr"),
+        format!("RTNETLINK answers: No such file or directory\nCommand failed -:{n}\n"),
+    )
+    .unwrap();
+    fs::write(f.path("batch.rc"), "1").unwrap();
+    let out = f.run(&now, &["sync"], abcd().as_bytes());
+    expect_code(&out, 1, "a refused batch line");
+    let batch = f.take_batch(&[n]);
+    assert_eq!(
+        batch.lines().collect::<Vec<_>>(),
+        lines,
+        "the batch as planned"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("bwmon: ") && l.contains(C.0)),
+        "names carol: {err}"
+    );
+    for other in [A.0, B.0, D.0] {
+        assert!(!err.contains(other), "{other} went through: {err}");
+    }
+    assert!(f.classes.contains_key("1:1104"), "dave's classes applied");
+    assert_eq!(
+        mails_about(&f, C.0),
+        0,
+        "no mail for a cap that did not land"
+    );
+
+    fs::remove_file(f.path("batch.stderr")).unwrap();
+    fs::remove_file(f.path("batch.rc")).unwrap();
+    let (out, batch) = f.sync(&at(20 * HOUR + 15 * MIN), &abcd());
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    assert!(
+        batch
+            .lines()
+            .any(|l| l.starts_with("class change") && l.contains(&format!("classid {carol} "))),
+        "carol's cap sent again: {batch}"
+    );
+    assert!(
+        !batch.contains("1:1104") && !batch.contains("1:2104"),
+        "dave not re-sent: {batch}"
+    );
+    assert!(f.classes[&carol].ceil < BWCAP, "carol capped now");
+    assert_eq!(mails_about(&f, C.0), 1, "and mailed once");
+    assert_batches_strict(&f, "refused line");
+}
+
+#[test]
+fn batch_dying_without_a_line_number_is_all_resent() {
+    let mut f = enforced_three();
+    prepare_run(&mut f);
+    let now = at(20 * HOUR);
+    fs::write(
+        f.path("batch.stderr"),
+        "Error: either \"dev\" is duplicate, or \"eth9\" is a garbage.\n",
+    )
+    .unwrap();
+    fs::write(f.path("batch.rc"), "255").unwrap();
+    let out = f.run(&now, &["sync"], abcd().as_bytes());
+    expect_code(&out, 1, "batch rc 255 without `Command failed`");
+    let all = fs::read_to_string(f.path("batch.txt")).unwrap();
+    let sent = all[f.batch_seen..].to_string();
+    let n = sent.lines().count();
+    // Nothing applied: the model ignores every line.
+    let refused: Vec<usize> = (1..=n).collect();
+    f.take_batch(&refused);
+    let err = stderr(&out);
+    for name in [C.0, D.0] {
+        assert!(err.contains(name), "names {name}: {err}");
+    }
+    assert_eq!(mails(&f).len(), 0, "no mail for caps that did not land");
+
+    fs::remove_file(f.path("batch.stderr")).unwrap();
+    fs::remove_file(f.path("batch.rc")).unwrap();
+    let (out, again) = f.sync(&at(20 * HOUR + 15 * MIN), &abcd());
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    // The lines, but the ceil (a cap is recomputed at each run).
+    let ids = |text: &str| -> Vec<String> {
+        let mut v: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let w: Vec<&str> = l.split(' ').collect();
+                w.iter()
+                    .enumerate()
+                    .map(|(i, t)| if i > 0 && w[i - 1] == "ceil" { "*" } else { t })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let first: Vec<String> = sent.lines().map(str::to_string).collect();
+    assert_eq!(
+        ids(&again),
+        ids(&first.join("\n")),
+        "every line is sent again:\nfirst: {sent}\nagain: {again}"
+    );
+    assert!(f.classes.contains_key("1:1104") && f.classes[&classid(low(C.1))].ceil < BWCAP);
+    assert_eq!(mails_about(&f, C.0), 1);
+}
+
+#[test]
+fn dump_interrupted_once_is_read_again() {
+    let mut f = enforced_three();
+    prepare_run(&mut f);
+    fs::write(f.path("dump.interrupt"), "1").unwrap();
+    let calls_before = f.calls().len();
+    let (out, batch) = f.sync(&at(20 * HOUR), &abc());
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    let calls = &f.calls()[calls_before..];
+    assert!(calls.len() <= 3, "at most 3 tc spawns: {calls:?}");
+    assert_eq!(
+        calls.iter().filter(|c| c.contains("class show")).count(),
+        2,
+        "the dump read again: {calls:?}"
+    );
+    assert!(batch.contains(&format!("classid {} ", classid(low(C.1)))));
+    assert_eq!(
+        fs::read_to_string(f.path("dump.interrupt")).unwrap().trim(),
+        "0"
+    );
+}
+
+#[test]
+fn dump_interrupted_every_time_changes_nothing() {
+    let mut f = enforced_three();
+    prepare_run(&mut f);
+    fs::write(f.path("dump.interrupt"), "1000").unwrap();
+    let before = f.snapshot();
+    let out = f.run(&at(20 * HOUR), &["sync"], abc().as_bytes());
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(69 | 75)),
+        "exit {code:?}: {}",
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("interrupted"), "says why: {err}");
+    f.assert_unchanged(&before, "dump always interrupted");
+    assert!(f.calls().len() < 20, "bounded retries: {:?}", f.calls());
+}
+
+// ---------------------------------------------------------------------------
+// 6. sendmail trouble
+
+fn set_sendmail(f: &Fake, path: &Path) {
+    let text = fs::read_to_string(&f.config).unwrap();
+    let text: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("sendmail: ") {
+                format!("  sendmail: {}", path.display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    fs::write(&f.config, text.join("\n") + "\n").unwrap();
+}
+
+fn script(f: &Fake, name: &str, body: &str) -> PathBuf {
+    let p = f.path(name);
+    fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+#[test]
+fn sendmail_trouble_caps_anyway_and_mails_next_run() {
+    for what in ["missing", "exit 1", "hanging"] {
+        let mut f = Fake::with_config("  timeout: 1s\n");
+        f.init();
+        f.sync(T0, &abc());
+        f.set_sent(low(C.1), OVER);
+        let capped: Vec<&str> = if what == "hanging" {
+            f.set_sent(low(A.1), OVER);
+            vec![A.0, C.0]
+        } else {
+            vec![C.0]
+        };
+        let working = f.path("sendmail");
+        let broken = match what {
+            "missing" => f.path("no-such-sendmail"),
+            "exit 1" => script(
+                &f,
+                "sendmail-fails",
+                "cat >/dev/null\necho 'mail: queue full' >&2\nexit 1",
+            ),
+            _ => script(&f, "sendmail-hangs", "exec sleep 60"),
+        };
+        set_sendmail(&f, &broken);
+        let started = Instant::now();
+        let out = f.run(&at(20 * HOUR), &["sync"], abc().as_bytes());
+        let took = started.elapsed();
+        expect_code(&out, 1, &format!("sendmail {what}"));
+        let batch = f.take_batch(&[]);
+        eprintln!("sendmail {what}: sync took {took:?}");
+        assert!(
+            took < Duration::from_secs(10),
+            "sendmail {what}: took {took:?}"
+        );
+        let err = stderr(&out);
+        for name in &capped {
+            let id = classid(low(if *name == A.0 { A.1 } else { C.1 }));
+            assert!(
+                batch.contains(&format!("classid {id} ")) && f.classes[&id].ceil < BWCAP,
+                "sendmail {what}: {name}'s cap applied anyway: {batch}"
+            );
+            assert!(
+                err.lines()
+                    .any(|l| l.starts_with("bwmon: ") && l.contains(name)),
+                "sendmail {what}: names {name}: {err}"
+            );
+        }
+        assert!(!err.contains(B.0), "{err}");
+        let status = status_json(&f, &at(20 * HOUR));
+        for name in &capped {
+            let s = slice_view(&status, name);
+            assert_eq!(s["capped"], true, "sendmail {what}: {s}");
+            assert_eq!(
+                s["mailed"], false,
+                "sendmail {what}: mail flag stays false: {s}"
+            );
+        }
+        assert!(mails(&f).is_empty());
+
+        set_sendmail(&f, &working);
+        let (out, _) = f.sync(&at(20 * HOUR + 15 * MIN), &abc());
+        assert!(out.stderr.is_empty(), "{}", stderr(&out));
+        for name in &capped {
+            assert_eq!(
+                mails_about(&f, name),
+                1,
+                "sendmail {what}: {name} mailed once next run"
+            );
+        }
+        assert_eq!(mails(&f).len(), capped.len());
+        f.sync(&at(20 * HOUR + 30 * MIN), &abc());
+        assert_eq!(mails(&f).len(), capped.len(), "and only once");
+        assert_mails_clean(&f, what);
+    }
+}
+
+/// A sendmail that exits 1 but leaves a child holding its stderr open (an MTA
+/// wrapper that spawns a delivery agent): the run must still be bounded by
+/// `mail.timeout`, not by that child.
+#[test]
+fn sendmail_failing_with_a_lingering_child_is_bounded_by_the_timeout() {
+    let mut f = Fake::with_config("  timeout: 1s\n");
+    f.init();
+    f.sync(T0, &abc());
+    f.set_sent(low(C.1), OVER);
+    let broken = script(
+        &f,
+        "sendmail-forks",
+        "cat >/dev/null\nsleep 6 &\necho 'queue busy' >&2\nexit 1",
+    );
+    set_sendmail(&f, &broken);
+    let started = Instant::now();
+    let out = f.run(&at(20 * HOUR), &["sync"], abc().as_bytes());
+    let took = started.elapsed();
+    expect_code(&out, 1, "sendmail exit 1 with a lingering child");
+    f.take_batch(&[]);
+    assert!(f.classes[&classid(low(C.1))].ceil < BWCAP, "cap applied");
+    assert!(stderr(&out).contains(C.0), "{}", stderr(&out));
+    assert!(
+        took < Duration::from_secs(4),
+        "sync took {took:?} with mail.timeout 1s: it waited for sendmail's child to close stderr"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 7. Clocks
+
+/// Alice, Bob, Carol from T0; Carol over her threshold and capped at 20 h.
+fn carol_capped() -> Fake {
+    let mut f = enforced_three();
+    f.set_sent(low(C.1), OVER);
+    f.sync(&at(20 * HOUR), &abc());
+    assert!(f.classes[&classid(low(C.1))].ceil < BWCAP);
+    assert_eq!(mails_about(&f, C.0), 1);
+    f
+}
+
+#[test]
+fn clock_going_backwards_hands_out_nothing() {
+    let mut f = carol_capped();
+    // Observed: elapsed is measured from the period start to the clock as it
+    // now reads (0 before the start), so the remainder is spread over what the
+    // clock says is left: the cap rises, the quota does not.
+    for (back, elapsed) in [
+        (at(10 * HOUR), 10 * HOUR),
+        (at(HOUR), HOUR),
+        (T0.to_string(), 0),
+    ] {
+        let (out, _) = f.sync(&back, &abc());
+        assert!(out.stderr.is_empty(), "{}", stderr(&out));
+        let status = status_json(&f, &back);
+        let s = slice_view(&status, C.0);
+        assert_eq!(s["period_start"], T0, "no new period at {back}: {s}");
+        assert_eq!(s["low"]["used_bytes"], OVER, "usage kept at {back}: {s}");
+        assert_eq!(s["capped"], true, "still capped at {back}: {s}");
+        assert_eq!(s["mailed"], true, "{s}");
+        assert!(
+            f.classes[&classid(low(C.1))].ceil < BWCAP,
+            "cap kept at {back}"
+        );
+        assert_eq!(mails_about(&f, C.0), 1, "no second mail");
+        let expect = (QUOTA - OVER) * 8 / (DAY - elapsed);
+        let ceil = s["low"]["ceil_bps"].as_u64().unwrap();
+        assert!(
+            ceil.abs_diff(expect) <= 8,
+            "at {back}: ceil {ceil}, expected {expect} (elapsed {elapsed} s)"
+        );
+    }
+    // And forward again: the period ends when it should, not before.
+    let (_, _) = f.sync(&at(23 * HOUR), &abc());
+    assert!(f.classes[&classid(low(C.1))].ceil < BWCAP);
+    f.sync(&at(DAY), &abc());
+    assert_eq!(
+        f.classes[&classid(low(C.1))].ceil,
+        BWCAP,
+        "lifted at the period's end"
+    );
+}
+
+#[test]
+fn now_before_a_slices_period_start() {
+    let mut f = carol_capped();
+    // A new slice starts at 20 h; a run at 2 h "before" its period began.
+    f.sync(&at(20 * HOUR + MIN), &abcd());
+    f.set_sent(low(D.1), OVER);
+    for now in [
+        at(2 * HOUR),
+        "2024-02-29T23:59:59Z".to_string(),
+        "1970-01-01T00:00:00Z".to_string(),
+    ] {
+        let out = f.run(&now, &["sync"], abcd().as_bytes());
+        expect_code(&out, 0, &format!("sync at {now}"));
+        f.take_batch(&[]);
+        let status = status_json(&f, &now);
+        let d = slice_view(&status, D.0);
+        assert_eq!(d["period_start"], at(20 * HOUR + MIN), "{d}");
+        assert_eq!(d["capped"], true, "over threshold, elapsed 0: capped: {d}");
+        let ceil = d["low"]["ceil_bps"].as_u64().unwrap();
+        // Elapsed counts as 0: the remainder spread over the whole period.
+        let expect = (QUOTA - OVER) * 8 / DAY;
+        assert!(ceil.abs_diff(expect) <= 8, "ceil {ceil}, expected {expect}");
+        for fmt in ["table", "prometheus"] {
+            let out = f.run(&now, &["status", "--format", fmt], b"");
+            expect_code(&out, 0, &format!("status {fmt} at {now}"));
+        }
+    }
+}
+
+#[test]
+fn a_week_off_starts_new_periods_and_forgets_the_dead() {
+    let mut f = carol_capped();
+    // Bob removed at 21 h: a dead record.
+    f.sync(
+        &at(21 * HOUR),
+        &object(&[entry(A.0, A.1, "{}"), entry(C.0, C.1, "{}")]),
+    );
+    let status = status_json(&f, &at(21 * HOUR));
+    assert_eq!(status["dead"][0]["name"], B.0, "{status}");
+    let week = at(7 * DAY + 21 * HOUR);
+    let (out, _) = f.sync(
+        &week,
+        &object(&[entry(A.0, A.1, "{}"), entry(C.0, C.1, "{}")]),
+    );
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    let status = status_json(&f, &week);
+    for name in [A.0, C.0] {
+        let s = slice_view(&status, name);
+        assert_eq!(s["period_start"], week, "{name}: new period from now: {s}");
+        assert_eq!(s["low"]["used_bytes"], 0, "{s}");
+        assert_eq!(s["capped"], false, "{s}");
+        assert_eq!(s["mailed"], false, "{s}");
+    }
+    assert_eq!(
+        f.classes[&classid(low(C.1))].ceil,
+        BWCAP,
+        "carol's cap lifted"
+    );
+    assert_eq!(
+        status["dead"],
+        serde_json::json!([]),
+        "bob forgotten: {status}"
+    );
+    // Bob back: a fresh slice, his old usage is from a past period.
+    f.sync(&at(7 * DAY + 22 * HOUR), &abc());
+    let status = status_json(&f, &at(7 * DAY + 22 * HOUR));
+    assert_eq!(
+        slice_view(&status, B.0)["period_start"],
+        at(7 * DAY + 22 * HOUR)
+    );
+}
+
+/// Observed and asserted: a shorter `period` applies at the next sync to the
+/// running periods. A slice whose period started longer ago than the new
+/// period begins a new one at once (usage cleared, caps lifted); one that
+/// started more recently keeps its start and ends at start + new period.
+#[test]
+fn period_shortened_mid_period() {
+    let mut f = carol_capped();
+    // Dave starts at 20 h.
+    f.sync(&at(20 * HOUR + MIN), &abcd());
+    f.set_sent(low(D.1), 1_000_000);
+    let text = fs::read_to_string(&f.config).unwrap();
+    fs::write(&f.config, format!("{text}period: 6h\n")).unwrap();
+    let now = at(22 * HOUR);
+    let (out, _) = f.sync(&now, &abcd());
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    let status = status_json(&f, &now);
+    assert_eq!(status["period_seconds"], 6 * HOUR);
+    let c = slice_view(&status, C.0);
+    assert_eq!(
+        c["period_start"], now,
+        "carol (22 h into a 1 d period): a new 6 h period: {c}"
+    );
+    assert_eq!(c["low"]["used_bytes"], 0, "{c}");
+    assert_eq!(c["capped"], false, "{c}");
+    assert_eq!(
+        f.classes[&classid(low(C.1))].ceil,
+        BWCAP,
+        "carol's cap lifted"
+    );
+    let d = slice_view(&status, D.0);
+    assert_eq!(
+        d["period_start"],
+        at(20 * HOUR + MIN),
+        "dave (2 h in) keeps his period: {d}"
+    );
+    assert_eq!(d["period_end"], at(26 * HOUR + MIN), "{d}");
+    assert_eq!(d["low"]["used_bytes"], 1_000_000, "{d}");
+}
+
+/// The man page's CLOCKS section covers each case the tests above exercise.
+#[test]
+fn man_page_documents_clocks() {
+    let man =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/bwmon.1")).unwrap();
+    let clocks = man
+        .split_once("CLOCKS")
+        .map(|x| x.1)
+        .expect("a CLOCKS section");
+    let clocks = clocks
+        .split("\n.SH")
+        .next()
+        .unwrap_or(clocks)
+        .replace("\\-", "-")
+        .replace("\\fB", "")
+        .replace("\\fI", "")
+        .replace("\\fR", "")
+        .replace("\\fP", "");
+    let clocks = clocks.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (case, words) in [
+        ("time going backwards", &["backwards"][..]),
+        (
+            "a long power-off",
+            &["however long", "powered off", "was off"],
+        ),
+        (
+            "a new period starting at that run",
+            &[
+                "starts a new period",
+                "new period starts",
+                "new period begins",
+            ],
+        ),
+        (
+            "a `period` changed in the configuration",
+            &["change of period", "changed", "shortened", "shorter"],
+        ),
+        (
+            "a clock before a slice's period start",
+            &[
+                "before its start",
+                "before the start",
+                "before a slice",
+                "before the period",
+            ],
+        ),
+    ] {
+        assert!(
+            words.iter().any(|w| clocks.contains(w)),
+            "CLOCKS does not cover {case} (none of {words:?}): {clocks}"
+        );
+    }
+}
