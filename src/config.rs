@@ -25,6 +25,7 @@ struct RawConfig {
     defaults: Option<RawDefaults>,
     classify: Option<String>,
     exempt: Option<Vec<String>>,
+    nft: Option<PathBuf>,
     metrics_file: Option<PathBuf>,
     mail: Option<RawMail>,
 }
@@ -89,6 +90,61 @@ pub struct Config {
     pub defaults: Defaults,
     pub metrics_file: Option<PathBuf>,
     pub mail: MailConfig,
+    /// How packets find their slice's class.
+    pub classify: Classify,
+    /// Destinations counted against the exempt (i2) quota.
+    pub exempt: Vec<Prefix>,
+    /// The nft executable; a bare name is looked up like `tc`.
+    pub nft: PathBuf,
+}
+
+/// How a slice's packets reach its classes (issue "caps that bite").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Classify {
+    /// bwmon's nftables table maps the sending socket's uid (= xid).
+    Uid,
+    /// bwmon's nftables table maps the packet mark (= xid), set by a container runtime.
+    Mark,
+    /// Someone else sets the packet priority (SO_PRIORITY, iptables CLASSIFY).
+    None,
+}
+
+/// An IPv4 or IPv6 address or CIDR prefix, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prefix {
+    pub addr: std::net::IpAddr,
+    pub len: u8,
+}
+
+impl Prefix {
+    pub fn parse(text: &str) -> Result<Prefix, String> {
+        let (a, l) = text.split_once('/').map_or((text, None), |(a, l)| (a, Some(l)));
+        let addr: std::net::IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IPv4/IPv6 address or prefix (e.g. 192.0.2.0/24)"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match l {
+            None => max,
+            Some(l) => l
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|&n| n <= max)
+                .ok_or_else(|| format!("{text:?}: prefix length must be 0..={max}"))?,
+        };
+        Ok(Prefix { addr, len })
+    }
+
+    pub fn is_v4(&self) -> bool {
+        self.addr.is_ipv4()
+    }
+}
+
+impl std::fmt::Display for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
 }
 
 /// What the command line says about configuration.
@@ -189,19 +245,23 @@ impl Config {
             share: u32::try_from(share).unwrap_or(1),
         };
 
-        if let Some(c) = raw.classify.as_deref()
-            && c != "none"
-        {
-            return Err(bad(
-                "classify",
-                format!(
-                    "{c:?} is not supported yet: only `none` (packets are classified by SO_PRIORITY or rules of your own)"
-                ),
-            ));
-        }
-        if raw.exempt.as_ref().is_some_and(|e| !e.is_empty()) {
-            return Err(bad("exempt", "is not supported yet: leave it out".into()));
-        }
+        let classify = match raw.classify.as_deref() {
+            None | Some("uid") => Classify::Uid,
+            Some("mark") => Classify::Mark,
+            Some("none") => Classify::None,
+            Some(other) => {
+                return Err(bad(
+                    "classify",
+                    format!("{other:?} is not one of uid, mark, none"),
+                ));
+            }
+        };
+        let exempt = raw
+            .exempt
+            .unwrap_or_default()
+            .iter()
+            .map(|e| Prefix::parse(e).map_err(|m| bad("exempt", m)))
+            .collect::<Result<Vec<_>, _>>()?;
 
         let m = raw.mail.unwrap_or_default();
         let hostname = m.hostname.unwrap_or_else(system_hostname);
@@ -248,6 +308,9 @@ impl Config {
             defaults,
             metrics_file: raw.metrics_file,
             mail,
+            classify,
+            exempt,
+            nft: raw.nft.unwrap_or_else(|| PathBuf::from("nft")),
         })
     }
 }

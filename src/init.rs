@@ -6,7 +6,10 @@ use crate::app::Context;
 use crate::error::Fatal;
 use crate::lock::{self, Mode};
 use crate::policy::{CAP_CLASS, I2_PARENT, Kind, ROOT_CLASS};
-use crate::state::{DEFAULT_XID, Hierarchy, State, Store};
+use crate::config::Classify;
+use crate::nft::{self, Nft};
+use crate::state::{DEFAULT_XID, Hierarchy, ROOT_XID, State, Store};
+use std::collections::BTreeSet;
 use crate::tc::KernelClass;
 use crate::tc::batch::{Batch, RootQdisc};
 use crate::tc::run::Tc;
@@ -103,6 +106,20 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
         ))
         .into());
     }
+    if cfg.classify != Classify::None {
+        // Init rewrites the table whatever it held: after a change of
+        // `classify` or `exempt`, `bwmon init` applies it.
+        let want: BTreeSet<u16> = state
+            .slices
+            .keys()
+            .copied()
+            .filter(|&x| x != ROOT_XID && x != DEFAULT_XID)
+            .collect();
+        Nft::new(&cfg.nft)?
+            .apply(&nft::table_script(cfg.classify, &cfg.exempt, &want))
+            .map_err(Fatal::Unavailable)?;
+        state.classified = want;
+    }
     record(&mut state, &cfg.dev, bwcap, bwmax);
     store.save(&state).context("saving the hierarchy's caps")?;
     log::info!("{}: node cap {bwcap}, bwmax {bwmax}", cfg.dev);
@@ -131,9 +148,18 @@ pub fn teardown(ctx: &Context) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
+    if cfg.classify != Classify::None {
+        if let Err(e) = Nft::new(&cfg.nft)
+            .map_err(|e| e.to_string())
+            .and_then(|n| n.delete())
+        {
+            log::warn!("{e}: the `{}` table may remain", nft::TABLE);
+        }
+    }
     // Without this the next sync would rebuild what was just removed.
     let mut state = store.load()?.unwrap_or_default();
-    if state.hierarchy.remove(&cfg.dev).is_some() {
+    let classified = std::mem::take(&mut state.classified);
+    if state.hierarchy.remove(&cfg.dev).is_some() || !classified.is_empty() {
         store.save(&state)?;
     }
     log::info!("{}: hierarchy removed; the state file is kept", cfg.dev);

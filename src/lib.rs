@@ -12,6 +12,7 @@ pub mod fuzzing;
 pub mod init;
 pub mod lock;
 pub mod mail;
+pub mod nft;
 pub mod manual;
 pub mod policy;
 pub mod report;

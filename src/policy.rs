@@ -308,6 +308,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         last_sync,
         slices: old_slices,
         mut dead,
+        classified,
     } = state;
     let mut slices = BTreeMap::new();
     let mut deletes = Vec::new();
@@ -527,6 +528,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
             last_sync,
             slices,
             dead,
+            classified,
         },
         ops: deletes,
         mails,

@@ -9,7 +9,7 @@ use crate::error::Fatal;
 use crate::units::{Bytes, Rate};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -90,6 +90,8 @@ pub struct State {
     pub last_sync: Option<DateTime<Utc>>,
     pub slices: BTreeMap<u16, SliceState>,
     pub dead: BTreeMap<String, DeadState>,
+    /// The xids bwmon's nftables maps held after the last update.
+    pub classified: BTreeSet<u16>,
 }
 
 /// The file's shape, as read. Kept apart from `State` so the in-memory form
@@ -106,6 +108,8 @@ struct Disk {
     slices: Vec<SliceState>,
     #[serde(default)]
     dead: Vec<DeadState>,
+    #[serde(default)]
+    classified: BTreeSet<u16>,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +131,8 @@ impl State {
         line(&mut out, &self.last_sync);
         out.extend_from_slice(b",\n \"hierarchy\": ");
         line(&mut out, &self.hierarchy);
+        out.extend_from_slice(b",\n \"classified\": ");
+        line(&mut out, &self.classified);
         out.extend_from_slice(b",\n \"slices\": [");
         for (i, s) in self.slices.values().enumerate() {
             out.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
@@ -154,6 +160,7 @@ impl State {
         };
         let mut state = State {
             hierarchy: disk.hierarchy,
+            classified: disk.classified,
             last_sync: disk.last_sync,
             ..State::default()
         };

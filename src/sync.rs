@@ -7,7 +7,10 @@ use crate::config::Config;
 use crate::error::Fatal;
 use crate::init::{node_cap, node_max};
 use crate::lock::{self, Mode};
+use crate::config::Classify;
 use crate::mail;
+use crate::nft::{self, Nft};
+use crate::state::{DEFAULT_XID, ROOT_XID};
 use crate::policy::{self, Inputs, Live, Node, Op};
 use crate::report;
 use crate::slivers::{self, Input};
@@ -16,7 +19,7 @@ use crate::tc::KernelClass;
 use crate::tc::batch::{Batch, Origin, RootQdisc};
 use crate::tc::run::Tc;
 use crate::units::Rate;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::io::Read;
 use std::path::Path;
@@ -131,6 +134,20 @@ pub fn run(
 
     let first_op_line = batch.lines.len();
     batch.add_ops(&cfg.dev, &plan.ops);
+    // The classifier follows the live slices; rewritten only when they (or
+    // the hierarchy, after a reboot) changed.
+    let classify = (cfg.classify != Classify::None).then(|| {
+        plan.state
+            .slices
+            .keys()
+            .copied()
+            .filter(|&x| x != ROOT_XID && x != DEFAULT_XID)
+            .collect::<BTreeSet<u16>>()
+    });
+    let nft_script = classify
+        .as_ref()
+        .filter(|want| **want != plan.state.classified || first_op_line > 0)
+        .map(|want| (want.clone(), nft::table_script(cfg.classify, &cfg.exempt, want)));
     if dry_run {
         let mails: Vec<String> = plan
             .mails
@@ -138,6 +155,9 @@ pub fn run(
             .map(|req| mail::compose(&cfg.mail, req, cfg.period_secs, ctx.now))
             .collect();
         print_dry_run(&batch, &mails, cfg);
+        if let Some((_, script)) = &nft_script {
+            print!("# nft -f - (dry run: not run)\n{script}");
+        }
         return Ok(finish(&failures));
     }
     let outcome = tc.run_batch(&batch)?;
@@ -154,9 +174,21 @@ pub fn run(
     // Usage and caps are saved before any mail is tried: a hanging or killed
     // sendmail can cost a mail (retried next run), never counted bytes. A run
     // that changed nothing only notes its time.
+    if let Some((want, script)) = nft_script {
+        match Nft::new(&cfg.nft)
+            .map_err(|e| e.to_string())
+            .and_then(|n| n.apply(&script))
+        {
+            Ok(()) => plan.state.classified = want,
+            Err(e) => failures.push(format!(
+                "{e}; until it works, slices' packets reach their classes only if something else classifies them (retried next run)"
+            )),
+        }
+    }
     let changed = plan.state.slices != before.slices
         || plan.state.dead != before.dead
-        || plan.state.hierarchy != before.hierarchy;
+        || plan.state.hierarchy != before.hierarchy
+        || plan.state.classified != before.classified;
     plan.state.last_sync = Some(ctx.now);
     if changed {
         store.save(&plan.state)?;

@@ -115,6 +115,7 @@ impl Env {
         let config = root.join("bwmon.yaml");
         let yaml = format!(
             "tc: {tc}\n\
+             classify: none\n\
              state_file: {state}\n\
              period: 1d\n\
              lock_wait: 5s\n\

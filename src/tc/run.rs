@@ -30,21 +30,12 @@ pub struct BatchOutcome {
 impl Tc {
     /// Resolves a bare `tc` on PATH and in the sbin directories cron's PATH lacks.
     pub fn new(configured: &Path, dev: &str) -> Result<Tc, Fatal> {
-        let path = if configured.components().count() > 1 {
-            configured.to_path_buf()
-        } else {
-            let dirs = std::env::var_os("PATH").unwrap_or_default();
-            std::env::split_paths(&dirs)
-                .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-                .map(|d| d.join(configured))
-                .find(|p| p.is_file())
-                .ok_or_else(|| {
-                    Fatal::Unavailable(format!(
-                        "{} not found on PATH, /usr/sbin or /sbin: install iproute2 or set `tc:` in the config",
-                        configured.display()
-                    ))
-                })?
-        };
+        let path = find_program(configured).ok_or_else(|| {
+            Fatal::Unavailable(format!(
+                "{} not found on PATH, /usr/sbin or /sbin: install iproute2 or set `tc:` in the config",
+                configured.display()
+            ))
+        })?;
         Ok(Tc {
             path,
             dev: dev.to_string(),
@@ -199,7 +190,20 @@ impl Tc {
     }
 }
 
-fn first_line(s: &str) -> &str {
+/// A program named in the config: a path as given, a bare name looked up on
+/// PATH and in the sbin directories cron's PATH lacks.
+pub fn find_program(configured: &Path) -> Option<PathBuf> {
+    if configured.components().count() > 1 {
+        return Some(configured.to_path_buf());
+    }
+    let dirs = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&dirs)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(configured))
+        .find(|p| p.is_file())
+}
+
+pub fn first_line(s: &str) -> &str {
     s.lines()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("no message")

@@ -89,7 +89,7 @@ impl Fake {
         fs::write(
             &config,
             format!(
-                "dev: {DEV}\ntc: {tc}\nstate_file: {state}\nlock_wait: 200ms\n\
+                "dev: {DEV}\ntc: {tc}\nclassify: none\nstate_file: {state}\nlock_wait: 200ms\n\
                  mail:\n  enabled: true\n  sendmail: {sendmail}\n  from: support@example.org\n  \
                  name: ExampleLab\n  list: mom@example.org\n  \
                  slice_address: SLICE@slices.example.org\n  hostname: node1.example.org\n{extra}",

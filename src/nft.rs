@@ -1,0 +1,166 @@
+//! bwmon's nftables table `inet bwmon`: what makes the caps bite on a stock
+//! kernel. An output-hook chain sets each packet's priority (the HTB class it
+//! lands in) from a map keyed by the sending socket's uid (`classify: uid`) or
+//! by the packet mark (`classify: mark`): xid → 1:(1000|xid), or 1:(2000|xid)
+//! for destinations in the exempt set. The whole table is rewritten in one
+//! `nft -f -` transaction, so an update applies entirely or not at all.
+
+use crate::config::{Classify, Prefix};
+use crate::error::Fatal;
+use crate::policy::Kind;
+use crate::tc::run::{find_program, first_line};
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub const TABLE: &str = "inet bwmon";
+
+#[derive(Clone, Debug)]
+pub struct Nft {
+    pub path: PathBuf,
+}
+
+impl Nft {
+    pub fn new(configured: &Path) -> Result<Nft, Fatal> {
+        find_program(configured).map(|path| Nft { path }).ok_or_else(|| {
+            Fatal::Unavailable(format!(
+                "{} not found on PATH, /usr/sbin or /sbin: install the nftables package (or set `classify: none` and classify packets yourself)",
+                configured.display()
+            ))
+        })
+    }
+
+    /// Runs one script as one transaction.
+    pub fn apply(&self, script: &str) -> Result<(), String> {
+        let mut child = Command::new(&self.path)
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.path.display()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(script.as_bytes());
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("waiting for {}: {e}", self.path.display()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "nft refused the {TABLE} table: {}",
+                first_line(&String::from_utf8_lossy(&out.stderr))
+            ))
+        }
+    }
+
+    /// The xids the `low` map holds now; an empty set when there is no table.
+    pub fn classified(&self) -> Result<BTreeSet<u16>, String> {
+        let out = Command::new(&self.path)
+            .args(["-j", "list", "map", "inet", "bwmon", "low"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.path.display()))?;
+        if !out.status.success() {
+            return Ok(BTreeSet::new());
+        }
+        Ok(map_keys(&String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Removes the table (teardown); no table is no error.
+    pub fn delete(&self) -> Result<(), String> {
+        self.apply(&format!("add table {TABLE}\ndelete table {TABLE}\n"))
+    }
+}
+
+/// The keys of the map in `nft -j list map …` output.
+pub fn map_keys(json: &str) -> BTreeSet<u16> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["map"]["elem"].as_array())
+        .flatten()
+        .filter_map(|pair| pair[0].as_u64())
+        .filter_map(|k| u16::try_from(k).ok())
+        .collect()
+}
+
+/// The whole table, recreated in one transaction with the given slices.
+pub fn table_script(mode: Classify, exempt: &[Prefix], xids: &BTreeSet<u16>) -> String {
+    let (key_type, key) = match mode {
+        Classify::Mark => ("mark", "meta mark"),
+        Classify::Uid | Classify::None => ("uid", "meta skuid"),
+    };
+    let elements = |kind: Kind| {
+        let items: Vec<String> = xids
+            .iter()
+            .map(|&x| format!("{x} : {}", kind.class_id(x)))
+            .collect();
+        if items.is_empty() {
+            String::new()
+        } else {
+            format!(" elements = {{ {} }};", items.join(", "))
+        }
+    };
+    let set = |v4: bool| {
+        let items: Vec<String> = exempt
+            .iter()
+            .filter(|p| p.is_v4() == v4)
+            .map(ToString::to_string)
+            .collect();
+        if items.is_empty() {
+            String::new()
+        } else {
+            format!(" elements = {{ {} }};", items.join(", "))
+        }
+    };
+    let mut s = String::new();
+    // `add` then `delete` then the table: idempotent whether or not it exists.
+    let _ = writeln!(s, "add table {TABLE}\ndelete table {TABLE}\ntable {TABLE} {{");
+    let _ = writeln!(s, "  set exempt4 {{ type ipv4_addr; flags interval;{} }}", set(true));
+    let _ = writeln!(s, "  set exempt6 {{ type ipv6_addr; flags interval;{} }}", set(false));
+    let _ = writeln!(s, "  map low {{ type {key_type} : classid;{} }}", elements(Kind::Low));
+    let _ = writeln!(s, "  map i2 {{ type {key_type} : classid;{} }}", elements(Kind::I2));
+    let _ = writeln!(s, "  chain out {{");
+    let _ = writeln!(s, "    type filter hook output priority 0; policy accept;");
+    let _ = writeln!(s, "    ip daddr @exempt4 meta priority set {key} map @i2 accept");
+    let _ = writeln!(s, "    ip6 daddr @exempt6 meta priority set {key} map @i2 accept");
+    let _ = writeln!(s, "    meta priority set {key} map @low");
+    let _ = writeln!(s, "  }}\n}}");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_maps_xids_to_their_classes() {
+        let xids: BTreeSet<u16> = [0x101, 0xffe].into_iter().collect();
+        let exempt = [
+            Prefix::parse("127.0.0.2").expect("valid"),
+            Prefix::parse("2001:db8::/32").expect("valid"),
+        ];
+        let s = table_script(Classify::Uid, &exempt, &xids);
+        assert!(s.contains("map low { type uid : classid; elements = { 257 : 1:1101, 4094 : 1:1ffe }; }"), "{s}");
+        assert!(s.contains("map i2 { type uid : classid; elements = { 257 : 1:2101, 4094 : 1:2ffe }; }"), "{s}");
+        assert!(s.contains("elements = { 127.0.0.2/32 }"), "{s}");
+        assert!(s.contains("elements = { 2001:db8::/32 }"), "{s}");
+        assert!(s.contains("meta priority set meta skuid map @low"), "{s}");
+        let m = table_script(Classify::Mark, &[], &BTreeSet::new());
+        assert!(m.contains("map low { type mark : classid; }"), "{m}");
+        assert!(m.contains("meta priority set meta mark map @low"), "{m}");
+    }
+
+    #[test]
+    fn map_keys_from_nft_json() {
+        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"map": {"family": "inet", "name": "low", "table": "bwmon", "type": "uid", "handle": 1, "map": "classid", "elem": [[5, "1:1005"], [1001, "1:13e9"]]}}]}"#;
+        assert_eq!(map_keys(json), [5, 1001].into_iter().collect());
+        assert!(map_keys("not json").is_empty());
+    }
+}
