@@ -126,6 +126,9 @@ bwmax: 1gbit               # hardware maximum (exempt ceiling)
 bwcap: 100mbit             # node cap of a first init
 input: /var/lib/nm/slivers.json
 metrics_file: /var/lib/prometheus/node\-exporter/bwmon.prom
+classify: uid              # uid | mark | none
+exempt: [192.0.2.0/24, 2001:db8::/32]
+nft: /usr/sbin/nft         # default: nft on PATH, /usr/sbin, /sbin
 defaults:
   max_kbyte: 5662310       # KiB per period, normal destinations
   max_i2_kbyte: 17196646   # KiB per period, exempt destinations
@@ -144,6 +147,19 @@ mail:
 .fi
 .PP
 Rates use tc's syntax: 8bit, 100kbit, 1.5mbit, 1gbit, 1mibit, 125kbps (bytes/s).
+.PP
+\fBclassify\fR says how a slice's packets reach its classes. With \fBuid\fR
+(the default) \fBbwmon init\fR creates the nftables table \fBinet bwmon\fR:
+an output chain sets each packet's priority from a map keyed by the sending
+socket's uid (a slice's xid is its uid) to class 1:(1000|xid), or 1:(2000|xid)
+when the destination is in \fBexempt\fR; IPv4 and IPv6. With \fBmark\fR the
+map is keyed by the packet mark, for container runtimes that mark a tenant's
+packets with its xid. \fBsync\fR keeps the maps equal to the live slices in one
+\fBnft \-f \-\fR transaction, run only when they change. With \fBnone\fR bwmon
+creates no table: packets must be classified otherwise (\fBSO_PRIORITY\fR,
+iptables \fBCLASSIFY\fR). Root's and unclassified traffic go to the default
+class 1:1fff. After changing \fBclassify\fR or \fBexempt\fR, run
+\fBbwmon init\fR.
 .SH FILES
 .TP
 \fI/etc/bwmon/bwmon.yaml\fR
