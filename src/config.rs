@@ -105,7 +105,7 @@ pub enum Classify {
     Uid,
     /// bwmon's nftables table maps the packet mark (= xid), set by a container runtime.
     Mark,
-    /// Someone else sets the packet priority (SO_PRIORITY, iptables CLASSIFY).
+    /// Someone else sets the packet priority (`SO_PRIORITY`, iptables `CLASSIFY`).
     None,
 }
 
@@ -118,11 +118,12 @@ pub struct Prefix {
 
 impl Prefix {
     pub fn parse(text: &str) -> Result<Prefix, String> {
-        let (a, l) = text.split_once('/').map_or((text, None), |(a, l)| (a, Some(l)));
-        let addr: std::net::IpAddr = a
-            .trim()
-            .parse()
-            .map_err(|_| format!("{text:?} is not an IPv4/IPv6 address or prefix (e.g. 192.0.2.0/24)"))?;
+        let (a, l) = text
+            .split_once('/')
+            .map_or((text, None), |(a, l)| (a, Some(l)));
+        let addr: std::net::IpAddr = a.trim().parse().map_err(|_| {
+            format!("{text:?} is not an IPv4/IPv6 address or prefix (e.g. 192.0.2.0/24)")
+        })?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let len = match l {
             None => max,

@@ -3,18 +3,18 @@
 //! slice classes keep their settings and counters.
 
 use crate::app::Context;
+use crate::config::Classify;
 use crate::error::Fatal;
 use crate::lock::{self, Mode};
-use crate::policy::{CAP_CLASS, I2_PARENT, Kind, ROOT_CLASS};
-use crate::config::Classify;
 use crate::nft::{self, Nft};
+use crate::policy::{CAP_CLASS, I2_PARENT, Kind, ROOT_CLASS};
 use crate::state::{DEFAULT_XID, Hierarchy, ROOT_XID, State, Store};
-use std::collections::BTreeSet;
 use crate::tc::KernelClass;
 use crate::tc::batch::{Batch, RootQdisc};
 use crate::tc::run::Tc;
 use crate::units::Rate;
 use anyhow::Context as _;
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::Result<ExitCode> {
@@ -148,13 +148,12 @@ pub fn teardown(ctx: &Context) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    if cfg.classify != Classify::None {
-        if let Err(e) = Nft::new(&cfg.nft)
+    if cfg.classify != Classify::None
+        && let Err(e) = Nft::new(&cfg.nft)
             .map_err(|e| e.to_string())
             .and_then(|n| n.delete())
-        {
-            log::warn!("{e}: the `{}` table may remain", nft::TABLE);
-        }
+    {
+        log::warn!("{e}: the `{}` table may remain", nft::TABLE);
     }
     // Without this the next sync would rebuild what was just removed.
     let mut state = store.load()?.unwrap_or_default();

@@ -121,15 +121,40 @@ pub fn table_script(mode: Classify, exempt: &[Prefix], xids: &BTreeSet<u16>) -> 
     };
     let mut s = String::new();
     // `add` then `delete` then the table: idempotent whether or not it exists.
-    let _ = writeln!(s, "add table {TABLE}\ndelete table {TABLE}\ntable {TABLE} {{");
-    let _ = writeln!(s, "  set exempt4 {{ type ipv4_addr; flags interval;{} }}", set(true));
-    let _ = writeln!(s, "  set exempt6 {{ type ipv6_addr; flags interval;{} }}", set(false));
-    let _ = writeln!(s, "  map low {{ type {key_type} : classid;{} }}", elements(Kind::Low));
-    let _ = writeln!(s, "  map i2 {{ type {key_type} : classid;{} }}", elements(Kind::I2));
+    let _ = writeln!(
+        s,
+        "add table {TABLE}\ndelete table {TABLE}\ntable {TABLE} {{"
+    );
+    let _ = writeln!(
+        s,
+        "  set exempt4 {{ type ipv4_addr; flags interval;{} }}",
+        set(true)
+    );
+    let _ = writeln!(
+        s,
+        "  set exempt6 {{ type ipv6_addr; flags interval;{} }}",
+        set(false)
+    );
+    let _ = writeln!(
+        s,
+        "  map low {{ type {key_type} : classid;{} }}",
+        elements(Kind::Low)
+    );
+    let _ = writeln!(
+        s,
+        "  map i2 {{ type {key_type} : classid;{} }}",
+        elements(Kind::I2)
+    );
     let _ = writeln!(s, "  chain out {{");
     let _ = writeln!(s, "    type filter hook output priority 0; policy accept;");
-    let _ = writeln!(s, "    ip daddr @exempt4 meta priority set {key} map @i2 accept");
-    let _ = writeln!(s, "    ip6 daddr @exempt6 meta priority set {key} map @i2 accept");
+    let _ = writeln!(
+        s,
+        "    ip daddr @exempt4 meta priority set {key} map @i2 accept"
+    );
+    let _ = writeln!(
+        s,
+        "    ip6 daddr @exempt6 meta priority set {key} map @i2 accept"
+    );
     let _ = writeln!(s, "    meta priority set {key} map @low");
     let _ = writeln!(s, "  }}\n}}");
     s
@@ -147,8 +172,18 @@ mod tests {
             Prefix::parse("2001:db8::/32").expect("valid"),
         ];
         let s = table_script(Classify::Uid, &exempt, &xids);
-        assert!(s.contains("map low { type uid : classid; elements = { 257 : 1:1101, 4094 : 1:1ffe }; }"), "{s}");
-        assert!(s.contains("map i2 { type uid : classid; elements = { 257 : 1:2101, 4094 : 1:2ffe }; }"), "{s}");
+        assert!(
+            s.contains(
+                "map low { type uid : classid; elements = { 257 : 1:1101, 4094 : 1:1ffe }; }"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "map i2 { type uid : classid; elements = { 257 : 1:2101, 4094 : 1:2ffe }; }"
+            ),
+            "{s}"
+        );
         assert!(s.contains("elements = { 127.0.0.2/32 }"), "{s}");
         assert!(s.contains("elements = { 2001:db8::/32 }"), "{s}");
         assert!(s.contains("meta priority set meta skuid map @low"), "{s}");

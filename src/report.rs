@@ -39,6 +39,9 @@ pub struct SliceView {
     pub period_end: DateTime<Utc>,
     pub capped: bool,
     pub mailed: bool,
+    /// Whether bwmon's nftables maps hold the slice (absent with `classify: none`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classified: Option<bool>,
     pub low: ClassView,
     pub i2: ClassView,
 }
@@ -137,6 +140,7 @@ pub fn build(
                 period_end: plus_secs(s.start, period_secs),
                 capped: low.capped || i2.capped,
                 mailed: s.mailed,
+                classified: None,
                 low,
                 i2,
             }
@@ -284,6 +288,18 @@ impl Report {
             "1 when the slice was mailed about a cap this period.",
             per_slice(&|s| u64::from(s.mailed)),
         );
+        let classified: Vec<(String, u64)> = self
+            .slices
+            .iter()
+            .filter_map(|s| s.classified.map(|c| (labels(&s.name, None), u64::from(c))))
+            .collect();
+        if !classified.is_empty() {
+            family(
+                "bwmon_slice_classified",
+                "1 when bwmon's nftables maps send the slice's packets to its classes.",
+                classified,
+            );
+        }
         family(
             "bwmon_slice_period_end_timestamp_seconds",
             "End of the slice's current period, Unix time.",

@@ -2,10 +2,14 @@
 //! lock) and one tc dump for live counters.
 
 use crate::app::Context;
+use crate::config::Classify;
 use crate::error::Fatal;
 use crate::init::{node_cap, node_max};
 use crate::lock::{self, Mode};
+use crate::nft::Nft;
+use crate::policy::Kind;
 use crate::report::{self, Report};
+use crate::state::{DEFAULT_XID, ROOT_XID};
 use crate::state::{Hierarchy, Store};
 use crate::tc::run::Tc;
 use std::io::Write;
@@ -68,6 +72,10 @@ pub fn run(
     };
     let mut report = report::build(&state, &kernel, &cfg.dev, node, cfg.period_secs, ctx.now);
 
+    if cfg.classify != Classify::None {
+        mark_classified(&mut report, &kernel, cfg);
+    }
+
     let mut code = ExitCode::SUCCESS;
     if !names.is_empty() {
         for n in names {
@@ -96,5 +104,48 @@ fn render(report: &Report, format: Format) -> String {
         Format::Table => report.table(),
         Format::Json => report.json(),
         Format::Prometheus => report.prometheus(),
+    }
+}
+
+/// Per slice, whether the live nftables maps hold it; one warning for the
+/// slices whose traffic cannot be reaching their classes.
+fn mark_classified(
+    report: &mut Report,
+    kernel: &[crate::tc::KernelClass],
+    cfg: &crate::config::Config,
+) {
+    let live = match Nft::new(&cfg.nft)
+        .map_err(|e| e.to_string())
+        .and_then(|n| n.classified())
+    {
+        Ok(set) => set,
+        Err(e) => {
+            log::warn!("{e}: cannot tell which slices are classified");
+            return;
+        }
+    };
+    let mut silent = Vec::new();
+    for s in &mut report.slices {
+        if s.xid == ROOT_XID || s.xid == DEFAULT_XID {
+            continue;
+        }
+        let present = live.contains(&s.xid);
+        s.classified = Some(present);
+        let counted = kernel
+            .iter()
+            .find(|c| c.id == Kind::Low.class_id(s.xid))
+            .is_some_and(|c| c.sent.0 > 0);
+        if !present && !counted {
+            silent.push(s.name.clone());
+        }
+    }
+    // Without a hierarchy nothing counts anyway, and that has its own warning.
+    let hierarchy = kernel.iter().any(|c| c.id == crate::policy::CAP_CLASS);
+    if hierarchy && !silent.is_empty() {
+        log::warn!(
+            "{} count no bytes and have no entry in the {} maps: their traffic is not shaped (`bwmon sync` restores the entries)",
+            silent.join(", "),
+            crate::nft::TABLE
+        );
     }
 }

@@ -3,17 +3,17 @@
 //! carries the plan out: one tc batch, the mails, one atomic save (SPEC §5).
 
 use crate::app::Context;
+use crate::config::Classify;
 use crate::config::Config;
 use crate::error::Fatal;
 use crate::init::{node_cap, node_max};
 use crate::lock::{self, Mode};
-use crate::config::Classify;
 use crate::mail;
 use crate::nft::{self, Nft};
-use crate::state::{DEFAULT_XID, ROOT_XID};
 use crate::policy::{self, Inputs, Live, Node, Op};
 use crate::report;
 use crate::slivers::{self, Input};
+use crate::state::{DEFAULT_XID, ROOT_XID};
 use crate::state::{State, Store};
 use crate::tc::KernelClass;
 use crate::tc::batch::{Batch, Origin, RootQdisc};
@@ -147,7 +147,12 @@ pub fn run(
     let nft_script = classify
         .as_ref()
         .filter(|want| **want != plan.state.classified || first_op_line > 0)
-        .map(|want| (want.clone(), nft::table_script(cfg.classify, &cfg.exempt, want)));
+        .map(|want| {
+            (
+                want.clone(),
+                nft::table_script(cfg.classify, &cfg.exempt, want),
+            )
+        });
     if dry_run {
         let mails: Vec<String> = plan
             .mails
