@@ -25,7 +25,12 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 in_ns() { ip netns exec "$NS" "$@"; }
 bw() { in_ns "$BWMON" -c "$WORK/bwmon.yaml" --dev lo "$@"; }
 show_class() { in_ns tc -s class show dev lo classid "$1" | sed -n '1,2p'; }
-sent_bytes() { in_ns tc -s class show dev lo classid "$1" | awk '/Sent/ { print $2; exit }'; }
+# Bytes that left the class: tc's Sent counts queued packets too, so the
+# backlog still waiting is taken off.
+sent_bytes() {
+    in_ns tc -s class show dev lo classid "$1" |
+        awk '/Sent/ && !s { s = $2 } /backlog/ && !b { b = $2; sub(/b$/, "", b) } END { print s - b }'
+}
 # pl_alice sends as fast as she can for 2 s; prints what her class let through.
 burst_test() {
     local before after
@@ -35,7 +40,6 @@ burst_test() {
     else
         in_ns "$SEND" 257 0 low --secs 2 >/dev/null
     fi
-    sleep 1
     after=$(sent_bytes 1:1101)
     echo "pl_alice sent as fast as she could for 2 s: her class passed $((after - before)) bytes ($(( (after - before) * 8 / 2 )) bit/s)"
 }
