@@ -20,6 +20,11 @@ use std::process::ExitCode;
 pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::Result<ExitCode> {
     let cfg = &ctx.config;
     let tc = Tc::new(&cfg.tc, &cfg.dev)?;
+    // Checked before anything is built: a half-made setup helps nobody.
+    let nft = match cfg.classify {
+        Classify::None => None,
+        Classify::Uid | Classify::Mark => Some(Nft::new(&cfg.nft)?),
+    };
     let store = Store::new(&cfg.state_file);
     let _lock = lock::acquire(&store.lock_path(), Mode::Exclusive, cfg.lock_wait)?;
     let mut state = store.load()?.unwrap_or_default();
@@ -106,7 +111,7 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
         ))
         .into());
     }
-    if cfg.classify != Classify::None {
+    if let Some(nft) = nft {
         // Init rewrites the table whatever it held: after a change of
         // `classify` or `exempt`, `bwmon init` applies it.
         let want: BTreeSet<u16> = state
@@ -115,8 +120,7 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
             .copied()
             .filter(|&x| x != ROOT_XID && x != DEFAULT_XID)
             .collect();
-        Nft::new(&cfg.nft)?
-            .apply(&nft::table_script(cfg.classify, &cfg.exempt, &want))
+        nft.apply(&nft::table_script(cfg.classify, &cfg.exempt, &want))
             .map_err(Fatal::Unavailable)?;
         state.classified = want;
     }

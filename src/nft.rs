@@ -26,7 +26,7 @@ impl Nft {
     pub fn new(configured: &Path) -> Result<Nft, Fatal> {
         find_program(configured).map(|path| Nft { path }).ok_or_else(|| {
             Fatal::Unavailable(format!(
-                "{} not found on PATH, /usr/sbin or /sbin: install the nftables package (or set `classify: none` and classify packets yourself)",
+                "{} not found (as given, or on PATH, /usr/sbin, /sbin): install the nftables package (or set `classify: none` and classify packets yourself)",
                 configured.display()
             ))
         })

@@ -32,7 +32,7 @@ impl Tc {
     pub fn new(configured: &Path, dev: &str) -> Result<Tc, Fatal> {
         let path = find_program(configured).ok_or_else(|| {
             Fatal::Unavailable(format!(
-                "{} not found on PATH, /usr/sbin or /sbin: install iproute2 or set `tc:` in the config",
+                "{} not found (as given, or on PATH, /usr/sbin, /sbin): install iproute2 or set `tc:` in the config",
                 configured.display()
             ))
         })?;
@@ -194,7 +194,7 @@ impl Tc {
 /// PATH and in the sbin directories cron's PATH lacks.
 pub fn find_program(configured: &Path) -> Option<PathBuf> {
     if configured.components().count() > 1 {
-        return Some(configured.to_path_buf());
+        return configured.is_file().then(|| configured.to_path_buf());
     }
     let dirs = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&dirs)
