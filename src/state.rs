@@ -334,6 +334,9 @@ impl Store {
             fs::hard_link(&self.path, &bak_tmp)
                 .and_then(|()| fs::rename(&bak_tmp, &bak))
                 .map_err(|e| io("keep a backup as", &bak, e))?;
+            // rename(2) does nothing when both names are already one file
+            // (a run killed between the two renames): tidy the extra name.
+            let _ = fs::remove_file(&bak_tmp);
         }
         fs::rename(&tmp, &self.path).map_err(|e| io("replace", &self.path, e))?;
         File::open(&dir)

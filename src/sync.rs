@@ -165,6 +165,17 @@ pub fn run(
         }
         return Ok(finish(&failures));
     }
+    // Deleting a class loses its counter, and a class created now starts
+    // from zero: the state that knows this is saved before tc acts, so a run
+    // killed after the batch costs no counted byte. (Changes are safe either
+    // way: the next run compares with the kernel.)
+    if plan
+        .ops
+        .iter()
+        .any(|op| matches!(op, Op::Delete { .. } | Op::Add { .. }))
+    {
+        store.save(&plan.state)?;
+    }
     let outcome = tc.run_batch(&batch)?;
     let failed_xids = apply_outcome(
         &batch,
