@@ -12,7 +12,7 @@ against what tc itself costs for the same work:
 
 Each is repeated (BENCH_REPEAT, default 5) and reported as median and spread
 (min..max). bwmon's own time is its wall time minus the time it spent waiting
-for tc (it logs each tc call's duration at -vv). Peak RSS is the kernel's
+for tc (it logs each tc call's duration at debug level, RUST_LOG). Peak RSS is the kernel's
 bwmon's own VmHWM (it logs it at -vv); the wait4(2) figure that
 /usr/bin/time -v prints, which also counts the tc processes bwmon waited for,
 is kept in the JSON as peak_rss_with_children_kib. tc processes per run are counted with a logging wrapper in separate,
@@ -43,6 +43,10 @@ def iso(t):
 
 
 class Namespace:
+    """The throwaway namespace. The measuring process itself runs inside it
+    (re-executed under `ip netns exec`), so no measured command pays for
+    `ip netns exec`'s own setup."""
+
     def __init__(self):
         self.name = f"bwbench-{os.getpid()}"
         subprocess.run(["ip", "netns", "add", self.name], check=True)
@@ -51,8 +55,13 @@ class Namespace:
     def close(self):
         subprocess.run(["ip", "netns", "del", self.name], check=False)
 
-    def cmd(self, argv):
-        return ["ip", "netns", "exec", self.name] + argv
+
+class Inside:
+    """Commands run as they are: this process is already in the namespace."""
+
+    @staticmethod
+    def cmd(argv):
+        return argv
 
 
 def measure(argv, stdin_path=None):
@@ -121,7 +130,10 @@ exec {TC} "$@"
 
     def bwmon(self, args, now, count=False, stdin=True):
         cfg = self.cfg_count if count else self.cfg
-        argv = self.ns.cmd([BWMON, "-c", cfg, "--dev", "lo", "-vv", "--now", iso(now)] + args)
+        # Only the tc timings and the peak memory are logged: -vv would also
+        # format a decision line per class, which is not what is measured.
+        argv = self.ns.cmd(["env", "RUST_LOG=bwmon::tc::run=debug,bwmon::app=debug",
+                            BWMON, "-c", cfg, "--dev", "lo", "--now", iso(now)] + args)
         return measure(argv, self.slivers if stdin else None)
 
     def fresh_hierarchy(self):
@@ -211,6 +223,17 @@ exec {TC} "$@"
 
 
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--inside":
+        # The child: one N, measured from inside the namespace.
+        n, out = int(sys.argv[2]), sys.argv[3]
+        work = tempfile.mkdtemp(prefix=f"bwbench-{n}-")
+        try:
+            result = Bench(Inside(), n, work).run()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        with open(out, "w") as f:
+            json.dump(result, f)
+        return
     if os.geteuid() != 0:
         sys.exit("make bench needs root (network namespace, tc)")
     for exe in (BWMON, SEND):
@@ -219,13 +242,17 @@ def main():
     results = {"machine": machine(), "repeat": REPEAT, "sizes": []}
     for n in SIZES:
         ns = Namespace()
-        work = tempfile.mkdtemp(prefix=f"bwbench-{n}-")
+        out = tempfile.mktemp(prefix=f"bwbench-{n}-", suffix=".json")
         try:
             print(f"N = {n} …", file=sys.stderr, flush=True)
-            results["sizes"].append(Bench(ns, n, work).run())
+            subprocess.run(["ip", "netns", "exec", ns.name, sys.executable, os.path.abspath(__file__),
+                            "--inside", str(n), out], check=True)
+            with open(out) as f:
+                results["sizes"].append(json.load(f))
         finally:
             ns.close()
-            shutil.rmtree(work, ignore_errors=True)
+            if os.path.exists(out):
+                os.unlink(out)
     out = os.path.join(ROOT, "bench/results.json")
     with open(out, "w") as f:
         json.dump(results, f, indent=2)

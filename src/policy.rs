@@ -283,7 +283,56 @@ pub struct Inputs<'a> {
 }
 
 /// The kernel's slice classes by (kind, xid).
-type KernelIndex<'a> = HashMap<(Kind, u16), &'a KernelClass>;
+/// Indexed by xid (12 bits): no hashing on the hot path of 4,000 slices.
+struct KernelIndex<'a> {
+    lo: Vec<Option<&'a KernelClass>>,
+    i2: Vec<Option<&'a KernelClass>>,
+}
+
+impl<'a> KernelIndex<'a> {
+    fn new(kernel: &'a [KernelClass]) -> Self {
+        let mut k = KernelIndex {
+            lo: vec![None; 0x1000],
+            i2: vec![None; 0x1000],
+        };
+        for c in kernel {
+            if let Some((kind, xid)) = Kind::of_kernel_class(c) {
+                let slot = match kind {
+                    Kind::Low => &mut k.lo,
+                    Kind::I2 => &mut k.i2,
+                };
+                slot[usize::from(xid)] = Some(c);
+            }
+        }
+        k
+    }
+
+    fn get(&self, (kind, xid): (Kind, u16)) -> Option<&'a KernelClass> {
+        let slot = match kind {
+            Kind::Low => &self.lo,
+            Kind::I2 => &self.i2,
+        };
+        slot.get(usize::from(xid)).copied().flatten()
+    }
+
+    fn contains_key(&self, key: (Kind, u16)) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Every slice class present, in xid order.
+    fn keys(&self) -> impl Iterator<Item = (Kind, u16)> + '_ {
+        let of = |kind: Kind, v: &Vec<Option<&'a KernelClass>>| {
+            v.iter()
+                .enumerate()
+                .filter(|(_, c)| c.is_some())
+                .filter_map(move |(x, _)| u16::try_from(x).ok().map(|x| (kind, x)))
+                .collect::<Vec<_>>()
+        };
+        of(Kind::Low, &self.lo)
+            .into_iter()
+            .chain(of(Kind::I2, &self.i2))
+    }
+}
 
 pub fn plan(inputs: Inputs<'_>) -> Plan {
     let Inputs {
@@ -297,10 +346,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         now,
     } = inputs;
     let period = node.period_secs;
-    let k: KernelIndex<'_> = kernel
-        .iter()
-        .filter_map(|c| Kind::of_kernel_class(c).map(|key| (key, c)))
-        .collect();
+    let k = KernelIndex::new(kernel);
     let live_by_xid: HashMap<u16, &Live> = live.iter().map(|l| (l.xid, l)).collect();
 
     let State {
@@ -333,7 +379,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         let mut used = [Bytes(0); 2];
         for (i, kind) in Kind::BOTH.into_iter().enumerate() {
             let class = class_mut(&mut s, kind);
-            if let Some(kc) = k.get(&(kind, xid)) {
+            if let Some(kc) = k.get((kind, xid)) {
                 advance(class, kc.sent);
                 deletes.push(Op::Delete { xid, kind });
             }
@@ -380,7 +426,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         let mut added = [false; 2];
         let mut s = if let Some(mut s) = continuing.remove(&xid) {
             for (i, kind) in Kind::BOTH.into_iter().enumerate() {
-                if !k.contains_key(&(kind, xid)) {
+                if !k.contains_key((kind, xid)) {
                     // Classes gone (qdisc rebuilt, reboot): keep the period and
                     // carry what was counted (step 4).
                     retire(class_mut(&mut s, kind));
@@ -410,7 +456,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                     (Some(d), Kind::I2) => d.i2,
                     (None, _) => Bytes(0),
                 };
-                match k.get(&(kind, xid)).filter(|_| !freed.contains(&xid)) {
+                match k.get((kind, xid)).filter(|_| !freed.contains(&xid)) {
                     // Adopted: counting starts from the counter as it stands (step 5).
                     Some(kc) => {
                         class.base = kc.sent;
@@ -485,7 +531,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
             }
             if added[i] {
                 changes.push(Op::Add { xid, kind, spec });
-            } else if needs_change(class, k.get(&(kind, xid)).copied(), &spec) {
+            } else if needs_change(class, k.get((kind, xid)), &spec) {
                 log::info!("{name}: {} ceil {} (max {})", kind.describe(), ceil, l.max);
                 changes.push(Op::Change { xid, kind, spec });
             }
@@ -510,7 +556,6 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
     // Orphans: slice-form classes nobody claims (step 3).
     let mut orphans: Vec<(Kind, u16)> = k
         .keys()
-        .copied()
         .filter(|(_, xid)| {
             !slices.contains_key(xid) && !held_xids.contains(xid) && !freed.contains(xid)
         })
@@ -581,7 +626,7 @@ fn kernel_counter(k: &KernelIndex<'_>, kind: Kind, xid: u16, added: bool) -> Byt
     if added {
         return Bytes(0);
     }
-    k.get(&(kind, xid)).map_or(Bytes(0), |c| c.sent)
+    k.get((kind, xid)).map_or(Bytes(0), |c| c.sent)
 }
 
 pub fn quantum(share: u32) -> u32 {

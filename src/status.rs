@@ -31,8 +31,24 @@ pub fn run(
     let cfg = &ctx.config;
     let store = Store::new(&cfg.state_file);
     let _lock = lock::acquire(&store.lock_path(), Mode::Shared, cfg.lock_wait)?;
+    // The dump and the nft query run while the state is parsed.
+    let (loaded, kernel, classified) = std::thread::scope(|s| {
+        let dump = s.spawn(|| Tc::new(&cfg.tc, &cfg.dev).and_then(|tc| tc.dump_classes()));
+        let nft = s.spawn(|| {
+            (cfg.classify != Classify::None).then(|| {
+                Nft::new(&cfg.nft)
+                    .map_err(|e| e.to_string())
+                    .and_then(|n| n.classified())
+            })
+        });
+        let loaded = store.load();
+        let kernel = dump
+            .join()
+            .unwrap_or_else(|_| Err(Fatal::Unavailable("tc dump thread panicked".into())));
+        (loaded, kernel, nft.join().unwrap_or(None))
+    });
     // A reader must not move files; an unusable state is shown from its backup.
-    let state = match store.load() {
+    let state = match loaded {
         Ok(s) => s.unwrap_or_default(),
         Err(Fatal::BadData(why)) => match store.load_backup() {
             Ok(Some(b)) => {
@@ -47,7 +63,7 @@ pub fn run(
         Err(e) => return Err(e.into()),
     };
     // Without tc the state still says a lot: show it, say what is missing.
-    let kernel = match Tc::new(&cfg.tc, &cfg.dev).and_then(|tc| tc.dump_classes()) {
+    let kernel = match kernel {
         Ok(k) => Some(k),
         Err(e) => {
             log::warn!("{e}; showing usage as of the last sync");
@@ -72,8 +88,8 @@ pub fn run(
     };
     let mut report = report::build(&state, &kernel, &cfg.dev, node, cfg.period_secs, ctx.now);
 
-    if cfg.classify != Classify::None {
-        mark_classified(&mut report, &kernel, cfg);
+    if let Some(classified) = classified {
+        mark_classified(&mut report, &kernel, classified);
     }
 
     let mut code = ExitCode::SUCCESS;
@@ -112,12 +128,9 @@ fn render(report: &Report, format: Format) -> String {
 fn mark_classified(
     report: &mut Report,
     kernel: &[crate::tc::KernelClass],
-    cfg: &crate::config::Config,
+    classified: Result<std::collections::BTreeSet<u16>, String>,
 ) {
-    let live = match Nft::new(&cfg.nft)
-        .map_err(|e| e.to_string())
-        .and_then(|n| n.classified())
-    {
+    let live = match classified {
         Ok(set) => set,
         Err(e) => {
             log::warn!("{e}: cannot tell which slices are classified");

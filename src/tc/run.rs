@@ -86,8 +86,12 @@ impl Tc {
                     match reader.read_until(b'\n', &mut buf) {
                         Ok(0) => break,
                         Ok(_) if parsed.is_ok() => {
-                            parsed =
-                                parser.line(String::from_utf8_lossy(&buf).trim_end_matches('\n'));
+                            // tc writes ASCII; the lossy path is only for the odd byte.
+                            let line = match std::str::from_utf8(&buf) {
+                                Ok(l) => std::borrow::Cow::Borrowed(l),
+                                Err(_) => String::from_utf8_lossy(&buf),
+                            };
+                            parsed = parser.line(line.trim_end_matches('\n'));
                         }
                         Ok(_) => {} // drain, so tc can finish
                         Err(e) => {
