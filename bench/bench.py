@@ -122,8 +122,11 @@ exec {TC} "$@"
         slivers = {}
         for i in range(1, n + 1):
             rspec = {}
-            if i % 10 == 0:  # the tenth with traffic: a quota it passes the threshold of
-                rspec = {"net_max_kbyte": 100, "net_thresh_kbyte": 10}
+            if i % 10 == 0:
+                # The tenth with traffic pass a low threshold; the quota is big
+                # enough that the formula stays above the min rate, so their
+                # ceils move every minute.
+                rspec = {"net_max_kbyte": 20480, "net_thresh_kbyte": 10}
             slivers[f"s{i}"] = {"name": f"s{i}", "xid": i, "_rspec": rspec}
         with open(self.slivers, "w") as f:
             json.dump(slivers, f)
@@ -214,6 +217,7 @@ exec {TC} "$@"
         r["recap"] = self.series(["sync"], nows)
         r["recap"]["tc_spawns"], recap_batch = self.spawns(["sync"], nows[-1] + 60)
         r["recap"]["changed_lines"] = recap_batch.count("\n")
+        assert r["recap"]["changed_lines"] >= self.n // 10, "the 10 % run changed nothing"
         r["recap"]["floor_batch"] = self.batch_floor(recap_batch)
         r["status"] = self.series(["status", "--format", "json"], [nows[-1] + 60] * REPEAT, stdin=False)
         r["floor_dump"] = self.dump_floor()
