@@ -65,7 +65,7 @@ pub fn run(
     let mut failures: Vec<String> = Vec::new();
     report_input(&input, &mut failures);
     let mut kernel = kernel?;
-    let state = load_state(&store, loaded, &kernel, rebuild_state && !dry_run, ctx.now)?;
+    let mut state = load_state(&store, loaded, &kernel, rebuild_state && !dry_run, ctx.now)?;
     let before = state.clone();
 
     let remembered = state.hierarchy.get(&cfg.dev).copied();
@@ -104,7 +104,6 @@ pub fn run(
     };
     // A state started without `init` (lost, or rebuilt on purpose) learns the
     // caps from the kernel, so a reboot can still be recovered from it.
-    let mut state = state;
     state
         .hierarchy
         .entry(cfg.dev.clone())
