@@ -8,13 +8,12 @@ use crate::error::Fatal;
 use crate::lock::{self, Mode};
 use crate::nft::{self, Nft};
 use crate::policy::{CAP_CLASS, I2_PARENT, Kind, ROOT_CLASS};
-use crate::state::{DEFAULT_XID, Hierarchy, ROOT_XID, State, Store};
-use crate::tc::KernelClass;
+use crate::state::{DEFAULT_XID, Hierarchy, State, Store};
 use crate::tc::batch::{Batch, RootQdisc};
 use crate::tc::run::Tc;
+use crate::tc::{ClassId, KernelClass};
 use crate::units::Rate;
 use anyhow::Context as _;
-use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::Result<ExitCode> {
@@ -114,12 +113,7 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
     if let Some(nft) = nft {
         // Init rewrites the table whatever it held: after a change of
         // `classify` or `exempt`, `bwmon init` applies it.
-        let want: BTreeSet<u16> = state
-            .slices
-            .keys()
-            .copied()
-            .filter(|&x| x != ROOT_XID && x != DEFAULT_XID)
-            .collect();
+        let want = state.tenant_xids();
         nft.apply(&nft::table_script(cfg.classify, &cfg.exempt, &want))
             .map_err(Fatal::Unavailable)?;
         state.classified = want;
@@ -184,22 +178,18 @@ fn is_our_root(line: &str) -> bool {
 /// The node cap in force: the kernel's class 1:10 is the source of truth, read
 /// at the precision of the exact figure `init` recorded when they agree.
 pub fn node_cap(classes: &[KernelClass], remembered: Option<Hierarchy>) -> Option<Rate> {
-    classes
-        .iter()
-        .find(|c| c.id == CAP_CLASS)
-        .map(|c| match remembered {
-            Some(h) if c.ceil.matches(h.bwcap) => h.bwcap,
-            _ => c.ceil.shown,
-        })
+    kernel_ceil(classes, CAP_CLASS, remembered.map(|h| h.bwcap))
 }
 
 /// bwmax in force: class 1:20's ceil, read the same way.
 pub fn node_max(classes: &[KernelClass], remembered: Option<Hierarchy>) -> Option<Rate> {
-    classes
-        .iter()
-        .find(|c| c.id == I2_PARENT)
-        .map(|c| match remembered {
-            Some(h) if c.ceil.matches(h.bwmax) => h.bwmax,
-            _ => c.ceil.shown,
-        })
+    kernel_ceil(classes, I2_PARENT, remembered.map(|h| h.bwmax))
+}
+
+fn kernel_ceil(classes: &[KernelClass], id: ClassId, recorded: Option<Rate>) -> Option<Rate> {
+    let c = classes.iter().find(|c| c.id == id)?;
+    Some(match recorded {
+        Some(r) if c.ceil.matches(r) => r,
+        _ => c.ceil.shown,
+    })
 }

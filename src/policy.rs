@@ -6,7 +6,7 @@
 
 use crate::config::Defaults;
 use crate::slivers::Rspec;
-use crate::state::{ClassState, DEFAULT_XID, DeadState, ROOT_XID, SliceState, State};
+use crate::state::{ClassState, DEFAULT_XID, DeadState, ROOT_XID, SliceState, State, is_special};
 use crate::tc::{ClassId, KernelClass};
 use crate::units::{BWMIN, Bytes, Rate};
 use chrono::{DateTime, Utc};
@@ -370,7 +370,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
             slices.insert(xid, s);
             continue;
         }
-        let special = xid == ROOT_XID || xid == DEFAULT_XID;
+        let special = is_special(xid);
         if special || live_by_xid.get(&xid).is_some_and(|l| l.name == s.name) {
             continuing.insert(xid, s);
             continue;

@@ -5,7 +5,7 @@ use crate::app::Context;
 use crate::lock::{self, Mode};
 use crate::policy;
 use crate::report::rfc3339;
-use crate::state::{DEFAULT_XID, ROOT_XID, Store};
+use crate::state::{Store, is_special};
 use crate::sync::{apply_outcome, finish, print_dry_run};
 use crate::tc::batch::Batch;
 use crate::tc::run::Tc;
@@ -35,7 +35,7 @@ pub fn run(ctx: &Context, name: &str, dry_run: bool) -> anyhow::Result<ExitCode>
         }
         bail!("unknown slice {name}: `bwmon status` lists the slices");
     };
-    if slice.xid == ROOT_XID || slice.xid == DEFAULT_XID {
+    if is_special(slice.xid) {
         bail!(
             "{name} is bwmon's own class for unclassified traffic: it is never capped and cannot be reset"
         );

@@ -21,6 +21,12 @@ pub const VERSION: u32 = 1;
 pub const ROOT_XID: u16 = 0;
 pub const DEFAULT_XID: u16 = 0xfff;
 
+/// Root and default: bwmon's own classes, never capped, mailed, removed or
+/// classified by its nftables table.
+pub fn is_special(xid: u16) -> bool {
+    xid == ROOT_XID || xid == DEFAULT_XID
+}
+
 /// One of a slice's two HTB classes, as bwmon last saw and set it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ClassState {
@@ -92,6 +98,17 @@ pub struct State {
     pub dead: BTreeMap<String, DeadState>,
     /// The xids bwmon's nftables maps held after the last update.
     pub classified: BTreeSet<u16>,
+}
+
+impl State {
+    /// The tenants' xids: what bwmon's nftables maps should hold.
+    pub fn tenant_xids(&self) -> BTreeSet<u16> {
+        self.slices
+            .keys()
+            .copied()
+            .filter(|&x| !is_special(x))
+            .collect()
+    }
 }
 
 /// The file's shape, as read. Kept apart from `State` so the in-memory form

@@ -9,7 +9,7 @@ use crate::lock::{self, Mode};
 use crate::nft::Nft;
 use crate::policy::Kind;
 use crate::report::{self, Report};
-use crate::state::{DEFAULT_XID, ROOT_XID};
+use crate::state::is_special;
 use crate::state::{Hierarchy, Store};
 use crate::tc::run::Tc;
 use std::io::Write;
@@ -139,7 +139,7 @@ fn mark_classified(
     };
     let mut silent = Vec::new();
     for s in &mut report.slices {
-        if s.xid == ROOT_XID || s.xid == DEFAULT_XID {
+        if is_special(s.xid) {
             continue;
         }
         let present = live.contains(&s.xid);

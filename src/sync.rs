@@ -13,13 +13,12 @@ use crate::nft::{self, Nft};
 use crate::policy::{self, Inputs, Live, Node, Op};
 use crate::report;
 use crate::slivers::{self, Input};
-use crate::state::{DEFAULT_XID, ROOT_XID};
 use crate::state::{State, Store};
 use crate::tc::KernelClass;
 use crate::tc::batch::{Batch, Origin, RootQdisc};
 use crate::tc::run::Tc;
 use crate::units::Rate;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::io::Read;
 use std::path::Path;
@@ -135,14 +134,7 @@ pub fn run(
     batch.add_ops(&cfg.dev, &plan.ops);
     // The classifier follows the live slices; rewritten only when they (or
     // the hierarchy, after a reboot) changed.
-    let classify = (cfg.classify != Classify::None).then(|| {
-        plan.state
-            .slices
-            .keys()
-            .copied()
-            .filter(|&x| x != ROOT_XID && x != DEFAULT_XID)
-            .collect::<BTreeSet<u16>>()
-    });
+    let classify = (cfg.classify != Classify::None).then(|| plan.state.tenant_xids());
     let nft_script = classify
         .as_ref()
         .filter(|want| **want != plan.state.classified || first_op_line > 0)
