@@ -5,23 +5,29 @@ DESTDIR ?=
 CARGO ?= cargo
 BIN ?= target/release/bwmon
 
-.PHONY: all build test stress demo man completions install bench clean fuzz
+.PHONY: all build deps test stress demo man completions install bench clean fuzz
 
 all: build
 
 build:
 	$(CARGO) build --release --locked
 
+# What the tests and the demo need beyond Rust (tc, ip, nft, setpriv,
+# systemd-analyze, prometheus_client): installed when missing, as root.
+deps:
+	@bash scripts/deps.sh
+	@modprobe sch_htb 2>/dev/null || true
+
 # Unit tests first, the real-kernel tests last; examples must build too.
-test:
+test: deps
 	$(CARGO) build --locked --examples
 	$(CARGO) test --locked --lib --bins --tests
 
 # Heavy tests: SIGKILL at random moments, overlapping runs (root, kernel).
-stress:
+stress: deps
 	$(CARGO) test --locked --release --test stress -- --ignored --test-threads=1 --nocapture
 
-demo:
+demo: deps
 	$(CARGO) build --locked --bin bwmon --example send_traffic
 	bash demo/demo.sh
 
@@ -69,7 +75,7 @@ fuzz:
 	done
 
 # bwmon against the tc floor at N = 100, 1000, 4000 slices (root; see bench/bench.py).
-bench:
+bench: deps
 	$(CARGO) build --release --locked --bin bwmon --example send_traffic
 	python3 bench/bench.py
 
