@@ -535,7 +535,7 @@ _bwmon() {
             return 0
             ;;
         bwmon__subcmd__sync)
-            opts="-c -v -q -h --input --dry-run --rebuild-state --config --dev --state --verbose --quiet --now --help"
+            opts="-c -v -q -h --input --dry-run --allow-mass-removal --rebuild-state --config --dev --state --verbose --quiet --now --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -36,10 +36,10 @@ complete -c bwmon -n "__fish_bwmon_needs_command" -f -a "init" -d 'Create the HT
 complete -c bwmon -n "__fish_bwmon_needs_command" -f -a "sync" -d 'Run the enforcement cycle once: new and dead slices, usage, caps, mail'
 complete -c bwmon -n "__fish_bwmon_needs_command" -f -a "status" -d 'Show where every slice stands: usage, limits, caps, period end'
 complete -c bwmon -n "__fish_bwmon_needs_command" -f -a "reset" -d 'Start a new period for one slice now: caps lifted, usage and mail flag cleared'
-complete -c bwmon -n "__fish_bwmon_needs_command" -f -a "teardown" -d 'Remove the HTB hierarchy bwmon made on the device (the state file is kept)'
+complete -c bwmon -n "__fish_bwmon_needs_command" -f -a "teardown" -d 'Remove the HTB hierarchy bwmon made on the device (the state file, with the node cap, is kept: a later `init` reuses it)'
 complete -c bwmon -n "__fish_bwmon_needs_command" -f -a "generate" -d 'Write the man page or a shell completion script to stdout'
 complete -c bwmon -n "__fish_bwmon_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c bwmon -n "__fish_bwmon_using_subcommand init" -l bwcap -d 'Node cap: ceil of all non-exempt traffic (tc rate, e.g. 100mbit)' -r
+complete -c bwmon -n "__fish_bwmon_using_subcommand init" -l bwcap -d 'Node cap: ceil of all non-exempt traffic (tc rate, e.g. 100mbit) [default: the cap in force, else the one the state remembers, else config `bwcap`, else bwmax]' -r
 complete -c bwmon -n "__fish_bwmon_using_subcommand init" -l bwmax -d 'Hardware maximum: ceil of exempt traffic and of the root class' -r
 complete -c bwmon -n "__fish_bwmon_using_subcommand init" -s c -l config -d 'Configuration file [default: /etc/bwmon/bwmon.yaml, if present]' -r -F
 complete -c bwmon -n "__fish_bwmon_using_subcommand init" -l dev -d 'Egress device to shape (overrides `dev` in the config)' -r
@@ -54,6 +54,7 @@ complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l dev -d 'Egress devi
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l state -d 'State file (overrides `state_file` in the config)' -r -F
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l now -d 'Act as if this were the current time (RFC 3339), for tests and what-ifs' -r
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l dry-run -d 'Print the tc changes and mails it would make; change nothing'
+complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l allow-mass-removal -d 'Go on even if this run would remove more than `max_removal_percent` of the live slices (and more than 3), or the input yields no live slice'
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l rebuild-state -d 'Start a new state from the kernel\'s current counters, when the state file and its backup are both unusable (usage before now is lost)'
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -s v -l verbose -d 'More output: -v says what changed, -vv why'
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -s q -l quiet -d 'Only errors'
@@ -115,7 +116,7 @@ complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_su
 complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset teardown generate help" -f -a "sync" -d 'Run the enforcement cycle once: new and dead slices, usage, caps, mail'
 complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset teardown generate help" -f -a "status" -d 'Show where every slice stands: usage, limits, caps, period end'
 complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset teardown generate help" -f -a "reset" -d 'Start a new period for one slice now: caps lifted, usage and mail flag cleared'
-complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset teardown generate help" -f -a "teardown" -d 'Remove the HTB hierarchy bwmon made on the device (the state file is kept)'
+complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset teardown generate help" -f -a "teardown" -d 'Remove the HTB hierarchy bwmon made on the device (the state file, with the node cap, is kept: a later `init` reuses it)'
 complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset teardown generate help" -f -a "generate" -d 'Write the man page or a shell completion script to stdout'
 complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset teardown generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bwmon -n "__fish_bwmon_using_subcommand help; and __fish_seen_subcommand_from generate" -f -a "man" -d 'The man page, roff'

@@ -67,9 +67,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init(args) => crate::init::run(&ctx, args.bwcap, args.bwmax),
         Command::Sync(args) => crate::sync::run(
             &ctx,
-            args.input.as_deref(),
-            args.dry_run,
-            args.rebuild_state,
+            crate::sync::Options {
+                input: args.input.as_deref(),
+                dry_run: args.dry_run,
+                rebuild_state: args.rebuild_state,
+                allow_mass_removal: args.allow_mass_removal,
+            },
         ),
         Command::Status(args) => {
             let format = match args.format {

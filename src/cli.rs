@@ -48,7 +48,7 @@ pub enum Command {
     Status(StatusArgs),
     /// Start a new period for one slice now: caps lifted, usage and mail flag cleared
     Reset(ResetArgs),
-    /// Remove the HTB hierarchy bwmon made on the device (the state file is kept)
+    /// Remove the HTB hierarchy bwmon made on the device (the state file, with the node cap, is kept: a later `init` reuses it)
     Teardown,
     /// Write the man page or a shell completion script to stdout
     #[command(hide = true)]
@@ -90,7 +90,7 @@ pub fn generate(what: &Generated, out: &mut dyn std::io::Write) -> std::io::Resu
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Node cap: ceil of all non-exempt traffic (tc rate, e.g. 100mbit)
+    /// Node cap: ceil of all non-exempt traffic (tc rate, e.g. 100mbit) [default: the cap in force, else the one the state remembers, else config `bwcap`, else bwmax]
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub bwcap: Option<Rate>,
     /// Hardware maximum: ceil of exempt traffic and of the root class
@@ -106,6 +106,10 @@ pub struct SyncArgs {
     /// Print the tc changes and mails it would make; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Go on even if this run would remove more than `max_removal_percent`
+    /// of the live slices (and more than 3), or the input yields no live slice
+    #[arg(long)]
+    pub allow_mass_removal: bool,
     /// Start a new state from the kernel's current counters, when the state
     /// file and its backup are both unusable (usage before now is lost)
     #[arg(long)]

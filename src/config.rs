@@ -27,6 +27,7 @@ struct RawConfig {
     exempt: Option<Vec<String>>,
     nft: Option<PathBuf>,
     metrics_file: Option<PathBuf>,
+    max_removal_percent: Option<u64>,
     mail: Option<RawMail>,
 }
 
@@ -96,7 +97,14 @@ pub struct Config {
     pub exempt: Vec<Prefix>,
     /// The nft executable; a bare name is looked up like `tc`.
     pub nft: PathBuf,
+    /// A sync that would remove more than this share of the live slices (and
+    /// more than [`MASS_REMOVAL_MIN`]) is refused without
+    /// `--allow-mass-removal`: a broken node manager must not uncap a node.
+    pub max_removal_percent: u8,
 }
+
+/// Removing this many slices or fewer in one run never counts as mass removal.
+pub const MASS_REMOVAL_MIN: usize = 3;
 
 /// How a slice's packets reach its classes (issue "caps that bite").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,6 +272,14 @@ impl Config {
             .map(|e| Prefix::parse(e).map_err(|m| bad("exempt", m)))
             .collect::<Result<Vec<_>, _>>()?;
 
+        let max_removal_percent = raw.max_removal_percent.unwrap_or(50);
+        if max_removal_percent > 100 {
+            return Err(bad(
+                "max_removal_percent",
+                format!("{max_removal_percent} is not within 0..=100"),
+            ));
+        }
+
         let m = raw.mail.unwrap_or_default();
         let hostname = m.hostname.unwrap_or_else(system_hostname);
         let mail = MailConfig {
@@ -312,6 +328,7 @@ impl Config {
             classify,
             exempt,
             nft: raw.nft.unwrap_or_else(|| PathBuf::from("nft")),
+            max_removal_percent: u8::try_from(max_removal_percent).unwrap_or(50),
         })
     }
 }

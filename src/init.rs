@@ -5,13 +5,13 @@
 use crate::app::Context;
 use crate::config::Classify;
 use crate::error::Fatal;
+use crate::hierarchy::{self, Tree, node_cap};
 use crate::lock::{self, Mode};
 use crate::nft::{self, Nft};
-use crate::policy::{CAP_CLASS, I2_PARENT, Kind, ROOT_CLASS};
+use crate::policy::Kind;
 use crate::state::{DEFAULT_XID, Hierarchy, State, Store};
 use crate::tc::batch::{Batch, RootQdisc};
 use crate::tc::run::Tc;
-use crate::tc::{ClassId, KernelClass};
 use crate::units::Rate;
 use anyhow::Context as _;
 use std::process::ExitCode;
@@ -30,15 +30,27 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
     let remembered = state.hierarchy.get(&cfg.dev).copied();
 
     let root = tc.root_qdisc()?;
-    let ours = root.as_deref().is_some_and(is_our_root);
-    let classes = if ours { tc.dump_classes()? } else { Vec::new() };
+    // Only HTB classes are read: another qdisc's classes (mq) are no tree to
+    // refuse, an HTB tree that is not bwmon's is (issue 9).
+    let classes = tc.dump_classes()?;
+    let tree = hierarchy::inspect(&classes, &cfg.dev).map_err(Fatal::Unavailable)?;
     let find = |id| classes.iter().find(|c| c.id == id);
 
     let bwmax = bwmax.or(remembered.map(|h| h.bwmax)).unwrap_or(cfg.bwmax);
-    let mut bwcap = bwcap
-        .or(node_cap(&classes, remembered))
-        .or(cfg.bwcap)
-        .unwrap_or(bwmax);
+    let kept = node_cap(&classes, remembered);
+    let mut bwcap = match (bwcap, kept, remembered) {
+        (Some(cap), _, _) => cap,
+        (None, Some(cap), _) => cap,
+        (None, None, Some(h)) => {
+            log::warn!(
+                "{}: node cap {} from the state, as set before the hierarchy was removed (`--bwcap RATE` sets another)",
+                cfg.dev,
+                h.bwcap
+            );
+            h.bwcap
+        }
+        (None, None, None) => cfg.bwcap.unwrap_or(bwmax),
+    };
     if bwcap > bwmax {
         log::warn!("node cap {bwcap} is above bwmax {bwmax}: using {bwmax}");
         bwcap = bwmax;
@@ -59,15 +71,8 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
         }
     }
     let mut batch = Batch::default();
-    if ours && find(CAP_CLASS).is_some() {
+    if tree == Tree::Ours {
         batch.change_interior(&cfg.dev, bwcap, bwmax);
-        if [ROOT_CLASS, I2_PARENT].iter().any(|id| find(*id).is_none()) {
-            return Err(Fatal::Unavailable(format!(
-                "the HTB hierarchy on {} is incomplete (class 1:1 or 1:20 missing): run `bwmon teardown` or `tc qdisc del dev {} root`, then `bwmon init`",
-                cfg.dev, cfg.dev
-            ))
-            .into());
-        }
         if Kind::BOTH
             .iter()
             .any(|k| find(k.class_id(DEFAULT_XID)).is_none())
@@ -76,22 +81,10 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
         }
     } else {
         if let Some(line) = &root {
-            if line.contains("htb") && ours {
-                log::warn!(
-                    "{}: HTB root without class 1:10: building the hierarchy under it",
-                    cfg.dev
-                );
-            } else {
-                log::info!("{}: replacing root qdisc ({})", cfg.dev, line.trim());
-            }
+            log::info!("{}: replacing root qdisc ({})", cfg.dev, line.trim());
         }
         // `replace` over whatever root qdisc the device has (noqueue, fq_codel…).
-        let root_qdisc = if ours {
-            RootQdisc::Keep
-        } else {
-            RootQdisc::Replace
-        };
-        batch.add_hierarchy(&cfg.dev, bwcap, bwmax, root_qdisc);
+        batch.add_hierarchy(&cfg.dev, bwcap, bwmax, RootQdisc::Replace);
         batch.add_default_classes(&cfg.dev, bwcap, bwmax);
     }
     let outcome = tc.run_batch(&batch)?;
@@ -153,10 +146,18 @@ pub fn teardown(ctx: &Context) -> anyhow::Result<ExitCode> {
     {
         log::warn!("{e}: the `{}` table may remain", nft::TABLE);
     }
-    // Without this the next sync would rebuild what was just removed.
+    // Marked, not forgotten: the next sync must not rebuild what was just
+    // removed, and the next `init` reuses the node cap.
     let mut state = store.load()?.unwrap_or_default();
     let classified = std::mem::take(&mut state.classified);
-    if state.hierarchy.remove(&cfg.dev).is_some() || !classified.is_empty() {
+    let marked = match state.hierarchy.get_mut(&cfg.dev) {
+        Some(h) if !h.removed => {
+            h.removed = true;
+            true
+        }
+        _ => false,
+    };
+    if marked || !classified.is_empty() {
         store.save(&state)?;
     }
     log::info!("{}: hierarchy removed; the state file is kept", cfg.dev);
@@ -166,30 +167,11 @@ pub fn teardown(ctx: &Context) -> anyhow::Result<ExitCode> {
 fn record(state: &mut State, dev: &str, bwcap: Rate, bwmax: Rate) {
     state
         .hierarchy
-        .insert(dev.to_string(), Hierarchy { bwcap, bwmax });
+        .insert(dev.to_string(), Hierarchy::new(bwcap, bwmax));
 }
 
 /// `qdisc htb 1: root …`: the root qdisc bwmon builds on.
 fn is_our_root(line: &str) -> bool {
     let mut w = line.split_whitespace();
     w.next() == Some("qdisc") && w.next() == Some("htb") && w.next() == Some("1:")
-}
-
-/// The node cap in force: the kernel's class 1:10 is the source of truth, read
-/// at the precision of the exact figure `init` recorded when they agree.
-pub fn node_cap(classes: &[KernelClass], remembered: Option<Hierarchy>) -> Option<Rate> {
-    kernel_ceil(classes, CAP_CLASS, remembered.map(|h| h.bwcap))
-}
-
-/// bwmax in force: class 1:20's ceil, read the same way.
-pub fn node_max(classes: &[KernelClass], remembered: Option<Hierarchy>) -> Option<Rate> {
-    kernel_ceil(classes, I2_PARENT, remembered.map(|h| h.bwmax))
-}
-
-fn kernel_ceil(classes: &[KernelClass], id: ClassId, recorded: Option<Rate>) -> Option<Rate> {
-    let c = classes.iter().find(|c| c.id == id)?;
-    Some(match recorded {
-        Some(r) if c.ceil.matches(r) => r,
-        _ => c.ceil.shown,
-    })
 }

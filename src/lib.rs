@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hierarchy;
 pub mod init;
 pub mod lock;
 pub mod mail;

@@ -95,11 +95,13 @@ array of the same records is accepted too):
 .RE
 .fi
 .PP
-\fBname\fR is the slice's identity: 1\(en64 characters of A\(enZ a\(enz 0\(en9 _ . \-.
+\fBname\fR is the slice's identity: 1\(en64 characters of A\(enZ a\(enz 0\(en9 _ . \-,
+and not \fBroot\fR or \fBdefault\fR (bwmon's own records of xid 0 and 4095).
 \fBxid\fR (1\(en4094) picks the HTB classes 1:(1000|xid) and 1:(2000|xid); without
 it the xid is the uid of the user named \fIname\fR, and a name with no such user
-is a delegated slice not yet instantiated (skipped). \fB_rspec\fR is read,
-falling back to \fBrspec\fR; a record with neither is skipped.
+is a delegated slice not yet instantiated (skipped, noted at \fB\-v\fR).
+\fB_rspec\fR is read, falling back to \fBrspec\fR; a record with neither is
+held (see INPUT SAFETY).
 .PP
 Keys of the rspec, all optional (rates in kbit/s, volumes in KiB):
 \fBnet_min_rate\fR, \fBnet_max_rate\fR, \fBnet_i2_min_rate\fR,
@@ -111,6 +113,38 @@ xid, or two records sharing a name or an xid, is held: its classes, caps and
 usage stay as they were, the other slices are enforced, and the run exits 1
 naming it. Empty input or text that is not such JSON exits 65 before anything
 is changed; \fB{}\fR means no slice is live.
+.SH INPUT SAFETY
+A slice missing from the input is removed: its classes are deleted, and its
+traffic falls into the default class, uncapped. A broken node manager, a
+hand\-edited dump or a wrong file must therefore not be able to uncap a node,
+so \fBsync\fR reads its input by these rules:
+.IP \(bu 2
+A record that names no slice \(em not an object (\fB[1,2,3]\fR), no \fBname\fR
+in the array form, a \fBname\fR that is not a string \(em leaves the live set
+unknown: the whole input is refused, exit 65, and nothing is changed (state,
+classes, nftables table, mail).
+.IP \(bu 2
+A record whose name is invalid or reserved, whose xid is invalid or taken by
+another record, that shares its name with another record, whose \fB_rspec\fR
+is not an object, or that has neither \fB_rspec\fR nor \fBrspec\fR (a renamed
+key) is \fIheld\fR: a slice bwmon knows under that name or xid keeps its
+classes, usage and caps exactly as they were; one it does not know gets no
+classes until the record is fixed. The run enforces every other slice and
+exits 1 naming each held record and which of the two it amounts to.
+.IP \(bu 2
+An input with records but no live slice among them (a wrapper object such as
+\fB{"slivers": {...}}\fR, or every record held) is refused, exit 65, nothing
+changed.
+.IP \(bu 2
+A run that would remove more than \fBmax_removal_percent\fR (default 50) of
+the live slices, and more than 3 of them, is refused, exit 65, nothing
+changed; the message names the first of them. Held records and slices that
+only changed xid are not removals. When the node manager really means it,
+\fBbwmon sync \-\-allow\-mass\-removal\fR lifts both this rule and the one
+above for that run.
+.PP
+\fB{}\fR is valid and means no slice is live; on a node with more than 3
+slices it needs \fB\-\-allow\-mass\-removal\fR.
 .SH CONFIGURATION
 \fI/etc/bwmon/bwmon.yaml\fR, or the file given with \fB\-c\fR. Every key is
 optional; an unknown key is an error.
@@ -126,6 +160,7 @@ bwmax: 1gbit               # hardware maximum (exempt ceiling)
 bwcap: 100mbit             # node cap of a first init
 input: /var/lib/nm/slivers.json
 metrics_file: /var/lib/prometheus/node\-exporter/bwmon.prom
+max_removal_percent: 50    # see INPUT SAFETY
 classify: uid              # uid | mark | none
 exempt: [192.0.2.0/24, 2001:db8::/32]
 nft: /usr/sbin/nft         # default: nft on PATH, /usr/sbin, /sbin
@@ -196,10 +231,14 @@ Done, but some slices failed (each named on standard error); for \fBstatus
 Usage error.
 .TP
 \fB65\fR
-Bad data: slivers JSON, empty input, or a state file that cannot be used.
+Bad data: slivers JSON, empty input, an input refused by INPUT SAFETY, or a
+state file that cannot be used. Nothing was changed.
 .TP
 \fB69\fR
-tc missing, or no HTB hierarchy to work on (run \fBbwmon init\fR).
+tc or nft missing; no HTB hierarchy to work on (run \fBbwmon init\fR); or an
+HTB tree on the device that is not bwmon's (the message names what differs
+from 1:1, 1:10 under 1:1, 1:100 under 1:10, 1:20 under 1:1; nothing was
+changed).
 .TP
 \fB74\fR
 The state file or its directory cannot be read or written.

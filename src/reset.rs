@@ -2,6 +2,8 @@
 //! are lifted through tc at once, its usage and mail flag are cleared.
 
 use crate::app::Context;
+use crate::error::Fatal;
+use crate::hierarchy::Tree;
 use crate::lock::{self, Mode};
 use crate::policy;
 use crate::report::rfc3339;
@@ -23,6 +25,16 @@ pub fn run(ctx: &Context, name: &str, dry_run: bool) -> anyhow::Result<ExitCode>
     };
     let _lock = lock::acquire(&store.lock_path(), mode, cfg.lock_wait)?;
     let kernel = tc.dump_classes()?;
+    match crate::hierarchy::inspect(&kernel, &cfg.dev).map_err(Fatal::Unavailable)? {
+        Tree::Ours => {}
+        Tree::Absent => {
+            return Err(Fatal::Unavailable(format!(
+                "no class 1:10 on {}: `bwmon sync` rebuilds a hierarchy the state remembers, `bwmon init` makes one",
+                cfg.dev
+            ))
+            .into());
+        }
+    }
     let mut state = store.load()?.unwrap_or_default();
 
     let Some(slice) = state.slices.values_mut().find(|s| s.name == name) else {

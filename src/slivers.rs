@@ -113,6 +113,9 @@ const OTHERS_LISTED: usize = 3;
 /// What every whole-input error ends with: what the input must be.
 const EXPECTED: &str =
     "expected a JSON object of slivers keyed by name (`{}` means no slice is live)";
+/// Names of bwmon's own records (xid 0 and 4095): a tenant of that name would
+/// show twice in status and give duplicate Prometheus series.
+const RESERVED: [&str; 2] = ["root", "default"];
 /// What an invalid name's reason tells the operator to use.
 const NAME_RULE: &str = "use 1-64 characters of A-Z a-z 0-9 _ . -";
 
@@ -148,12 +151,12 @@ pub fn parse(
             .iter()
             .enumerate()
             .map(|(i, (key, value))| Record::read(i + 1, Some(key), value, uid_of))
-            .collect(),
+            .collect::<Result<_, _>>()?,
         Top::Array(values) => values
             .iter()
             .enumerate()
             .map(|(i, value)| Record::read(i + 1, None, value, uid_of))
-            .collect(),
+            .collect::<Result<_, _>>()?,
         Top::Other(kind) => {
             return Err(InputError(format!(
                 "slivers input is {kind}, not an object or array of slivers: {EXPECTED}"
@@ -256,43 +259,64 @@ struct Record {
 }
 
 impl Record {
+    /// # Errors
+    ///
+    /// A record that names no slice (not an object, no `name` in the array
+    /// form, a `name` that is not a string): which slice it stands for cannot
+    /// be known, so neither can the live set, and acting on the rest would
+    /// remove that slice's classes (SPEC §3).
     fn read(
         pos: usize,
         key: Option<&str>,
         value: &Value,
         uid_of: &dyn Fn(&str) -> Result<Option<u32>, String>,
-    ) -> Record {
-        let fallback_label = || key.map_or_else(|| format!("record #{pos}"), label_of);
+    ) -> Result<Record, InputError> {
+        let whose = || match key {
+            Some(k) => format!("record #{pos} ({})", label_of(k)),
+            None => format!("record #{pos}"),
+        };
+        let names_none = |why: String| {
+            InputError(format!(
+                "slivers input: {} {why}, so the live slices cannot be known: {EXPECTED}",
+                whose()
+            ))
+        };
         let Value::Object(rec) = value else {
-            // In object form the key is the slice's name: hold its state.
-            return Record {
-                pos,
-                label: fallback_label(),
-                name: key.filter(|k| valid_name(k)).map(str::to_owned),
-                xid: None,
-                fate: Fate::Held(vec![format!("record is {}, not an object", kind(value))]),
-            };
+            return Err(names_none(format!("is {}, not an object", kind(value))));
         };
         let mut reasons = Vec::new();
 
         // The record's own name is its identity; the key only stands in for
         // a missing one.
         let given = match (rec.get("name"), key) {
-            (Some(Value::String(n)), _) => Ok(n.as_str()),
-            (None, Some(k)) => Ok(k),
-            (Some(other), _) => Err(format!("name {} is not a string", render(other))),
-            (None, None) => Err("record has no \"name\"".to_owned()),
+            (Some(Value::String(n)), _) => n.as_str(),
+            (None, Some(k)) => k,
+            (Some(other), _) => {
+                return Err(names_none(format!(
+                    "has name {}, not a string",
+                    render(other)
+                )));
+            }
+            (None, None) => return Err(names_none("has no \"name\"".to_owned())),
         };
-        let (label, name) = match given {
-            Ok(n) if valid_name(n) => (n.to_owned(), Some(n.to_owned())),
-            Ok(n) => {
-                reasons.push(format!("name {} is invalid: {NAME_RULE}", quote_name(n)));
-                (label_of(n), None)
-            }
-            Err(reason) => {
-                reasons.push(reason);
-                (fallback_label(), None)
-            }
+        let (label, name) = if !valid_name(given) {
+            reasons.push(format!(
+                "name {} is invalid: {NAME_RULE}",
+                quote_name(given)
+            ));
+            (label_of(given), None)
+        } else if RESERVED.contains(&given) {
+            reasons.push(format!(
+                "name {given} is reserved for bwmon's own {} class: rename the slice",
+                if given == "root" {
+                    "root (xid 0)"
+                } else {
+                    "unclassified-traffic (xid 4095)"
+                }
+            ));
+            (given.to_owned(), None)
+        } else {
+            (given.to_owned(), Some(given.to_owned()))
         };
 
         let xid = match read_xid(rec.get("xid"), name.as_deref(), uid_of) {
@@ -303,13 +327,13 @@ impl Record {
                      (delegated, not instantiated yet): skipped"
                 );
                 let fate = Fate::Skipped(note);
-                return Record {
+                return Ok(Record {
                     pos,
                     label,
                     name,
                     xid: None,
                     fate,
-                };
+                });
             }
             Ok(None) => None,
             Err(reason) => {
@@ -319,13 +343,13 @@ impl Record {
         };
         let (true, Some(slice), Some(x)) = (reasons.is_empty(), &name, xid) else {
             // Every way to lack a valid name or xid pushed a reason.
-            return Record {
+            return Ok(Record {
                 pos,
                 label,
                 name,
                 xid,
                 fate: Fate::Held(reasons),
-            };
+            });
         };
 
         let fate = match rec
@@ -333,7 +357,9 @@ impl Record {
             .map(|v| ("_rspec", v))
             .or_else(|| rec.get("rspec").map(|v| ("rspec", v)))
         {
-            None => Fate::Skipped(format!("{label} has neither _rspec nor rspec: skipped")),
+            // Not "gone": a renamed key or a half-written record must not
+            // remove a live slice's classes.
+            None => Fate::Held(vec!["record has neither _rspec nor rspec".to_owned()]),
             Some((_, Value::Object(map))) => {
                 let mut warnings = Vec::new();
                 let rspec = read_rspec(slice, map, &mut warnings);
@@ -348,13 +374,13 @@ impl Record {
                 Fate::Held(vec![format!("{which} is {}, not an object", kind(other))])
             }
         };
-        Record {
+        Ok(Record {
             pos,
             label,
             name,
             xid,
             fate,
-        }
+        })
     }
 }
 
@@ -713,6 +739,25 @@ mod tests {
             (deep_array.as_bytes(), "recursion limit exceeded"),
             (deep_object.as_bytes(), "recursion limit exceeded"),
             (nested_record.as_bytes(), "recursion limit exceeded"),
+            // Records that name no slice: the live set is unknown.
+            (b"[1,2,3]", "record #1 is a number, not an object"),
+            (b"[[1, 2], null]", "record #1 is an array, not an object"),
+            (
+                br#"{"pl_a": 5, "pl_b": {"xid": 1002, "_rspec": {}}}"#,
+                "record #1 (pl_a) is a number, not an object",
+            ),
+            (
+                br#"[{"name": "pl_a", "xid": 1001, "_rspec": {}}, {"xid": 1002, "_rspec": {}}]"#,
+                r#"record #2 has no "name""#,
+            ),
+            (
+                br#"[{"name": 17, "xid": 1002, "_rspec": {}}]"#,
+                "record #1 has name 17, not a string",
+            ),
+            (
+                br#"{"pl_a": {"name": null, "xid": 1002, "_rspec": {}}}"#,
+                "record #1 (pl_a) has name null, not a string",
+            ),
         ];
         for (bytes, want) in cases {
             let err = parse(bytes, &uid_of).expect_err(want);
@@ -800,38 +845,23 @@ mod tests {
                 },
             ),
             (
-                "array form: no name",
-                r#"[{"name": "pl_a", "xid": 1001, "_rspec": {}}, {"xid": 1002, "_rspec": {}}]"#.into(),
+                "bwmon's own names are reserved",
+                r#"[{"name": "root", "xid": 1001, "_rspec": {}}, {"name": "default", "xid": 1002, "_rspec": {}},
+                    {"name": "pl_a", "xid": 1003, "_rspec": {}}]"#
+                    .into(),
                 Want {
-                    live: &[("pl_a", 1001)],
-                    held: &[("record #2", None, Some(1002), "record has no \"name\"")],
-                    ..NONE
-                },
-            ),
-            (
-                "array form: name not a string",
-                r#"[{"name": 17, "xid": 1002, "_rspec": {}}]"#.into(),
-                Want { held: &[("record #1", None, Some(1002), "name 17 is not a string")], ..NONE },
-            ),
-            (
-                "object form: record not an object holds the key's slice",
-                r#"{"pl_a": 5, "pl_b": {"xid": 1002, "_rspec": {}}}"#.into(),
-                Want {
-                    live: &[("pl_b", 1002)],
-                    held: &[("pl_a", Some("pl_a"), None, "record is a number, not an object")],
-                    ..NONE
-                },
-            ),
-            (
-                "array form: record not an object",
-                "[[1, 2], null]".into(),
-                Want {
+                    live: &[("pl_a", 1003)],
                     held: &[
-                        ("record #1", None, None, "record is an array, not an object"),
-                        ("record #2", None, None, "record is null, not an object"),
+                        ("root", None, Some(1001), "name root is reserved for bwmon's own root (xid 0) class"),
+                        ("default", None, Some(1002), "name default is reserved for bwmon's own unclassified-traffic (xid 4095) class"),
                     ],
                     ..NONE
                 },
+            ),
+            (
+                "a reserved name as the key",
+                r#"{"root": {"xid": 1001, "_rspec": {}}}"#.into(),
+                Want { held: &[("root", None, Some(1001), "reserved")], ..NONE },
             ),
             (
                 "name with a space",
@@ -1004,9 +1034,15 @@ mod tests {
                 },
             ),
             (
-                "neither _rspec nor rspec: skipped",
-                r#"{"pl_a": {"xid": 1001}}"#.into(),
-                Want { skipped: &["pl_a has neither _rspec nor rspec: skipped"], ..NONE },
+                "neither _rspec nor rspec: held, not gone",
+                r#"{"pl_a": {"xid": 1001}, "pl_b": {"xid": 1002, "_resspec": {}}}"#.into(),
+                Want {
+                    held: &[
+                        ("pl_a", Some("pl_a"), Some(1001), "record has neither _rspec nor rspec"),
+                        ("pl_b", Some("pl_b"), Some(1002), "record has neither _rspec nor rspec"),
+                    ],
+                    ..NONE
+                },
             ),
             (
                 "_rspec not an object",
@@ -1392,6 +1428,19 @@ mod tests {
         prop_oneof![5 => rec, 1 => any_json()]
     }
 
+    /// Whether a record leaves the live set unknown (SPEC §3): not an object,
+    /// a `name` that is not a string, or (array form) no `name` at all.
+    fn names_no_slice(rec: &Value, keyed: bool) -> bool {
+        match rec {
+            Value::Object(m) => match m.get("name") {
+                Some(Value::String(_)) => false,
+                Some(_) => true,
+                None => !keyed,
+            },
+            _ => true,
+        }
+    }
+
     /// Every record of `n` is in exactly one list, and what is live is sound.
     fn check_partition(got: &Input, n: usize) {
         assert_eq!(
@@ -1441,8 +1490,12 @@ mod tests {
         #[test]
         fn array_records_are_partitioned(recs in prop::collection::vec(record(), 0..12)) {
             let n = recs.len();
+            let refused = recs.iter().any(|r| names_no_slice(r, false));
             let text = serde_json::to_string(&Value::Array(recs)).unwrap();
-            check_partition(&run(&text).unwrap(), n);
+            match run(&text) {
+                Ok(got) => { prop_assert!(!refused); check_partition(&got, n); }
+                Err(e) => prop_assert!(refused && one_line(&e.0), "{:?}", e.0),
+            }
         }
 
         #[test]
@@ -1455,7 +1508,11 @@ mod tests {
                 .map(|(k, v)| format!("{}: {v}", json!(k)))
                 .collect();
             let text = format!("{{{}}}", entries.join(", "));
-            check_partition(&run(&text).unwrap(), recs.len());
+            let refused = recs.iter().any(|(_, r)| names_no_slice(r, true));
+            match run(&text) {
+                Ok(got) => { prop_assert!(!refused); check_partition(&got, recs.len()); }
+                Err(e) => prop_assert!(refused && one_line(&e.0), "{:?}", e.0),
+            }
         }
     }
 }

@@ -88,6 +88,21 @@ pub struct DeadState {
 pub struct Hierarchy {
     pub bwcap: Rate,
     pub bwmax: Rate,
+    /// `bwmon teardown` removed it on purpose: sync must not rebuild it, but
+    /// the next `init` reuses the caps (a node cap silently lost to a
+    /// teardown would give every slice bwmax).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
+}
+
+impl Hierarchy {
+    pub fn new(bwcap: Rate, bwmax: Rate) -> Hierarchy {
+        Hierarchy {
+            bwcap,
+            bwmax,
+            removed: false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -406,10 +421,7 @@ mod tests {
         let mut s = State::default();
         s.hierarchy.insert(
             "lo".into(),
-            Hierarchy {
-                bwcap: Rate(100_000_000),
-                bwmax: Rate(1_000_000_000),
-            },
+            Hierarchy::new(Rate(100_000_000), Rate(1_000_000_000)),
         );
         s.slices.insert(
             257,

@@ -4,7 +4,7 @@
 use crate::app::Context;
 use crate::config::Classify;
 use crate::error::Fatal;
-use crate::init::{node_cap, node_max};
+use crate::hierarchy::{self, node_cap, node_max};
 use crate::lock::{self, Mode};
 use crate::nft::Nft;
 use crate::policy::Kind;
@@ -73,10 +73,12 @@ pub fn run(
     let remembered = state.hierarchy.get(&cfg.dev).copied();
     let dumped = kernel.is_some();
     let kernel = kernel.unwrap_or_default();
+    // Somebody else's tree's counters are no slice's usage.
+    hierarchy::inspect(&kernel, &cfg.dev).map_err(Fatal::Unavailable)?;
     let node = if let (Some(bwcap), Some(bwmax)) =
         (node_cap(&kernel, remembered), node_max(&kernel, remembered))
     {
-        Some(Hierarchy { bwcap, bwmax })
+        Some(Hierarchy::new(bwcap, bwmax))
     } else {
         if dumped {
             log::warn!(

@@ -6,7 +6,7 @@ use crate::app::Context;
 use crate::config::Classify;
 use crate::config::Config;
 use crate::error::Fatal;
-use crate::init::{node_cap, node_max};
+use crate::hierarchy::{self, Tree, node_cap, node_max};
 use crate::lock::{self, Mode};
 use crate::mail;
 use crate::nft::{self, Nft};
@@ -24,12 +24,23 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(
-    ctx: &Context,
-    input: Option<&Path>,
-    dry_run: bool,
-    rebuild_state: bool,
-) -> anyhow::Result<ExitCode> {
+/// What the command line asks of one sync.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options<'a> {
+    /// `--input`: the slivers JSON, else the config's `input`, else stdin.
+    pub input: Option<&'a Path>,
+    pub dry_run: bool,
+    pub rebuild_state: bool,
+    pub allow_mass_removal: bool,
+}
+
+pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
+    let Options {
+        input,
+        dry_run,
+        rebuild_state,
+        allow_mass_removal,
+    } = opts;
     let cfg = &ctx.config;
     let path = input.or(cfg.input.as_deref());
     let text = read_input(path)?;
@@ -62,33 +73,39 @@ pub fn run(
     let input = input.map_err(|e| Fatal::BadData(format!("{origin}: {e}")))?;
     drop(text);
     let mut failures: Vec<String> = Vec::new();
-    report_input(&input, &mut failures);
     let mut kernel = kernel?;
     let mut state = load_state(&store, loaded, &kernel, rebuild_state && !dry_run, ctx.now)?;
+    report_input(&input, &state, &mut failures);
     let before = state.clone();
 
-    let remembered = state.hierarchy.get(&cfg.dev).copied();
+    // SPEC §5 step 1: bwmon's tree, or none (rebuilt from the state), never
+    // somebody else's.
+    let tree = hierarchy::inspect(&kernel, &cfg.dev).map_err(Fatal::Unavailable)?;
+    let recorded = state.hierarchy.get(&cfg.dev).copied();
+    let remembered = recorded.filter(|h| !h.removed);
     let mut batch = Batch::default();
-    let (bwcap, bwmax) = match (node_cap(&kernel, remembered), remembered) {
-        (Some(cap), _) => (cap, node_max(&kernel, remembered).unwrap_or(cfg.bwmax)),
-        (None, Some(h)) => {
+    let (bwcap, bwmax) = match (tree, node_cap(&kernel, remembered), recorded) {
+        (Tree::Ours, Some(cap), _) => (cap, node_max(&kernel, remembered).unwrap_or(cfg.bwmax)),
+        (_, _, Some(h)) if h.removed => {
+            return Err(Fatal::Unavailable(format!(
+                "no hierarchy on {}: `bwmon teardown` removed it; run `bwmon init` to build it again (it reuses node cap {})",
+                cfg.dev, h.bwcap
+            ))
+            .into());
+        }
+        (_, _, Some(h)) => {
             log::warn!(
                 "no HTB hierarchy on {}: rebuilding it from the state (node cap {}, bwmax {})",
                 cfg.dev,
                 h.bwcap,
                 h.bwmax
             );
-            let root = if kernel.is_empty() {
-                RootQdisc::Replace
-            } else {
-                RootQdisc::Keep
-            };
-            batch.add_hierarchy(&cfg.dev, h.bwcap, h.bwmax, root);
+            batch.add_hierarchy(&cfg.dev, h.bwcap, h.bwmax, RootQdisc::Replace);
             // Whatever slice classes were there went with the hierarchy.
             kernel.clear();
             (h.bwcap, h.bwmax)
         }
-        (None, None) => {
+        (_, _, None) => {
             return Err(Fatal::Unavailable(format!(
                 "no class 1:10 on {}: run `bwmon init` first",
                 cfg.dev
@@ -103,10 +120,12 @@ pub fn run(
     };
     // A state started without `init` (lost, or rebuilt on purpose) learns the
     // caps from the kernel, so a reboot can still be recovered from it.
-    state
+    let entry = state
         .hierarchy
         .entry(cfg.dev.clone())
-        .or_insert(crate::state::Hierarchy { bwcap, bwmax });
+        .or_insert(crate::state::Hierarchy::new(bwcap, bwmax));
+    // Built again by hand after a teardown: it is bwmon's again.
+    entry.removed = false;
     let live: Vec<Live> = input
         .live
         .iter()
@@ -129,6 +148,11 @@ pub fn run(
         base_limits: policy::limits_for(&slivers::Rspec::default(), &cfg.defaults, &node),
         now: ctx.now,
     });
+
+    if !allow_mass_removal {
+        check_removals(&input, &before, &plan.state, cfg.max_removal_percent)
+            .map_err(|why| Fatal::BadData(format!("{origin}: {why}")))?;
+    }
 
     let first_op_line = batch.lines.len();
     batch.add_ops(&cfg.dev, &plan.ops);
@@ -244,7 +268,7 @@ pub fn run(
     }
     store.note_sync(ctx.now)?;
     if let Some(path) = &cfg.metrics_file {
-        let node = Some(crate::state::Hierarchy { bwcap, bwmax });
+        let node = Some(crate::state::Hierarchy::new(bwcap, bwmax));
         let report = report::build(
             &plan.state,
             &kernel,
@@ -315,7 +339,7 @@ fn read_input(path: Option<&Path>) -> Result<Vec<u8>, Fatal> {
     }
 }
 
-fn report_input(input: &Input, failures: &mut Vec<String>) {
+fn report_input(input: &Input, state: &State, failures: &mut Vec<String>) {
     for w in &input.warnings {
         log::warn!("{w}");
     }
@@ -323,11 +347,61 @@ fn report_input(input: &Input, failures: &mut Vec<String>) {
         log::info!("{s}");
     }
     for h in &input.held {
-        failures.push(format!(
-            "slice {}: {}; its classes and usage are left as they were",
-            h.label, h.reason
+        // Held by xid or by name (policy::plan): say which it amounts to.
+        let known = state.slices.values().any(|s| {
+            !crate::state::is_special(s.xid)
+                && (h.xid == Some(s.xid) || h.name.as_deref() == Some(s.name.as_str()))
+        });
+        let fate = if known {
+            "held: its classes, usage and caps are left as they were until the record is fixed"
+        } else {
+            "held: no classes are made for it until the record is fixed"
+        };
+        failures.push(format!("slice {}: {}; {fate}", h.label, h.reason));
+    }
+}
+
+/// The guard against a broken node manager (SPEC §3): a dump that yields no
+/// live slice from records it has, or that would remove more than
+/// `max_percent` of the live slices (and more than
+/// [`crate::config::MASS_REMOVAL_MIN`]), is refused before anything is
+/// changed. Removals are counted on the plan itself, so held records and
+/// slices whose xid changed are not counted.
+fn check_removals(
+    input: &Input,
+    before: &State,
+    after: &State,
+    max_percent: u8,
+) -> Result<(), String> {
+    const LISTED: usize = 3;
+    const OVERRIDE: &str = "if that is what the node manager means, run `bwmon sync --allow-mass-removal` (config `max_removal_percent`)";
+    let records = input.live.len() + input.held.len() + input.skipped.len();
+    if records > 0 && input.live.is_empty() {
+        return Err(format!(
+            "{records} record(s) but no live slice among them: nothing was changed; {OVERRIDE}"
         ));
     }
+    let kept: HashSet<&str> = after.slices.values().map(|s| s.name.as_str()).collect();
+    let live: Vec<&str> = before
+        .slices
+        .values()
+        .filter(|s| !crate::state::is_special(s.xid))
+        .map(|s| s.name.as_str())
+        .collect();
+    let removed: Vec<&str> = live.iter().copied().filter(|n| !kept.contains(n)).collect();
+    let over_share = removed.len() * 100 > usize::from(max_percent) * live.len();
+    if removed.len() > crate::config::MASS_REMOVAL_MIN && over_share {
+        let mut named = removed[..LISTED.min(removed.len())].join(", ");
+        if removed.len() > LISTED {
+            let _ = write!(named, " and {} more", removed.len() - LISTED);
+        }
+        return Err(format!(
+            "this input would remove {} of the {} live slices ({named}), more than {max_percent} %: nothing was changed; {OVERRIDE}",
+            removed.len(),
+            live.len()
+        ));
+    }
+    Ok(())
 }
 
 /// The state to work from (SPEC §5 step 5, issue "never lose a byte"):

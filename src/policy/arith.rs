@@ -158,7 +158,7 @@ proptest! {
             }, req, period, now);
         }
         let r = report::build(&p.state, &kernel, "lo",
-            Some(Hierarchy { bwcap: Rate(u64::MAX), bwmax: Rate(u64::MAX) }), period, now);
+            Some(Hierarchy::new(Rate(u64::MAX), Rate(u64::MAX))), period, now);
         let _ = (r.table(), r.json(), r.prometheus());
         // What is written is read back the same, at any u64.
         let text = p.state.to_yaml();
