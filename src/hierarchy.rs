@@ -2,7 +2,7 @@
 //! it is there, whether it is bwmon's, and the node cap and bwmax it holds.
 //! Shared by every command that acts on a device, so none of them builds
 //! slice classes into somebody else's tree (an old shaping script,
-//! PlanetLab's bwlimit) where they would end up outside any node cap.
+//! `PlanetLab`'s `bwlimit`) where they would end up outside any node cap.
 
 use crate::policy::{CAP_CLASS, I2_PARENT, LOW_PARENT, ROOT_CLASS};
 use crate::state::Hierarchy;
@@ -126,7 +126,7 @@ mod tests {
         assert_eq!(inspect(&[], "lo"), Ok(Tree::Absent));
     }
 
-    /// Issue 9: PlanetLab's bwlimit puts slices under 1:10 and has no 1:100.
+    /// Issue 9: `PlanetLab`'s `bwlimit` puts slices under 1:10 and has no 1:100.
     #[test]
     fn bwlimit_tree_is_foreign() {
         let bwlimit = [

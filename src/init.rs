@@ -39,8 +39,7 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
     let bwmax = bwmax.or(remembered.map(|h| h.bwmax)).unwrap_or(cfg.bwmax);
     let kept = node_cap(&classes, remembered);
     let mut bwcap = match (bwcap, kept, remembered) {
-        (Some(cap), _, _) => cap,
-        (None, Some(cap), _) => cap,
+        (Some(cap), _, _) | (None, Some(cap), _) => cap,
         (None, None, Some(h)) => {
             log::warn!(
                 "{}: node cap {} from the state, as set before the hierarchy was removed (`--bwcap RATE` sets another)",

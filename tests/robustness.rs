@@ -2106,7 +2106,7 @@ fn man_page_documents_clocks() {
     }
 }
 
-/// `n` slices pl_s1.. with xids 301.., each with an empty rspec.
+/// Slices `pl_s1`.. with xids 301.., each with an empty rspec.
 fn numbered(range: std::ops::RangeInclusive<u32>) -> String {
     let e: Vec<String> = range
         .map(|i| entry(&format!("pl_s{i}"), 300 + i, "{}"))

@@ -164,6 +164,8 @@ fn held_records_keep_classes_caps_and_maps_as_they_say() {
     };
     let alice_before = sb.ns.class(low(ALICE.1)).expect("class");
     let line_before = state_line(&sb);
+    let nft_before = world(&sb).nft;
+    assert!(nft_before.contains("257 : "), "{nft_before}");
     let map_before = sb
         .ns
         .tc(&["class", "show", "dev", "lo", "classid", "1:2101"]);
@@ -198,16 +200,10 @@ fn held_records_keep_classes_caps_and_maps_as_they_say() {
             .tc(&["class", "show", "dev", "lo", "classid", "1:2101"]),
         map_before
     );
-    let nft = sb
-        .ns
-        .command("nft")
-        .args(["list", "map", "inet", "bwmon", "low"])
-        .output()
-        .expect("nft");
-    let nft = String::from_utf8_lossy(&nft.stdout);
-    assert!(
-        nft.contains("257 : 0x00011101") || nft.contains("257 :"),
-        "Alice stays in the uid map: {nft}"
+    assert_eq!(
+        world(&sb).nft,
+        nft_before,
+        "the uid maps still send Alice's packets to her capped classes"
     );
     assert!(sb.ns.class(low(262)).is_none(), "no classes for pl_frank");
     assert_eq!(sb.mails().len(), 1, "no second mail");
@@ -230,14 +226,14 @@ fn init_after_teardown_reuses_the_node_cap() {
         err.contains("`bwmon teardown` removed it; run `bwmon init`"),
         "{err}"
     );
-    assert!(err.contains("node cap 100Mbit"), "{err}");
+    assert!(err.contains("node cap 100mbit"), "{err}");
 
     let out = sb.run_bwmon(&at(3 * MIN), &["init"], None);
     assert_exit(&out, 0, "init without --bwcap");
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("node cap 100Mbit from the state"),
+        err.contains("lo: node cap 100mbit from the state"),
         "init says so: {err}"
     );
     let cap = sb.ns.class(0x10).expect("1:10");
@@ -247,7 +243,7 @@ fn init_after_teardown_reuses_the_node_cap() {
     assert_eq!(alice.ceil, "100Mbit", "slices get the node cap");
 }
 
-/// Issue 9, problem 4: an old shaping script's tree (PlanetLab's bwlimit: root
+/// Issue 9, problem 4: an old shaping script's tree (`PlanetLab`'s `bwlimit`: root
 /// 1:, 1:1, 1:10 and 1:20 under it, slices under 1:10, no 1:100) was taken for
 /// bwmon's. sync, status, reset and init refuse it with 69, naming what
 /// differs, and touch nothing.
@@ -279,7 +275,7 @@ fn foreign_htb_tree_is_refused_by_every_command() {
         let err = stderr(&out);
         assert_eq!(err.lines().count(), 1, "{what}: {err}");
         assert!(
-            err.contains("lo: HTB classes 1:1, 1:10, 1:20, 1:1101 but no class 1:100"),
+            err.contains("lo: HTB classes 1:1, 1:10, ") && err.contains("but no class 1:100"),
             "{what}: {err}"
         );
         assert!(err.contains("tc qdisc del dev lo root"), "{what}: {err}");
