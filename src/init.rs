@@ -25,6 +25,7 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
         Classify::Uid | Classify::Mark => Some(Nft::new(&cfg.nft)?),
     };
     let store = Store::new(&cfg.state_file);
+    store.ensure_dir()?;
     let _lock = lock::acquire(&store.lock_path(), Mode::Exclusive, cfg.lock_wait)?;
     let mut state = store.load()?.unwrap_or_default();
     let remembered = state.hierarchy.get(&cfg.dev).copied();

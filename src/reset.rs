@@ -23,6 +23,9 @@ pub fn run(ctx: &Context, name: &str, dry_run: bool) -> anyhow::Result<ExitCode>
     } else {
         Mode::Exclusive
     };
+    if mode == Mode::Exclusive {
+        store.ensure_dir()?;
+    }
     let _lock = lock::acquire(&store.lock_path(), mode, cfg.lock_wait)?;
     let kernel = tc.dump_classes()?;
     match crate::hierarchy::inspect(&kernel, &cfg.dev).map_err(Fatal::Unavailable)? {

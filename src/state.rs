@@ -272,6 +272,28 @@ impl Store {
         }
     }
 
+    /// Creates the state directory (0700: usage and tenants' names are the
+    /// operator's business) when it is missing, so a fresh install's first
+    /// run needs no `mkdir`. Called by the runs that write. Only the last
+    /// component: a mistyped path deeper down is an error, not a new tree.
+    pub fn ensure_dir(&self) -> Result<(), Fatal> {
+        use std::os::unix::fs::DirBuilderExt;
+        let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+            return Ok(());
+        };
+        if dir.is_dir() {
+            return Ok(());
+        }
+        fs::DirBuilder::new().mode(0o700).create(dir).map_err(|e| {
+            Fatal::Io(format!(
+                "cannot create the state directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        log::info!("created the state directory {}", dir.display());
+        Ok(())
+    }
+
     pub fn backup_path(&self) -> PathBuf {
         with_suffix(&self.path, ".bak")
     }

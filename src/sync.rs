@@ -51,6 +51,9 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
     } else {
         Mode::Exclusive
     };
+    if mode == Mode::Exclusive {
+        store.ensure_dir()?;
+    }
     let _lock = lock::acquire(&store.lock_path(), mode, cfg.lock_wait)?;
 
     // The dump (read-only) runs while the slivers and the state are parsed:

@@ -225,7 +225,43 @@ fn state_in_missing_directory_exits_74() {
     expect_code(&out, 74, "sync with state in a missing dir");
     one_error_line(&out, &["no/such/dir"], "missing state dir");
     fake.assert_unchanged(&before, "missing state dir");
-    assert!(!fake.path("no").exists(), "no directory created");
+    assert!(!fake.path("no").exists(), "no directory tree created");
+}
+
+/// Issue 9, problem 6: nothing created `/var/lib/bwmon` on a fresh install,
+/// so the first `bwmon init` exited 74. The last component is made, 0700.
+#[test]
+fn missing_state_directory_is_created_0700() {
+    use std::os::unix::fs::PermissionsExt;
+    for cmd in [&["init"][..], &["sync"], &["reset", ALICE.0]] {
+        let mut fake = Fake::new();
+        if cmd[0] == "reset" {
+            fake.init();
+            fake.sync(T0, &alice_and_bob());
+        }
+        let dir = fake.path("bwmon");
+        let state = dir.join("state.yaml");
+        let mut args = vec!["--state", state.to_str().unwrap()];
+        args.extend(cmd);
+        let out = fake.run(T0, &args, alice_and_bob().as_bytes());
+        let want = if cmd[0] == "reset" { 1 } else { 0 };
+        expect_code(
+            &out,
+            want,
+            &format!("{cmd:?} with a missing state directory"),
+        );
+        let mode = fs::metadata(&dir).expect("created").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{cmd:?}: mode {mode:o}");
+    }
+    // A dry run writes nothing, not even the directory.
+    let fake = Fake::new();
+    let state = fake.path("bwmon/state.yaml");
+    let out = fake.run(
+        T0,
+        &["--state", state.to_str().unwrap(), "sync", "--dry-run"],
+        alice_and_bob().as_bytes(),
+    );
+    assert!(!fake.path("bwmon").exists(), "dry run: {}", stderr(&out));
 }
 
 #[test]
