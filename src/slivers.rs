@@ -5,8 +5,9 @@
 //! Every record of the input ends up in exactly one of [`Input::live`],
 //! [`Input::held`] or [`Input::skipped`]. A record with a per-slice error is
 //! *held* (its state and classes stay as they were), never dropped and never
-//! silently aliased onto another slice's xid. Only a malformed whole input
-//! ([`InputError`]) stops the run.
+//! silently aliased onto another slice's xid. A malformed whole input, or a
+//! record that names no slice (so the live set is unknown), is an
+//! [`InputError`] and stops the run.
 //!
 //! Everything that reaches a message is one printable line: names with odd
 //! characters are escaped with `{:?}` and clipped, values are rendered as
@@ -82,9 +83,8 @@ pub struct Input {
     /// One line each: invalid key values of live slices that fell back to
     /// the default, naming slice, key and value.
     pub warnings: Vec<String>,
-    /// Info-level notes, one per record: records without xid that resolve
-    /// to no user (delegated, not instantiated), records with neither
-    /// `_rspec` nor `rspec`.
+    /// Info-level notes, one per record without xid that resolves to no
+    /// user (delegated, not instantiated yet).
     pub skipped: Vec<String>,
 }
 
@@ -127,8 +127,9 @@ const NAME_RULE: &str = "use 1-64 characters of A-Z a-z 0-9 _ . -";
 ///
 /// [`InputError`] when the input as a whole is unusable: zero bytes or only
 /// whitespace, not JSON (including nesting beyond `serde_json`'s recursion
-/// limit), or a top level that is neither an object nor an array. Per-record
-/// problems are never errors: they are held, skipped or warned about.
+/// limit), a top level that is neither an object nor an array, or a record
+/// that names no slice. Other per-record problems are never errors: they are
+/// held, skipped or warned about.
 pub fn parse(
     bytes: &[u8],
     uid_of: &dyn Fn(&str) -> Result<Option<u32>, String>,
