@@ -6,7 +6,7 @@ use crate::config::Classify;
 use crate::error::Fatal;
 use crate::init::{node_cap, node_max};
 use crate::lock::{self, Mode};
-use crate::nft::Nft;
+use crate::nft::{Nft, Unreadable};
 use crate::policy::Kind;
 use crate::report::{self, Report};
 use crate::state::is_special;
@@ -37,7 +37,10 @@ pub fn run(
         let nft = s.spawn(|| {
             (cfg.classify != Classify::None).then(|| {
                 Nft::new(&cfg.nft)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| Unreadable {
+                        message: e.to_string(),
+                        not_permitted: false,
+                    })
                     .and_then(|n| n.classified())
             })
         });
@@ -128,12 +131,21 @@ fn render(report: &Report, format: Format) -> String {
 fn mark_classified(
     report: &mut Report,
     kernel: &[crate::tc::KernelClass],
-    classified: Result<std::collections::BTreeSet<u16>, String>,
+    classified: Result<std::collections::BTreeSet<u16>, Unreadable>,
 ) {
     let live = match classified {
         Ok(set) => set,
+        // The kernel shows the ruleset to root only: a monitoring user's
+        // every run would warn about what it can do nothing about.
+        Err(e) if e.not_permitted && !nix::unistd::geteuid().is_root() => {
+            log::debug!(
+                "{}: not root, so status cannot tell which slices are classified",
+                e.message
+            );
+            return;
+        }
         Err(e) => {
-            log::warn!("{e}: cannot tell which slices are classified");
+            log::warn!("{}: cannot tell which slices are classified", e.message);
             return;
         }
     };
