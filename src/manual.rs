@@ -183,6 +183,9 @@ rewrite the state).
 .TP
 \fI/var/lib/bwmon/state.yaml.lock\fR
 The run lock: exclusive for sync, reset, init and teardown, shared for status.
+\fBstatus\fR needs only read access, to it and to the state: a monitoring user
+who may read the state directory can run it (where there is no lock file yet
+and it may not create one, it reads without the lock).
 .SH EXIT STATUS
 .TP
 \fB0\fR
