@@ -354,7 +354,7 @@ fn bad_value_exits_78_naming_the_key() {
 }
 
 // ---------------------------------------------------------------------------
-// 1: unknown slices, per-slice failures
+// 1 and 3: per-slice failures, unknown slices
 
 #[test]
 fn status_without_state_file_exits_0() {
@@ -402,8 +402,9 @@ fn reset_of_root_or_default_exits_1() {
     }
 }
 
+/// An unknown name is a monitoring UNKNOWN (3), with or without `--check`.
 #[test]
-fn status_of_unknown_slice_exits_1_and_shows_the_others() {
+fn status_of_unknown_slice_exits_3_and_shows_the_others() {
     let fake = fake_with_alice_and_bob();
     let before = fake.snapshot();
     let out = fake.run(
@@ -411,7 +412,7 @@ fn status_of_unknown_slice_exits_1_and_shows_the_others() {
         &["status", "nosuchslice", ALICE.0, "--format", "json"],
         b"",
     );
-    expect_code(&out, 1, "status with an unknown name");
+    expect_code(&out, 3, "status with an unknown name");
     one_error_line(&out, &["unknown slice nosuchslice"], "status unknown");
     let json = stdout(&out);
     assert!(
@@ -424,6 +425,46 @@ fn status_of_unknown_slice_exits_1_and_shows_the_others() {
     let out = fake.run(&at(MIN), &["status", ALICE.0, BOB.0], b"");
     expect_code(&out, 0, "status of known slices");
     assert!(out.stderr.is_empty());
+    let out = fake.run(&at(MIN), &["status", "--check", "nosuchslice"], b"");
+    expect_code(&out, 3, "status --check with an unknown name");
+    one_error_line(
+        &out,
+        &["unknown slice nosuchslice"],
+        "status --check unknown",
+    );
+}
+
+/// `--check` as a Nagios check: 0 OK, 1 WARNING (a slice shown is capped),
+/// 3 UNKNOWN (a name bwmon does not know); a capped slice outranks an unknown
+/// name, so a typo in the check cannot hide it.
+#[test]
+fn status_check_exits_1_for_capped_3_for_unknown_and_1_for_both() {
+    let mut fake = fake_with_alice_over_threshold();
+    let now = at(22 * HOUR);
+    fake.sync(&now, &alice_and_bob());
+    let check = |args: &[&str], code: i32, what: &str| {
+        let mut all = vec!["status", "--check"];
+        all.extend(args);
+        let out = fake.run(&now, &all, b"");
+        expect_code(&out, code, what);
+        assert!(!out.stdout.is_empty(), "{what}: the table as usual");
+        out
+    };
+    check(&[], 1, "alice capped");
+    let out = check(&[BOB.0], 0, "only bob shown, not capped");
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    check(&[BOB.0, "nosuchslice"], 3, "bob and an unknown name");
+    let out = check(
+        &[ALICE.0, "nosuchslice"],
+        1,
+        "alice capped and an unknown name",
+    );
+    one_error_line(&out, &["unknown slice nosuchslice"], "capped and unknown");
+    // Without --check a cap is no failure, and an unknown name still is.
+    let out = fake.run(&now, &["status", ALICE.0, "nosuchslice"], b"");
+    expect_code(&out, 3, "status without --check, capped and unknown");
+    let out = fake.run(&now, &["status", ALICE.0], b"");
+    expect_code(&out, 0, "status without --check, capped");
 }
 
 #[test]
