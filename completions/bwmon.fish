@@ -66,7 +66,7 @@ complete -c bwmon -n "__fish_bwmon_using_subcommand status" -s c -l config -d 'C
 complete -c bwmon -n "__fish_bwmon_using_subcommand status" -l dev -d 'Egress device to shape (overrides `dev` in the config)' -r
 complete -c bwmon -n "__fish_bwmon_using_subcommand status" -l state -d 'State file (overrides `state_file` in the config)' -r -F
 complete -c bwmon -n "__fish_bwmon_using_subcommand status" -l now -d 'Act as if this were the current time (RFC 3339), for tests and what-ifs' -r
-complete -c bwmon -n "__fish_bwmon_using_subcommand status" -l check -d 'Exit 1 when any slice shown is capped (for monitoring checks)'
+complete -c bwmon -n "__fish_bwmon_using_subcommand status" -l check -d 'For monitoring checks: exit 1 when a slice shown is capped, else 3 when a SLICE name is unknown, else 0 (Nagios: OK, WARNING, UNKNOWN)'
 complete -c bwmon -n "__fish_bwmon_using_subcommand status" -s v -l verbose -d 'More output: -v says what changed, -vv why'
 complete -c bwmon -n "__fish_bwmon_using_subcommand status" -s q -l quiet -d 'Only errors'
 complete -c bwmon -n "__fish_bwmon_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'

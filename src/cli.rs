@@ -124,7 +124,8 @@ pub struct StatusArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = FormatArg::Table)]
     pub format: FormatArg,
-    /// Exit 1 when any slice shown is capped (for monitoring checks)
+    /// For monitoring checks: exit 1 when a slice shown is capped, else 3 when
+    /// a SLICE name is unknown, else 0 (Nagios: OK, WARNING, UNKNOWN)
     #[arg(long)]
     pub check: bool,
 }

@@ -3,6 +3,7 @@
 
 use crate::error::Fatal;
 use std::fs::{File, OpenOptions, TryLockError};
+use std::io::ErrorKind;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -12,24 +13,55 @@ pub enum Mode {
     Shared,
 }
 
-/// Held until dropped (the kernel releases it with the file).
+/// Held until dropped (the kernel releases it with the file). A reader that
+/// could neither open nor create the lock file holds none.
 #[derive(Debug)]
 pub struct Lock {
-    _file: File,
+    _file: Option<File>,
 }
 
 pub fn acquire(path: &Path, mode: Mode, wait: Duration) -> Result<Lock, Fatal> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| {
-            Fatal::Io(format!(
-                "cannot open lock file {}: {e}; check the state directory exists and is writable",
-                path.display()
-            ))
-        })?;
+    let cannot_open = |e: std::io::Error| {
+        Fatal::Io(format!(
+            "cannot open lock file {}: {e}; check the state directory exists and is writable",
+            path.display()
+        ))
+    };
+    let create = || {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+    };
+    let file = match mode {
+        Mode::Exclusive => create().map_err(cannot_open)?,
+        // flock(2) needs no write access: a reader who may read the state
+        // (a monitoring user) may take the shared lock.
+        Mode::Shared => match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => match create() {
+                Ok(file) => file,
+                // No writer has run yet, and this reader may not create the
+                // file. Saves are atomic renames, so the state it reads is
+                // never torn: going on unlocked is safe.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem
+                    ) =>
+                {
+                    log::debug!(
+                        "no lock file {} and cannot create it ({e}): reading without the lock",
+                        path.display()
+                    );
+                    return Ok(Lock { _file: None });
+                }
+                Err(e) => return Err(cannot_open(e)),
+            },
+            Err(e) => return Err(cannot_open(e)),
+        },
+    };
     let deadline = Instant::now() + wait;
     loop {
         let attempt = match mode {
@@ -37,7 +69,7 @@ pub fn acquire(path: &Path, mode: Mode, wait: Duration) -> Result<Lock, Fatal> {
             Mode::Shared => file.try_lock_shared(),
         };
         match attempt {
-            Ok(()) => return Ok(Lock { _file: file }),
+            Ok(()) => return Ok(Lock { _file: Some(file) }),
             Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -67,6 +99,19 @@ mod tests {
         let err = acquire(&path, Mode::Exclusive, Duration::from_millis(120)).unwrap_err();
         assert_eq!(err.code(), 75);
         assert!(acquire(&path, Mode::Shared, Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn reader_locks_a_read_only_lock_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.lock");
+        std::fs::write(&path, "").expect("lock file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).expect("chmod");
+        let _reader = acquire(&path, Mode::Shared, Duration::ZERO).expect("reader");
+        // The read-only descriptor holds a real shared lock.
+        let held = File::open(&path).expect("open");
+        assert!(matches!(held.try_lock(), Err(TryLockError::WouldBlock)));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `bwmon`: parse the command line, run, map the error to an exit status.
 
 use clap::Parser;
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -12,11 +13,17 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // One line, like every other error: clap's first line, then where to look.
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid usage");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("bwmon: {first}; see `bwmon --help`");
+            // clap's whole message: what is wrong, its tip ("a similar subcommand
+            // exists", the possible values), the usage line and where to look;
+            // `bwmon: ` where clap says `error: `. Coloured as clap would
+            // (`ColorChoice::Auto`): plain when stderr is not a terminal.
+            // A bare `bwmon` gets the help, on stderr, as it is.
+            let rendered = e.render();
+            let mut text = rendered.ansi().to_string();
+            if rendered.to_string().starts_with("error:") {
+                text = text.replacen("error:", "bwmon:", 1);
+            }
+            let _ = write!(anstream::stderr(), "{text}");
             return ExitCode::from(2);
         }
     };

@@ -218,6 +218,9 @@ rewrite the state).
 .TP
 \fI/var/lib/bwmon/state.yaml.lock\fR
 The run lock: exclusive for sync, reset, init and teardown, shared for status.
+\fBstatus\fR needs only read access, to it and to the state: a monitoring user
+who may read the state directory can run it (where there is no lock file yet
+and it may not create one, it reads without the lock).
 .SH EXIT STATUS
 .TP
 \fB0\fR
@@ -225,10 +228,18 @@ Done.
 .TP
 \fB1\fR
 Done, but some slices failed (each named on standard error); for \fBstatus
-\-\-check\fR, at least one slice is capped; an unknown slice name.
+\-\-check\fR, at least one slice shown is capped (a monitoring WARNING), also
+when a \fISLICE\fR name is unknown: a capped slice is never hidden behind a
+typo in the check.
 .TP
 \fB2\fR
 Usage error.
+.TP
+\fB3\fR
+\fBstatus\fR was given a \fISLICE\fR name that is neither a live slice nor a
+removed one (a monitoring UNKNOWN), with or without \fB\-\-check\fR; the
+other names are still shown. Under \fB\-\-check\fR a capped slice among them
+makes it 1.
 .TP
 \fB65\fR
 Bad data: slivers JSON, empty input, an input refused by INPUT SAFETY, or a
@@ -280,7 +291,7 @@ bwmon sync \-\-dry\-run < slivers.json
 bwmon status
 bwmon status pl_alice \-\-format json
 
-# a monitoring check: exit 1 when a slice is capped
+# a monitoring check: exit 1 when a slice is capped, 3 for an unknown name
 bwmon status \-\-check > /dev/null
 
 # forgive a slice: caps lifted, usage cleared, a new period now

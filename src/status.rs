@@ -6,7 +6,7 @@ use crate::config::Classify;
 use crate::error::Fatal;
 use crate::hierarchy::{self, node_cap, node_max};
 use crate::lock::{self, Mode};
-use crate::nft::Nft;
+use crate::nft::{Nft, Unreadable};
 use crate::policy::Kind;
 use crate::report::{self, Report};
 use crate::state::is_special;
@@ -37,7 +37,10 @@ pub fn run(
         let nft = s.spawn(|| {
             (cfg.classify != Classify::None).then(|| {
                 Nft::new(&cfg.nft)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| Unreadable {
+                        message: e.to_string(),
+                        not_permitted: false,
+                    })
                     .and_then(|n| n.classified())
             })
         });
@@ -94,14 +97,14 @@ pub fn run(
         mark_classified(&mut report, &kernel, classified);
     }
 
-    let mut code = ExitCode::SUCCESS;
+    let mut unknown = false;
     if !names.is_empty() {
         for n in names {
             if !report.slices.iter().any(|s| &s.name == n)
                 && !report.dead.iter().any(|d| &d.name == n)
             {
                 log::error!("unknown slice {n}: `bwmon status` without names lists them all");
-                code = ExitCode::from(1);
+                unknown = true;
             }
         }
         report.slices.retain(|s| names.contains(&s.name));
@@ -111,10 +114,27 @@ pub fn run(
     let mut out = std::io::stdout().lock();
     // A closed pipe (`bwmon status | head`) is not an error worth a message.
     let _ = out.write_all(text.as_bytes());
-    if check && report.any_capped() {
-        code = ExitCode::from(1);
+    Ok(ExitCode::from(exit_status(
+        check,
+        report.any_capped(),
+        unknown,
+    )))
+}
+
+/// The exit status as a monitoring check reads it (Nagios: 0 OK, 1 WARNING,
+/// 3 UNKNOWN): 1 when `--check` finds a capped slice among those shown, else
+/// 3 when a name is unknown, else 0. A cap found outranks a name that could
+/// not be checked, as monitoring plugins rank states (CRITICAL, WARNING,
+/// UNKNOWN, OK): a typo in the check must not hide a capped slice, and once
+/// the cap is lifted the 3 shows the typo.
+fn exit_status(check: bool, capped: bool, unknown: bool) -> u8 {
+    if check && capped {
+        1
+    } else if unknown {
+        3
+    } else {
+        0
     }
-    Ok(code)
 }
 
 fn render(report: &Report, format: Format) -> String {
@@ -130,12 +150,21 @@ fn render(report: &Report, format: Format) -> String {
 fn mark_classified(
     report: &mut Report,
     kernel: &[crate::tc::KernelClass],
-    classified: Result<std::collections::BTreeSet<u16>, String>,
+    classified: Result<std::collections::BTreeSet<u16>, Unreadable>,
 ) {
     let live = match classified {
         Ok(set) => set,
+        // The kernel shows the ruleset to root only: a monitoring user's
+        // every run would warn about what it can do nothing about.
+        Err(e) if e.not_permitted && !nix::unistd::geteuid().is_root() => {
+            log::debug!(
+                "{}: not root, so status cannot tell which slices are classified",
+                e.message
+            );
+            return;
+        }
         Err(e) => {
-            log::warn!("{e}: cannot tell which slices are classified");
+            log::warn!("{}: cannot tell which slices are classified", e.message);
             return;
         }
     };
@@ -162,5 +191,31 @@ fn mark_classified(
             silent.join(", "),
             crate::nft::TABLE
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_status;
+
+    #[test]
+    fn exit_status_ranks_capped_over_unknown() {
+        // (check, capped, unknown) → status
+        for (check, capped, unknown, want) in [
+            (false, false, false, 0),
+            (false, true, false, 0),
+            (true, false, false, 0),
+            (true, true, false, 1),
+            (false, false, true, 3),
+            (false, true, true, 3),
+            (true, false, true, 3),
+            (true, true, true, 1),
+        ] {
+            assert_eq!(
+                exit_status(check, capped, unknown),
+                want,
+                "check {check}, capped {capped}, unknown {unknown}"
+            );
+        }
     }
 }

@@ -390,7 +390,7 @@ fn bad_value_exits_78_naming_the_key() {
 }
 
 // ---------------------------------------------------------------------------
-// 1: unknown slices, per-slice failures
+// 1 and 3: per-slice failures, unknown slices
 
 #[test]
 fn status_without_state_file_exits_0() {
@@ -438,8 +438,9 @@ fn reset_of_root_or_default_exits_1() {
     }
 }
 
+/// An unknown name is a monitoring UNKNOWN (3), with or without `--check`.
 #[test]
-fn status_of_unknown_slice_exits_1_and_shows_the_others() {
+fn status_of_unknown_slice_exits_3_and_shows_the_others() {
     let fake = fake_with_alice_and_bob();
     let before = fake.snapshot();
     let out = fake.run(
@@ -447,7 +448,7 @@ fn status_of_unknown_slice_exits_1_and_shows_the_others() {
         &["status", "nosuchslice", ALICE.0, "--format", "json"],
         b"",
     );
-    expect_code(&out, 1, "status with an unknown name");
+    expect_code(&out, 3, "status with an unknown name");
     one_error_line(&out, &["unknown slice nosuchslice"], "status unknown");
     let json = stdout(&out);
     assert!(
@@ -460,6 +461,46 @@ fn status_of_unknown_slice_exits_1_and_shows_the_others() {
     let out = fake.run(&at(MIN), &["status", ALICE.0, BOB.0], b"");
     expect_code(&out, 0, "status of known slices");
     assert!(out.stderr.is_empty());
+    let out = fake.run(&at(MIN), &["status", "--check", "nosuchslice"], b"");
+    expect_code(&out, 3, "status --check with an unknown name");
+    one_error_line(
+        &out,
+        &["unknown slice nosuchslice"],
+        "status --check unknown",
+    );
+}
+
+/// `--check` as a Nagios check: 0 OK, 1 WARNING (a slice shown is capped),
+/// 3 UNKNOWN (a name bwmon does not know); a capped slice outranks an unknown
+/// name, so a typo in the check cannot hide it.
+#[test]
+fn status_check_exits_1_for_capped_3_for_unknown_and_1_for_both() {
+    let mut fake = fake_with_alice_over_threshold();
+    let now = at(22 * HOUR);
+    fake.sync(&now, &alice_and_bob());
+    let check = |args: &[&str], code: i32, what: &str| {
+        let mut all = vec!["status", "--check"];
+        all.extend(args);
+        let out = fake.run(&now, &all, b"");
+        expect_code(&out, code, what);
+        assert!(!out.stdout.is_empty(), "{what}: the table as usual");
+        out
+    };
+    check(&[], 1, "alice capped");
+    let out = check(&[BOB.0], 0, "only bob shown, not capped");
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    check(&[BOB.0, "nosuchslice"], 3, "bob and an unknown name");
+    let out = check(
+        &[ALICE.0, "nosuchslice"],
+        1,
+        "alice capped and an unknown name",
+    );
+    one_error_line(&out, &["unknown slice nosuchslice"], "capped and unknown");
+    // Without --check a cap is no failure, and an unknown name still is.
+    let out = fake.run(&now, &["status", ALICE.0, "nosuchslice"], b"");
+    expect_code(&out, 3, "status without --check, capped and unknown");
+    let out = fake.run(&now, &["status", ALICE.0], b"");
+    expect_code(&out, 0, "status without --check, capped");
 }
 
 #[test]
@@ -573,40 +614,124 @@ fn refused_batch_line_fails_its_slice_and_is_resent() {
 // ---------------------------------------------------------------------------
 // 2: usage
 
+/// Runs a usage error and checks what every one must do: exit 2, nothing on
+/// stdout, nothing run or written, clap's message whole with `bwmon: ` in
+/// place of clap's `error: `, no colour on a pipe. Returns stderr.
+#[track_caller]
+fn usage_error(fake: &Fake, args: &[&str]) -> String {
+    let mut cmd = Command::new(BWMON);
+    cmd.arg("-c")
+        .arg(&fake.config)
+        .args(args)
+        .env("FAKE_TC_DIR", fake.dir.path())
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE");
+    let out = run(cmd, args, b"{}");
+    expect_code(&out, 2, &format!("{args:?}"));
+    assert!(out.stdout.is_empty(), "{args:?}: stdout: {}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.lines().next().is_some_and(|l| l.starts_with("bwmon: ")),
+        "{args:?}: the first line starts `bwmon: `: {err}"
+    );
+    assert!(
+        !err.lines().any(|l| l.starts_with("error:")),
+        "{args:?}: clap's `error: ` is replaced: {err}"
+    );
+    assert!(
+        err.trim_end()
+            .ends_with("For more information, try '--help'."),
+        "{args:?}: says where to look: {err}"
+    );
+    assert!(
+        !err.contains('\x1b'),
+        "{args:?}: no ANSI escapes on a pipe: {err:?}"
+    );
+    assert!(fake.calls().is_empty() && !fake.state.exists());
+    err
+}
+
 #[test]
-fn usage_errors_exit_2() {
+fn usage_errors_exit_2_naming_the_culprit_first() {
     let fake = Fake::new();
     for (args, culprit) in [
         (vec!["frobnicate"], "frobnicate"),
         (vec!["sync", "--bogus"], "--bogus"),
         (vec!["status", "--format", "xml"], "xml"),
         (vec!["--now", "yesterday", "sync"], "yesterday"),
+        (vec!["status", "--check=yes"], "--check"),
+        (vec![], "requires a subcommand"),
     ] {
-        let mut cmd = Command::new(BWMON);
-        cmd.arg("-c")
-            .arg(&fake.config)
-            .args(&args)
-            .env("FAKE_TC_DIR", fake.dir.path());
-        let out = run(cmd, &args, b"{}");
-        expect_code(&out, 2, &format!("{args:?}"));
-        let err = stderr(&out);
+        let err = usage_error(&fake, &args);
+        let first = err.lines().next().unwrap_or_default();
         assert!(
-            err.lines().next().is_some_and(|l| l.contains(culprit)),
+            first.contains(culprit),
             "the first line names {culprit}: {err}"
         );
-        assert!(fake.calls().is_empty() && !fake.state.exists());
     }
 }
 
-/// The contract: "Every error message is ONE line on stderr starting with
-/// `bwmon: `" — usage errors included.
+/// Issue: `bwmon reset` said "the following required arguments were not
+/// provided:;" and named none of them.
 #[test]
-fn usage_error_is_one_bwmon_line() {
-    let mut cmd = Command::new(BWMON);
-    cmd.arg("frobnicate");
-    let out = run(cmd, &["frobnicate"], b"");
-    expect_code(&out, 2, "bwmon frobnicate");
-    one_error_line(&out, &["frobnicate"], "usage error");
+fn missing_argument_is_named() {
+    let err = usage_error(&Fake::new(), &["reset"]);
+    assert!(
+        err.lines().any(|l| l.trim() == "<SLICE>"),
+        "names the missing <SLICE>: {err}"
+    );
+    assert!(
+        err.contains("Usage: bwmon reset <SLICE>"),
+        "shows the usage: {err}"
+    );
+}
+
+/// Issue: the one-line squash dropped clap's "did you mean".
+#[test]
+fn misspelt_command_suggests_the_right_one() {
+    let err = usage_error(&Fake::new(), &["stauts"]);
+    assert!(
+        err.lines()
+            .any(|l| l.contains("tip:") && l.contains("'status'")),
+        "suggests status: {err}"
+    );
+}
+
+/// Issue: the one-line squash dropped the list of possible values.
+#[test]
+fn bad_value_lists_the_possible_ones() {
+    let err = usage_error(&Fake::new(), &["status", "--format", "yaml"]);
+    assert!(
+        err.lines().next().is_some_and(|l| l.contains("'yaml'")),
+        "{err}"
+    );
+    assert!(
+        err.contains("[possible values: table, json, prometheus]"),
+        "lists table, json, prometheus: {err}"
+    );
+}
+
+/// A bare `bwmon` is clap's help on stderr, exit 2, as clap has it.
+#[test]
+fn bare_bwmon_prints_the_help_and_exits_2() {
+    let out = run(Command::new(BWMON), &[], b"");
+    expect_code(&out, 2, "bwmon");
+    assert!(out.stdout.is_empty(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("Usage: bwmon [OPTIONS] <COMMAND>"), "{err}");
+    assert!(!err.contains('\x1b'), "no ANSI escapes on a pipe: {err:?}");
+}
+
+#[test]
+fn help_and_version_exit_0_on_stdout() {
+    for args in [vec!["--help"], vec!["status", "--help"], vec!["--version"]] {
+        let mut cmd = Command::new(BWMON);
+        cmd.args(&args).env_remove("RUST_LOG");
+        let out = run(cmd, &args, b"");
+        expect_code(&out, 0, &format!("{args:?}"));
+        assert!(out.stderr.is_empty(), "{args:?}: {}", stderr(&out));
+        assert!(stdout(&out).contains("bwmon"), "{args:?}: {}", stdout(&out));
+    }
 }
 
 // ---------------------------------------------------------------------------

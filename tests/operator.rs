@@ -170,7 +170,8 @@ fn epoch(rfc3339: &str) -> i64 {
 
 /// Status reads live counters: `used_bytes` is the kernel's `Sent` minus the
 /// baseline, also for traffic after the last sync; `capped`/`ceil_bps` are what
-/// sync applied; `--check` exits 1 only while a shown slice is capped.
+/// sync applied; `--check` exits 1 only while a shown slice is capped, and an
+/// unknown name exits 3 unless a shown slice is capped.
 #[test]
 fn status_shows_live_counters_and_the_applied_caps() {
     let Some(sb) = Sandbox::new(&mid_settings()) else {
@@ -210,6 +211,8 @@ fn status_shows_live_counters_and_the_applied_caps() {
     }
     let out = sb.run_bwmon(&at(HOUR), &["status", "--check"], None);
     assert_exit(&out, 0, "status --check with nobody capped");
+    let out = sb.run_bwmon(&at(HOUR), &["status", "--check", "nosuch"], None);
+    assert_exit(&out, 3, "status --check with an unknown name");
 
     // More traffic, still no sync: status follows the kernel.
     let sent = sb.ns.send(low(ALICE.1), SEND_PACKETS, SEND_PAYLOAD);
@@ -279,6 +282,21 @@ fn status_shows_live_counters_and_the_applied_caps() {
         None,
     );
     assert_exit(&out, 1, "status pl_alice --check --format json");
+    // An unknown name is UNKNOWN (3), unless a capped slice is shown (1).
+    let out = sb.run_bwmon(
+        &at(22 * HOUR),
+        &["status", BOB.0, "nosuch", "--check"],
+        None,
+    );
+    assert_exit(&out, 3, "status pl_bob nosuch --check");
+    let out = sb.run_bwmon(
+        &at(22 * HOUR),
+        &["status", ALICE.0, "nosuch", "--check"],
+        None,
+    );
+    assert_exit(&out, 1, "status pl_alice nosuch --check: the cap outranks");
+    let out = sb.run_bwmon(&at(22 * HOUR), &["status", ALICE.0, "nosuch"], None);
+    assert_exit(&out, 3, "status pl_alice nosuch, without --check");
 }
 
 /// The hierarchy lost behind bwmon's back (reboot, someone's `tc qdisc del`):

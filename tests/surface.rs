@@ -928,7 +928,7 @@ fn status_filters_by_name_and_names_unknown_ones() {
     let env = Env::new("");
     env.scenario();
     let out = env.run(T2330, &["status", "pl_bob", "nosuch"]);
-    assert_exit(&out, 1, "status pl_bob nosuch");
+    assert_exit(&out, 3, "status pl_bob nosuch");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(

@@ -1,0 +1,228 @@
+//! `bwmon status` run by a user who may read the state but not write it (a
+//! monitoring agent as `nobody`): it takes the shared lock on a read-only
+//! descriptor, or reads without the lock when there is no lock file and it may
+//! not create one, and says nothing about the nftables maps only root can list.
+//!
+//! Issue: a non-root `bwmon status` exited 74 because the lock file was opened
+//! for writing even for the shared lock.
+//!
+//! Needs root (namespaces; the state is written by a root `bwmon sync`) and
+//! `setpriv` (util-linux) to become `nobody`. Without either, the tests print a
+//! line and pass, except under `CI=true`, where they fail.
+
+mod common;
+
+use common::{BWMON, HOUR, Netns, Sandbox, Settings, T0, assert_exit, at, slivers};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const ALICE: (&str, u32) = ("pl_alice", 257);
+const BOB: (&str, u32) = ("pl_bob", 258);
+const NOBODY: &str = "65534";
+
+/// Whether `setpriv` can run; missing: a failure under CI, else a skip.
+fn require_setpriv() -> bool {
+    let ok = Command::new("setpriv")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "non-root test cannot run under CI: setpriv (util-linux) is missing"
+        );
+        eprintln!(
+            "skipping non-root test: setpriv is missing (set CI=true to make this a failure)"
+        );
+    }
+    ok
+}
+
+/// A root `init` and `sync` with Alice and Bob in a sandbox, so a state file
+/// exists (and its lock file, root's, 0644); `None` when the test cannot run.
+fn synced() -> Option<Sandbox> {
+    let sb = Sandbox::new(&Settings::default())?;
+    if !require_setpriv() {
+        return None;
+    }
+    sb.init(T0, Some("1gbit"));
+    sb.sync(
+        T0,
+        &slivers(&[(ALICE.0, ALICE.1, "{}"), (BOB.0, BOB.1, "{}")]),
+    );
+    Some(sb)
+}
+
+fn chmod(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+}
+
+/// A config for nobody: the real tc (the sandbox's wrapper logs to a file
+/// nobody may not write), the given state file, a short lock wait.
+fn nobody_config(dir: &Path, state: &Path) -> PathBuf {
+    let tc = ["/usr/sbin/tc", "/sbin/tc", "/usr/bin/tc"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .expect("tc installed");
+    let config = dir.join("nobody.yaml");
+    fs::write(
+        &config,
+        format!(
+            "tc: {}\nstate_file: {}\nlock_wait: 1s\n",
+            tc.display(),
+            state.display()
+        ),
+    )
+    .expect("write config");
+    chmod(&config, 0o644);
+    config
+}
+
+/// `bwmon -c CONFIG --dev lo --now NOW ARGS...` as nobody in `ns`.
+fn status_as_nobody(ns: &Netns, config: &Path, args: &[&str]) -> Output {
+    let now = at(HOUR);
+    let out = ns
+        .command("setpriv")
+        .args([
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            BWMON,
+            "-c",
+        ])
+        .arg(config)
+        .args(["--dev", "lo", "--now", &now, "status"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn setpriv");
+    eprintln!(
+        "$ (as nobody) bwmon status {} -> {:?}\n  stdout: {}\n  stderr: {}",
+        args.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        String::from_utf8_lossy(&out.stderr).trim_end()
+    );
+    out
+}
+
+#[track_caller]
+fn shows_both(out: &Output, what: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for name in [ALICE.0, BOB.0] {
+        assert!(stdout.contains(name), "{what}: shows {name}:\n{stdout}");
+    }
+}
+
+/// The state as the operator made it readable: a world-readable directory
+/// nobody may not write, the state 0644, the lock file root's 0644.
+#[test]
+fn status_as_nobody_takes_the_shared_lock_on_a_read_only_lock_file() {
+    let Some(sb) = synced() else {
+        return;
+    };
+    let lock = PathBuf::from(format!("{}.lock", sb.state.display()));
+    assert!(lock.exists(), "the root sync made {}", lock.display());
+    chmod(sb.dir.path(), 0o755);
+    chmod(&sb.state, 0o644);
+    chmod(&lock, 0o644);
+    let config = nobody_config(sb.dir.path(), &sb.state);
+
+    let out = status_as_nobody(&sb.ns, &config, &[]);
+    assert_exit(&out, 0, "status as nobody");
+    shows_both(&out, "status as nobody");
+    // Not even a warning about the nft maps, which only root may list.
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = status_as_nobody(&sb.ns, &config, &["--format", "json"]);
+    assert_exit(&out, 0, "status --format json as nobody");
+    shows_both(&out, "json as nobody");
+    let out = status_as_nobody(&sb.ns, &config, &["-vv"]);
+    assert_exit(&out, 0, "status -vv as nobody");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().any(|l| l.contains("not root")),
+        "-vv says why the maps were not read: {err}"
+    );
+    assert!(!err.contains("warning"), "{err}");
+
+    // It really is a lock: held exclusively, the reader waits, then exits 75.
+    let held = fs::File::open(&lock).expect("open lock");
+    held.try_lock().expect("exclusive lock");
+    let out = status_as_nobody(&sb.ns, &config, &[]);
+    assert_exit(&out, 75, "status as nobody while a writer holds the lock");
+    drop(held);
+}
+
+/// No lock file yet and a directory nobody may not write: status reads the
+/// state without the lock (saves are atomic renames), says so at -vv.
+#[test]
+fn status_as_nobody_without_a_lock_file_in_a_read_only_dir() {
+    let Some(sb) = synced() else {
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("bwmon-ro-")
+        .tempdir()
+        .expect("temp dir");
+    let state = dir.path().join("state.yaml");
+    fs::copy(&sb.state, &state).expect("copy state");
+    chmod(&state, 0o644);
+    let config = nobody_config(dir.path(), &state);
+    chmod(dir.path(), 0o555);
+
+    let out = status_as_nobody(&sb.ns, &config, &[]);
+    assert_exit(&out, 0, "status as nobody, no lock file");
+    shows_both(&out, "no lock file");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = status_as_nobody(&sb.ns, &config, &["-vv"]);
+    assert_exit(&out, 0, "status -vv as nobody, no lock file");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().any(|l| l.contains("without the lock")),
+        "-vv says it read without the lock: {err}"
+    );
+    assert!(
+        !dir.path().join("state.yaml.lock").exists(),
+        "nobody created no lock file"
+    );
+    chmod(dir.path(), 0o755);
+}
+
+/// The same readable state on a device without the hierarchy (a fresh
+/// namespace): one warning, the figures of the last sync, exit 0.
+#[test]
+fn status_as_nobody_without_a_hierarchy_shows_the_state() {
+    let Some(sb) = synced() else {
+        return;
+    };
+    chmod(sb.dir.path(), 0o755);
+    chmod(&sb.state, 0o644);
+    let config = nobody_config(sb.dir.path(), &sb.state);
+    let bare = Netns::new().expect("a second namespace");
+
+    let out = status_as_nobody(&bare, &config, &[]);
+    assert_exit(&out, 0, "status as nobody without a hierarchy");
+    shows_both(&out, "without a hierarchy");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one warning: {err}");
+    assert!(
+        lines[0].starts_with("bwmon: warning: ") && lines[0].contains("no HTB hierarchy"),
+        "{err}"
+    );
+}
