@@ -204,6 +204,9 @@ Configuration (optional).
 State: per slice its period start, counter baselines, usage carried over,
 caps applied and limits in force; recently removed slices; the node cap.
 Written atomically; the previous good state is kept as \fIstate.yaml.bak\fR.
+A run that writes creates the directory (mode 0700) when it is missing, but
+not its parents. After \fBbwmon teardown\fR the node cap stays recorded, and
+the next \fBbwmon init\fR without \fB\-\-bwcap\fR reuses it.
 .TP
 \fI/var/lib/bwmon/state.yaml.corrupt\-\fRTIMESTAMP
 A state file that could not be used (truncated, corrupt, unknown version),
