@@ -1,7 +1,9 @@
-//! Turns planned changes into lines of one `tc -force -batch -` run, and
-//! remembers which line belongs to which slice so a refused line can be
-//! mapped back (SPEC §4 "Writing"). Every line is a complete class spec:
-//! `class change` resets any field left out.
+//! Turns planned changes into one batch of kernel changes, and remembers which
+//! change belongs to which slice so a refused one can be mapped back (SPEC §4
+//! "Writing"). Each change is typed ([`Change`]): the writer encodes it, and
+//! `--dry-run` and error messages show it as the `tc` command line an operator
+//! can read and replay. Every class change is a complete spec: `class change`
+//! resets any field left out.
 
 use crate::policy::{CAP_CLASS, I2_PARENT, Kind, LOW_PARENT, Op, ROOT_CLASS, Spec, quantum};
 use crate::state::DEFAULT_XID;
@@ -28,8 +30,83 @@ pub enum RootQdisc {
     Keep,
 }
 
+/// Whether a class change creates the class or changes one that exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClassVerb {
+    Add,
+    Change,
+}
+
+/// One change to the kernel's traffic control, as the kernel is asked for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// An HTB class with a complete spec; `parent: None` is the qdisc itself.
+    Class {
+        verb: ClassVerb,
+        parent: Option<ClassId>,
+        id: ClassId,
+        spec: Spec,
+    },
+    DeleteClass {
+        id: ClassId,
+    },
+    /// A pfifo leaf under `parent`, its handle major the class minor
+    /// (1:1001 → 1001:).
+    Leaf {
+        parent: ClassId,
+    },
+    /// The root HTB qdisc 1:, unclassified packets to `default_minor`.
+    RootQdisc {
+        replace: bool,
+        default_minor: u16,
+    },
+    DeleteRoot,
+}
+
+impl Change {
+    /// The same change as a line of `tc -batch`.
+    pub fn tc_line(&self, dev: &str) -> String {
+        match *self {
+            Change::Class {
+                verb,
+                parent,
+                id,
+                spec,
+            } => {
+                let verb = match verb {
+                    ClassVerb::Add => "add",
+                    ClassVerb::Change => "change",
+                };
+                let parent = parent.map_or_else(|| "1:".to_string(), |p| p.to_string());
+                format!(
+                    "class {verb} dev {dev} parent {parent} classid {id} htb rate {} ceil {} quantum {}",
+                    spec.rate.tc_arg(),
+                    spec.ceil.tc_arg(),
+                    spec.quantum
+                )
+            }
+            Change::DeleteClass { id } => format!("class del dev {dev} classid {id}"),
+            Change::Leaf { parent } => format!(
+                "qdisc add dev {dev} parent {parent} handle {:x}: pfifo",
+                parent.minor
+            ),
+            Change::RootQdisc {
+                replace,
+                default_minor,
+            } => format!(
+                "qdisc {} dev {dev} root handle 1: htb default {default_minor:x}",
+                if replace { "replace" } else { "add" }
+            ),
+            Change::DeleteRoot => format!("qdisc del dev {dev} root"),
+        }
+    }
+}
+
+/// The changes of one run, in order, each with the `tc` line it amounts to
+/// (`lines[i]` is `changes[i]`) and what it is for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
+    pub changes: Vec<Change>,
     pub lines: Vec<String>,
     pub origins: Vec<Origin>,
 }
@@ -45,32 +122,51 @@ impl Batch {
         t
     }
 
-    fn push(&mut self, origin: Origin, line: String) {
-        self.lines.push(line);
+    fn push(&mut self, dev: &str, origin: Origin, change: Change) {
+        self.lines.push(change.tc_line(dev));
+        self.changes.push(change);
         self.origins.push(origin);
     }
 
-    /// Lines for the slice-class changes of a plan.
+    /// The slice-class changes of a plan.
     pub fn add_ops(&mut self, dev: &str, ops: &[Op]) {
         for (i, op) in ops.iter().enumerate() {
             let o = Origin::Op(i);
             match *op {
                 Op::Add { xid, kind, spec } => {
                     let id = kind.class_id(xid);
-                    self.push(o, class_line("add", dev, &kind.parent(), id, &spec));
-                    self.push(o, leaf_line(dev, id));
+                    let parent = Some(kind.parent());
+                    let verb = ClassVerb::Add;
+                    self.push(
+                        dev,
+                        o,
+                        Change::Class {
+                            verb,
+                            parent,
+                            id,
+                            spec,
+                        },
+                    );
+                    self.push(dev, o, Change::Leaf { parent: id });
                 }
                 Op::Change { xid, kind, spec } => {
+                    let id = kind.class_id(xid);
+                    let parent = Some(kind.parent());
+                    let verb = ClassVerb::Change;
                     self.push(
+                        dev,
                         o,
-                        class_line("change", dev, &kind.parent(), kind.class_id(xid), &spec),
+                        Change::Class {
+                            verb,
+                            parent,
+                            id,
+                            spec,
+                        },
                     );
                 }
                 Op::Delete { xid, kind } => {
-                    self.push(
-                        o,
-                        format!("class del dev {dev} classid {}", kind.class_id(xid)),
-                    );
+                    let id = kind.class_id(xid);
+                    self.push(dev, o, Change::DeleteClass { id });
                 }
             }
         }
@@ -80,37 +176,39 @@ impl Batch {
     /// qdisc and the interior classes (the default xid's classes are added by
     /// `init` itself, and by the policy in `sync`).
     pub fn add_hierarchy(&mut self, dev: &str, bwcap: Rate, bwmax: Rate, root: RootQdisc) {
-        let verb = match root {
-            RootQdisc::Add => Some("add"),
-            RootQdisc::Replace => Some("replace"),
+        let replace = match root {
+            RootQdisc::Add => Some(false),
+            RootQdisc::Replace => Some(true),
             RootQdisc::Keep => None,
         };
-        if let Some(verb) = verb {
+        if let Some(replace) = replace {
+            let default_minor = Kind::Low.class_id(DEFAULT_XID).minor;
             self.push(
+                dev,
                 Origin::Hierarchy,
-                format!(
-                    "qdisc {verb} dev {dev} root handle 1: htb default {:x}",
-                    Kind::Low.class_id(DEFAULT_XID).minor
-                ),
+                Change::RootQdisc {
+                    replace,
+                    default_minor,
+                },
             );
         }
-        self.interior_lines("add", dev, bwcap, bwmax);
+        self.interior_lines(ClassVerb::Add, dev, bwcap, bwmax);
     }
 
     /// Removes the root qdisc, and with it every class bwmon made.
     pub fn delete_root(&mut self, dev: &str) {
-        self.push(Origin::Hierarchy, format!("qdisc del dev {dev} root"));
+        self.push(dev, Origin::Hierarchy, Change::DeleteRoot);
     }
 
     /// Lines that change the interior classes of an existing hierarchy.
     pub fn change_interior(&mut self, dev: &str, bwcap: Rate, bwmax: Rate) {
-        self.interior_lines("change", dev, bwcap, bwmax);
+        self.interior_lines(ClassVerb::Change, dev, bwcap, bwmax);
     }
 
     /// The fixed interior classes: 1:1 (whole link), 1:10 (node cap), 1:100
     /// (room for a rate limiter), 1:20 (exempt). Explicit quanta keep the
     /// kernel from warning on stderr at every cron run.
-    fn interior_lines(&mut self, verb: &str, dev: &str, bwcap: Rate, bwmax: Rate) {
+    fn interior_lines(&mut self, verb: ClassVerb, dev: &str, bwcap: Rate, bwmax: Rate) {
         let s = |rate, ceil| Spec {
             rate,
             ceil,
@@ -123,8 +221,13 @@ impl Batch {
             (Some(ROOT_CLASS), I2_PARENT, s(BWMIN, bwmax)),
         ];
         for (parent, id, spec) in classes {
-            let parent = parent.map_or_else(|| "1:".to_string(), |p: ClassId| p.to_string());
-            self.push(Origin::Hierarchy, class_line(verb, dev, &parent, id, &spec));
+            let change = Change::Class {
+                verb,
+                parent,
+                id,
+                spec,
+            };
+            self.push(dev, Origin::Hierarchy, change);
         }
     }
 
@@ -137,36 +240,22 @@ impl Batch {
                 ceil,
                 quantum: quantum(1),
             };
+            let parent = Some(kind.parent());
+            let verb = ClassVerb::Add;
+            let h = Origin::Hierarchy;
             self.push(
-                Origin::Hierarchy,
-                class_line("add", dev, &kind.parent(), id, &spec),
+                dev,
+                h,
+                Change::Class {
+                    verb,
+                    parent,
+                    id,
+                    spec,
+                },
             );
-            self.push(Origin::Hierarchy, leaf_line(dev, id));
+            self.push(dev, h, Change::Leaf { parent: id });
         }
     }
-}
-
-fn class_line(
-    verb: &str,
-    dev: &str,
-    parent: &dyn std::fmt::Display,
-    id: ClassId,
-    spec: &Spec,
-) -> String {
-    format!(
-        "class {verb} dev {dev} parent {parent} classid {id} htb rate {} ceil {} quantum {}",
-        spec.rate.tc_arg(),
-        spec.ceil.tc_arg(),
-        spec.quantum
-    )
-}
-
-/// A pfifo leaf whose handle major is the class minor (1:1001 → 1001:).
-fn leaf_line(dev: &str, id: ClassId) -> String {
-    format!(
-        "qdisc add dev {dev} parent {id} handle {:x}: pfifo",
-        id.minor
-    )
 }
 
 #[cfg(test)]
