@@ -1,4 +1,4 @@
-//! bwmon's one connection to the kernel's traffic control: a NETLINK_ROUTE
+//! bwmon's one connection to the kernel's traffic control: a `NETLINK_ROUTE`
 //! socket that reads a dump (classes or qdiscs of one device) and sends a run's
 //! changes as one batch of acknowledged messages (SPEC §4 "Reading",
 //! "Writing"). It owns the socket, sequence numbers and acknowledgements;
@@ -264,7 +264,7 @@ mod tests {
             body.extend_from_slice(&u16::try_from(len).unwrap().to_ne_bytes());
             body.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
             body.extend(text);
-            while body.len() % 4 != 0 {
+            while !body.len().is_multiple_of(4) {
                 body.push(0);
             }
         }
