@@ -5,6 +5,11 @@
 //!
 //! Everything happens inside namespaces named `bwt-<pid>-<n>` on their own `lo`:
 //! the host's interfaces are never touched.
+//!
+//! [`node`] is the node the command-line and robustness tests share (a config
+//! sized for real traffic, and the [`node::Snapshot`] a run that must change
+//! nothing is checked against); [`fake`] is the stand-in tc that only
+//! `tests/tc_process.rs` still uses, until issue 10 removes the tc process.
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
@@ -797,3 +802,4 @@ mod tests {
 }
 
 pub mod fake;
+pub mod node;
