@@ -1,23 +1,27 @@
-//! Command-line tests that need no kernel and no root: exit statuses, error
-//! messages, logging levels and `--dry-run`, with `tests/fixtures/fake-tc`
-//! standing in for tc.
+//! Command-line tests: exit statuses, error messages, logging levels and
+//! `--dry-run`, each on a node of its own (`common::node`: a network
+//! namespace's `lo` with bwmon's hierarchy). What a run did is read back from
+//! the kernel (`tc -d class show`, `tc qdisc show`), the state file and the
+//! captured mails; nothing here looks at how bwmon reached the kernel, so the
+//! tests hold for the tc-process path and for rtnetlink (issue 10) alike.
+//! Thresholds are crossed by real packets; time comes only from `--now`.
 //!
-//! The stand-in only prints `dump.txt` and records what it is fed; to keep runs
-//! realistic, `common::fake::Fake` holds a small model of the kernel's HTB
-//! classes, applies the lines of every batch bwmon sent to it (like the kernel
-//! would), and writes the model back to `dump.txt` as iproute2 6.1 prints it.
-//! Time comes only from `--now`.
+//! Needs root (network namespaces). Without it the tests print a line and
+//! pass, except under `CI=true`, where they fail. `--help`, `--version` and a
+//! bare `bwmon` touch no kernel and run anywhere.
+//!
+//! The tc-process-only cases (tc missing) are in `tests/tc_process.rs`.
 
 mod common;
 
-use common::fake::{
-    BWCAP, BWMAX, DEV, Fake, FakeClass, all_lines_prefixed, expect_code, fake_tc, one_error_line,
-    run, stderr, stdout,
+use common::node::{
+    BWCAP_BITS, Shape, all_lines_prefixed, assert_silent, one_error_line, stderr, stdout,
 };
-use common::{BWMON, DAY, HOUR, MIN, T0, at};
+use common::{
+    BWMON, DAY, HOUR, MIN, Sandbox, T0, assert_exit, at, i2, low, rate_matches, run_bounded,
+};
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 const ALICE: (&str, u32) = ("pl_alice", 257); // 0x101 → 1:1101, 1:2101
 const BOB: (&str, u32) = ("pl_bob", 258); // 0x102 → 1:1102, 1:2102
@@ -30,165 +34,177 @@ fn alice_and_bob() -> String {
     slivers(&[(ALICE.0, ALICE.1, "{}"), (BOB.0, BOB.1, "{}")])
 }
 
-/// init, then a first sync with Alice and Bob; the model holds their classes.
-fn fake_with_alice_and_bob() -> Fake {
-    let mut fake = Fake::new();
-    fake.init();
-    fake.sync(T0, &alice_and_bob());
-    assert!(fake.classes.contains_key("1:1101") && fake.classes.contains_key("1:2102"));
-    fake
+/// A node with the hierarchy, then a first sync with Alice and Bob.
+fn node_with_alice_and_bob() -> Option<Sandbox> {
+    let f = Sandbox::node()?;
+    f.init_node();
+    f.sync(T0, &alice_and_bob());
+    assert!(f.ns.class(low(ALICE.1)).is_some() && f.ns.class(i2(BOB.1)).is_some());
+    Some(f)
 }
 
-/// Alice's low quota with the built-in defaults: 5662310 KiB.
-const DEFAULT_QUOTA: u64 = 5_662_310 * 1024;
+/// As [`node_with_alice_and_bob`], Alice then over her low threshold (real
+/// packets; the next sync 22 h into the period caps her by the formula).
+fn node_with_alice_over_threshold() -> Option<Sandbox> {
+    let f = node_with_alice_and_bob()?;
+    f.over_threshold(low(ALICE.1));
+    Some(f)
+}
+
+/// Files in the node's directory, but the lock and the tc wrapper's log.
+fn dir_listing(f: &Sandbox) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(f.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "state.yaml.lock" && n != "tc.log")
+        .collect();
+    names.sort();
+    names
+}
 
 // ---------------------------------------------------------------------------
 // 65: bad slivers data, before anything is touched
 
 #[test]
 fn bad_json_on_stdin_exits_65() {
-    let fake = fake_with_alice_and_bob();
-    let before = fake.snapshot();
-    let out = fake.run(&at(MIN), &["sync"], b"{\"pl_alice\": {\"name\": ");
-    expect_code(&out, 65, "sync with truncated JSON");
+    let Some(f) = node_with_alice_and_bob() else {
+        return;
+    };
+    let before = f.snapshot();
+    let out = f.run(&at(MIN), &["sync"], b"{\"pl_alice\": {\"name\": ");
+    assert_exit(&out, 65, "sync with truncated JSON");
     let line = one_error_line(&out, &[], "bad JSON");
     assert!(
         line.to_lowercase().contains("slivers") || line.contains("stdin"),
         "names the slivers input: {line}"
     );
-    fake.assert_unchanged(&before, "bad JSON");
+    f.assert_unchanged(&before, "bad JSON");
 }
 
 #[test]
 fn empty_stdin_exits_65() {
-    let fake = fake_with_alice_and_bob();
-    let before = fake.snapshot();
-    let out = fake.run(&at(MIN), &["sync"], b"");
-    expect_code(&out, 65, "sync with empty stdin");
+    let Some(f) = node_with_alice_and_bob() else {
+        return;
+    };
+    let before = f.snapshot();
+    let out = f.run(&at(MIN), &["sync"], b"");
+    assert_exit(&out, 65, "sync with empty stdin");
     let line = one_error_line(&out, &[], "empty stdin");
     assert!(
         line.to_lowercase().contains("slivers") || line.contains("stdin"),
         "names the slivers input: {line}"
     );
     assert!(line.contains("empty"), "says it is empty: {line}");
-    fake.assert_unchanged(&before, "empty stdin");
+    f.assert_unchanged(&before, "empty stdin");
 }
 
 #[test]
 fn empty_input_file_exits_65_naming_it() {
-    let fake = fake_with_alice_and_bob();
-    let input = fake.path("slivers.json");
+    let Some(f) = node_with_alice_and_bob() else {
+        return;
+    };
+    let input = f.path("slivers.json");
     fs::write(&input, "").unwrap();
-    let before = fake.snapshot();
-    let out = fake.run(&at(MIN), &["sync", "--input", input.to_str().unwrap()], &[]);
-    expect_code(&out, 65, "sync --input EMPTY");
+    let before = f.snapshot();
+    let out = f.run(&at(MIN), &["sync", "--input", input.to_str().unwrap()], &[]);
+    assert_exit(&out, 65, "sync --input EMPTY");
     one_error_line(&out, &[input.to_str().unwrap()], "empty --input file");
-    fake.assert_unchanged(&before, "empty --input file");
+    f.assert_unchanged(&before, "empty --input file");
 }
 
 #[test]
 fn json_of_wrong_shape_exits_65() {
-    let fake = fake_with_alice_and_bob();
-    let before = fake.snapshot();
+    let Some(f) = node_with_alice_and_bob() else {
+        return;
+    };
+    let before = f.snapshot();
     for text in ["5", "\"pl_alice\"", "null"] {
-        let out = fake.run(&at(MIN), &["sync"], text.as_bytes());
-        expect_code(&out, 65, &format!("sync with {text}"));
+        let out = f.run(&at(MIN), &["sync"], text.as_bytes());
+        assert_exit(&out, 65, &format!("sync with {text}"));
         one_error_line(&out, &[], &format!("JSON {text}"));
-        fake.assert_unchanged(&before, &format!("JSON {text}"));
+        f.assert_unchanged(&before, &format!("JSON {text}"));
     }
 }
 
 #[test]
 fn unusable_state_file_exits_65() {
-    let fake = Fake::new();
-    fs::write(&fake.state, "this: [is not\n  a bwmon state\n").unwrap();
-    let before = fake.snapshot();
-    let out = fake.run(&at(MIN), &["sync"], alice_and_bob().as_bytes());
-    expect_code(&out, 65, "sync with a garbled state file");
-    one_error_line(&out, &[fake.state.to_str().unwrap()], "garbled state");
-    fake.assert_unchanged(&before, "garbled state");
-    let mut names: Vec<String> = fs::read_dir(fake.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "state.yaml.lock" && n != "calls.log")
-        .collect();
-    names.sort();
-    assert_eq!(
-        names,
-        [
-            "bwmon.yaml",
-            "dump.txt",
-            "mail",
-            "qdisc.txt",
-            "sendmail",
-            "state.yaml"
-        ],
-        "nothing moved aside or created"
-    );
+    let Some(f) = Sandbox::node() else {
+        return;
+    };
+    f.init_node();
+    fs::write(&f.state, "this: [is not\n  a bwmon state\n").unwrap();
+    let listing = dir_listing(&f);
+    let before = f.snapshot();
+    let out = f.run(&at(MIN), &["sync"], alice_and_bob().as_bytes());
+    assert_exit(&out, 65, "sync with a garbled state file");
+    one_error_line(&out, &[f.state.to_str().unwrap()], "garbled state");
+    f.assert_unchanged(&before, "garbled state");
+    assert_eq!(dir_listing(&f), listing, "nothing moved aside or created");
 }
 
 // ---------------------------------------------------------------------------
-// 69: no hierarchy, no tc
+// 69: no hierarchy, no device
 
 #[test]
 fn no_hierarchy_and_no_state_exits_69_saying_init() {
-    let mut fake = Fake::new();
-    fake.classes.clear();
-    fake.qdisc = false;
-    fake.write_dump();
-    let before = fake.snapshot();
-    let out = fake.run(T0, &["sync"], alice_and_bob().as_bytes());
-    expect_code(&out, 69, "sync without hierarchy");
-    one_error_line(&out, &["bwmon init", DEV], "no hierarchy");
-    assert!(before.state.is_none());
-    fake.assert_unchanged(&before, "no hierarchy");
+    let Some(f) = Sandbox::node() else {
+        return;
+    };
+    let before = f.snapshot();
+    assert!(before.state.is_none() && before.shape.classes.is_empty());
+    let out = f.run(T0, &["sync"], alice_and_bob().as_bytes());
+    assert_exit(&out, 69, "sync without hierarchy");
+    one_error_line(&out, &["bwmon init", "lo"], "no hierarchy");
+    f.assert_unchanged(&before, "no hierarchy");
 }
 
 /// Same with an HTB tree of someone else's (classes, but no 1:10).
 #[test]
 fn foreign_htb_without_class_1_10_exits_69() {
-    let mut fake = Fake::new();
-    fake.classes.clear();
-    for (id, parent) in [("1:1", None), ("1:5", Some("1:1")), ("1:30", Some("1:1"))] {
-        fake.classes.insert(
-            id.into(),
-            FakeClass {
-                parent: parent.map(str::to_string),
-                rate: 1_000_000,
-                ceil: BWMAX,
-                quantum: Some(1600),
-                sent: 12_345,
-                leaf: parent.is_some(),
-            },
-        );
+    let Some(f) = Sandbox::node() else {
+        return;
+    };
+    for cmd in [
+        "qdisc add dev lo root handle 1: htb default 30",
+        "class add dev lo parent 1: classid 1:1 htb rate 1gbit quantum 1600",
+        "class add dev lo parent 1:1 classid 1:5 htb rate 1mbit ceil 1gbit quantum 1600",
+        "class add dev lo parent 1:1 classid 1:30 htb rate 1mbit ceil 1gbit quantum 1600",
+        "qdisc add dev lo parent 1:5 handle 5: pfifo",
+        "qdisc add dev lo parent 1:30 handle 30: pfifo",
+    ] {
+        f.ns.tc(&cmd.split(' ').collect::<Vec<_>>());
     }
-    fake.write_dump();
-    let before = fake.snapshot();
-    let out = fake.run(T0, &["sync"], alice_and_bob().as_bytes());
-    expect_code(&out, 69, "sync on a foreign HTB");
+    f.ns.send(0x5, 12, 1000);
+    let before = f.snapshot();
+    let out = f.run(T0, &["sync"], alice_and_bob().as_bytes());
+    assert_exit(&out, 69, "sync on a foreign HTB");
     one_error_line(&out, &["bwmon init"], "no 1:10");
-    fake.assert_unchanged(&before, "no 1:10");
+    f.assert_unchanged(&before, "no 1:10");
 }
 
+/// A device that does not exist (a typo in `dev:`, an interface gone):
+/// 69 naming it, for every command that works on the device, and nothing
+/// changed on the node's own device. (Before issue 10 this is tc failing
+/// with "Cannot find device"; after it, the kernel refusing the device.)
 #[test]
-fn missing_tc_exits_69_naming_it() {
-    let fake = Fake::with_config("");
-    let text = fs::read_to_string(&fake.config).unwrap().replace(
-        &format!("tc: {}", fake_tc().display()),
-        "tc: /nonexistent/tc",
-    );
-    fs::write(&fake.config, text).unwrap();
+fn missing_device_exits_69_naming_it() {
+    let Some(f) = node_with_alice_and_bob() else {
+        return;
+    };
+    let config = f.config.to_str().unwrap().to_string();
     for (args, stdin) in [
         (vec!["sync"], alice_and_bob()),
         (vec!["init"], String::new()),
         (vec!["reset", ALICE.0], String::new()),
+        (vec!["teardown"], String::new()),
     ] {
-        let before = fake.snapshot();
-        let out = fake.run(T0, &args, stdin.as_bytes());
-        expect_code(&out, 69, &format!("{args:?} without tc"));
-        one_error_line(&out, &["/nonexistent/tc"], "tc missing");
-        fake.assert_unchanged(&before, "tc missing");
-        assert!(fake.calls().is_empty(), "the fake tc was not called");
+        let before = f.snapshot();
+        let mut full = vec!["-c", &config, "--dev", "bwt-nosuch0", "--now", T0];
+        full.extend(&args);
+        let out = f.run_raw(&full, stdin.as_bytes(), &[]);
+        assert_exit(&out, 69, &format!("{args:?} on a missing device"));
+        one_error_line(&out, &["bwt-nosuch0"], "device missing");
+        f.assert_unchanged(&before, "device missing");
     }
 }
 
@@ -197,35 +213,41 @@ fn missing_tc_exits_69_naming_it() {
 
 #[test]
 fn state_under_a_regular_file_exits_74() {
-    let fake = Fake::new();
-    let blocker = fake.path("file");
+    let Some(f) = Sandbox::node() else {
+        return;
+    };
+    f.init_node();
+    let blocker = f.path("file");
     fs::write(&blocker, "not a directory\n").unwrap();
     let state = blocker.join("state.yaml");
-    let before = fake.snapshot();
+    let before = f.snapshot();
     for args in [vec!["sync"], vec!["init"], vec!["reset", ALICE.0]] {
         let mut full = vec!["--state", state.to_str().unwrap()];
         full.extend(&args);
-        let out = fake.run(T0, &full, alice_and_bob().as_bytes());
-        expect_code(&out, 74, &format!("{args:?} with state under a file"));
+        let out = f.run(T0, &full, alice_and_bob().as_bytes());
+        assert_exit(&out, 74, &format!("{args:?} with state under a file"));
         one_error_line(&out, &[blocker.to_str().unwrap()], "state dir is a file");
-        fake.assert_unchanged(&before, "state dir is a file");
+        f.assert_unchanged(&before, "state dir is a file");
     }
 }
 
 #[test]
 fn state_in_missing_directory_exits_74() {
-    let fake = Fake::new();
-    let state = fake.path("no/such/dir/state.yaml");
-    let before = fake.snapshot();
-    let out = fake.run(
+    let Some(f) = Sandbox::node() else {
+        return;
+    };
+    f.init_node();
+    let state = f.path("no/such/dir/state.yaml");
+    let before = f.snapshot();
+    let out = f.run(
         T0,
         &["--state", state.to_str().unwrap(), "sync"],
         alice_and_bob().as_bytes(),
     );
-    expect_code(&out, 74, "sync with state in a missing dir");
+    assert_exit(&out, 74, "sync with state in a missing dir");
     one_error_line(&out, &["no/such/dir"], "missing state dir");
-    fake.assert_unchanged(&before, "missing state dir");
-    assert!(!fake.path("no").exists(), "no directory tree created");
+    f.assert_unchanged(&before, "missing state dir");
+    assert!(!f.path("no").exists(), "no directory tree created");
 }
 
 /// Issue 9, problem 6: nothing created `/var/lib/bwmon` on a fresh install,
@@ -235,17 +257,23 @@ fn missing_state_directory_is_created_0700() {
     use std::os::unix::fs::PermissionsExt;
     // reset: 1, the slice is not in this (new) state; the directory is made all the same.
     for (cmd, want) in [(&["init"][..], 0), (&["sync"], 0), (&["reset", ALICE.0], 1)] {
-        let mut fake = Fake::new();
-        if cmd[0] == "reset" {
-            fake.init();
-            fake.sync(T0, &alice_and_bob());
+        let Some(f) = Sandbox::node() else {
+            return;
+        };
+        // init: a node with nothing on it; sync: one with the hierarchy;
+        // reset: one with Alice and Bob in the default state file.
+        if cmd[0] != "init" {
+            f.init_node();
         }
-        let dir = fake.path("bwmon");
+        if cmd[0] == "reset" {
+            f.sync(T0, &alice_and_bob());
+        }
+        let dir = f.path("bwmon");
         let state = dir.join("state.yaml");
         let mut args = vec!["--state", state.to_str().unwrap()];
         args.extend(cmd);
-        let out = fake.run(T0, &args, alice_and_bob().as_bytes());
-        expect_code(
+        let out = f.run(T0, &args, alice_and_bob().as_bytes());
+        assert_exit(
             &out,
             want,
             &format!("{cmd:?} with a missing state directory"),
@@ -254,30 +282,36 @@ fn missing_state_directory_is_created_0700() {
         assert_eq!(mode & 0o777, 0o700, "{cmd:?}: mode {mode:o}");
     }
     // A dry run writes nothing, not even the directory.
-    let fake = Fake::new();
-    let state = fake.path("bwmon/state.yaml");
-    let out = fake.run(
+    let Some(f) = Sandbox::node() else {
+        return;
+    };
+    f.init_node();
+    let state = f.path("bwmon/state.yaml");
+    let out = f.run(
         T0,
         &["--state", state.to_str().unwrap(), "sync", "--dry-run"],
         alice_and_bob().as_bytes(),
     );
-    assert!(!fake.path("bwmon").exists(), "dry run: {}", stderr(&out));
+    assert!(!f.path("bwmon").exists(), "dry run: {}", stderr(&out));
 }
 
 #[test]
 fn state_path_that_is_a_directory_exits_74() {
-    let fake = Fake::new();
-    let state = fake.path("statedir");
+    let Some(f) = Sandbox::node() else {
+        return;
+    };
+    f.init_node();
+    let state = f.path("statedir");
     fs::create_dir(&state).unwrap();
-    let before = fake.snapshot();
-    let out = fake.run(
+    let before = f.snapshot();
+    let out = f.run(
         T0,
         &["--state", state.to_str().unwrap(), "sync"],
         alice_and_bob().as_bytes(),
     );
-    expect_code(&out, 74, "sync with a directory as state file");
+    assert_exit(&out, 74, "sync with a directory as state file");
     one_error_line(&out, &[state.to_str().unwrap()], "state is a directory");
-    fake.assert_unchanged(&before, "state is a directory");
+    f.assert_unchanged(&before, "state is a directory");
 }
 
 // ---------------------------------------------------------------------------
@@ -285,45 +319,47 @@ fn state_path_that_is_a_directory_exits_74() {
 
 #[test]
 fn lock_held_exits_75_and_changes_nothing() {
-    let fake = fake_with_alice_and_bob();
-    let before = fake.snapshot();
+    let Some(f) = node_with_alice_and_bob() else {
+        return;
+    };
+    let before = f.snapshot();
     assert!(before.state.is_some());
     let holder = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(fake.lock_path())
+        .open(f.lock_path())
         .unwrap();
     holder.lock().expect("take the lock");
 
     let started = std::time::Instant::now();
-    let out = fake.run(
+    let out = f.run(
         &at(MIN),
         &["sync"],
         slivers(&[(ALICE.0, ALICE.1, "{}")]).as_bytes(),
     );
     let waited = started.elapsed();
-    expect_code(&out, 75, "sync while the lock is held");
-    one_error_line(&out, &[fake.lock_path().to_str().unwrap()], "lock held");
+    assert_exit(&out, 75, "sync while the lock is held");
+    one_error_line(&out, &[f.lock_path().to_str().unwrap()], "lock held");
     assert!(
         waited >= std::time::Duration::from_millis(200),
         "waited lock_wait (200ms), took {waited:?}"
     );
-    fake.assert_unchanged(&before, "sync while locked");
+    f.assert_unchanged(&before, "sync while locked");
 
-    let out = fake.run(&at(MIN), &["reset", ALICE.0], b"");
-    expect_code(&out, 75, "reset while the lock is held");
+    let out = f.run(&at(MIN), &["reset", ALICE.0], b"");
+    assert_exit(&out, 75, "reset while the lock is held");
     one_error_line(&out, &[], "reset while locked");
-    fake.assert_unchanged(&before, "reset while locked");
+    f.assert_unchanged(&before, "reset while locked");
 
     // status takes a shared lock: an exclusive holder keeps it out too.
-    let out = fake.run(&at(MIN), &["status"], b"");
-    expect_code(&out, 75, "status while an exclusive lock is held");
+    let out = f.run(&at(MIN), &["status"], b"");
+    assert_exit(&out, 75, "status while an exclusive lock is held");
     one_error_line(&out, &[], "status while locked");
 
     holder.unlock().unwrap();
-    let out = fake.run(&at(MIN), &["status"], b"");
-    expect_code(&out, 0, "status once the lock is free");
+    let out = f.run(&at(MIN), &["status"], b"");
+    assert_exit(&out, 0, "status once the lock is free");
 }
 
 // ---------------------------------------------------------------------------
@@ -331,61 +367,87 @@ fn lock_held_exits_75_and_changes_nothing() {
 
 #[test]
 fn explicit_config_missing_exits_78_naming_it() {
-    let fake = Fake::new();
-    let missing = fake.path("nope.yaml");
-    let mut cmd = Command::new(BWMON);
-    cmd.arg("-c")
-        .arg(&missing)
-        .args(["--now", T0, "sync"])
-        .env("FAKE_TC_DIR", fake.dir.path());
-    let out = run(cmd, &["-c", "nope.yaml", "sync"], b"{}");
-    expect_code(&out, 78, "missing --config");
+    let Some(f) = Sandbox::node() else {
+        return;
+    };
+    f.init_node();
+    let missing = f.path("nope.yaml");
+    let before = f.snapshot();
+    let out = f.run_raw(
+        &["-c", missing.to_str().unwrap(), "--now", T0, "sync"],
+        b"{}",
+        &[],
+    );
+    assert_exit(&out, 78, "missing --config");
     one_error_line(&out, &[missing.to_str().unwrap()], "missing config");
-    assert!(fake.calls().is_empty(), "tc not called");
+    f.assert_unchanged(&before, "missing config");
 }
 
-/// Writes `yaml` as the config (the fake's own keys first, so only `yaml` is bad).
-fn config_case(yaml: &str) -> (Fake, Output) {
-    let fake = Fake::new();
-    let mut text = fs::read_to_string(&fake.config).unwrap();
-    text.push_str(yaml);
-    fs::write(&fake.config, text).unwrap();
-    let out = fake.run(T0, &["sync"], alice_and_bob().as_bytes());
-    (fake, out)
+/// A node with the hierarchy whose config then gets `line` (replacing the
+/// line of that key, if the config has one, so only `line` is bad); the
+/// output of a sync, which must change nothing.
+fn config_case(line: &str) -> Option<(Sandbox, Output)> {
+    let f = Sandbox::node()?;
+    f.init_node();
+    let before = f.snapshot();
+    let text = fs::read_to_string(&f.config).unwrap();
+    let key = line.split(':').next().unwrap();
+    let text = if text.lines().any(|l| l.split(':').next() == Some(key)) {
+        text.lines()
+            .map(|l| {
+                if l.split(':').next() == Some(key) {
+                    line.trim_end().to_string()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    } else {
+        text + line
+    };
+    fs::write(&f.config, text).unwrap();
+    let out = f.run(T0, &["sync"], alice_and_bob().as_bytes());
+    f.assert_unchanged(&before, &format!("config {line:?}"));
+    Some((f, out))
 }
 
 #[test]
 fn invalid_yaml_exits_78_naming_the_file() {
-    let (fake, out) = config_case("bwmax: [1gbit\n");
-    expect_code(&out, 78, "invalid YAML");
-    one_error_line(&out, &[fake.config.to_str().unwrap()], "invalid YAML");
-    assert!(fake.calls().is_empty() && !fake.state.exists());
+    let Some((f, out)) = config_case("bwmax: [1gbit\n") else {
+        return;
+    };
+    assert_exit(&out, 78, "invalid YAML");
+    one_error_line(&out, &[f.config.to_str().unwrap()], "invalid YAML");
 }
 
 #[test]
 fn unknown_key_exits_78_naming_it() {
-    let (fake, out) = config_case("perod: 1d\n");
-    expect_code(&out, 78, "unknown key");
+    let Some((f, out)) = config_case("perod: 1d\n") else {
+        return;
+    };
+    assert_exit(&out, 78, "unknown key");
     one_error_line(
         &out,
-        &[fake.config.to_str().unwrap(), "perod"],
+        &[f.config.to_str().unwrap(), "perod"],
         "unknown key perod",
     );
-    assert!(fake.calls().is_empty() && !fake.state.exists());
 }
 
 #[test]
 fn bad_value_exits_78_naming_the_key() {
-    for (yaml, key) in [
+    for (line, key) in [
         ("period: soon\n", "period"),
         ("lock_wait: forever\n", "lock_wait"),
         ("bwmax: fast\n", "bwmax"),
-        ("defaults:\n  thresh_percent: 0\n", "thresh_percent"),
+        ("  thresh_percent: 0\n", "thresh_percent"),
     ] {
-        let (fake, out) = config_case(yaml);
-        expect_code(&out, 78, yaml);
-        one_error_line(&out, &[fake.config.to_str().unwrap(), key], yaml);
-        assert!(fake.calls().is_empty() && !fake.state.exists());
+        let Some((f, out)) = config_case(line) else {
+            return;
+        };
+        assert_exit(&out, 78, line);
+        one_error_line(&out, &[f.config.to_str().unwrap(), key], line);
     }
 }
 
@@ -394,61 +456,74 @@ fn bad_value_exits_78_naming_the_key() {
 
 #[test]
 fn status_without_state_file_exits_0() {
-    let fake = Fake::new();
-    let out = fake.run(T0, &["status"], b"");
-    expect_code(&out, 0, "status before any sync");
+    let Some(f) = Sandbox::node() else {
+        return;
+    };
+    f.init_node();
+    fs::remove_file(&f.state).unwrap();
+    let _ = fs::remove_file(f.bak());
+    let out = f.run(T0, &["status"], b"");
+    assert_exit(&out, 0, "status before any sync");
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
     assert!(stdout(&out).contains("no slices yet"), "{}", stdout(&out));
-    assert!(!fake.state.exists(), "status writes no state");
-    let out = fake.run(T0, &["status", "--check"], b"");
-    expect_code(&out, 0, "status --check before any sync");
+    assert!(!f.state.exists(), "status writes no state");
+    let out = f.run(T0, &["status", "--check"], b"");
+    assert_exit(&out, 0, "status --check before any sync");
 }
 
 #[test]
 fn reset_of_unknown_slice_exits_1_naming_it() {
-    let fake = fake_with_alice_and_bob();
-    let before = fake.snapshot();
-    let out = fake.run(&at(MIN), &["reset", "nosuchslice"], b"");
-    expect_code(&out, 1, "reset nosuchslice");
+    let Some(f) = node_with_alice_and_bob() else {
+        return;
+    };
+    let before = f.snapshot();
+    let out = f.run(&at(MIN), &["reset", "nosuchslice"], b"");
+    assert_exit(&out, 1, "reset nosuchslice");
     one_error_line(&out, &["nosuchslice"], "reset unknown");
-    fake.assert_unchanged(&before, "reset unknown");
+    f.assert_unchanged(&before, "reset unknown");
 }
 
 #[test]
 fn reset_of_dead_slice_says_it_is_not_live() {
-    let mut fake = fake_with_alice_and_bob();
-    fake.sync(&at(MIN), &slivers(&[(ALICE.0, ALICE.1, "{}")]));
-    let before = fake.snapshot();
-    let out = fake.run(&at(2 * MIN), &["reset", BOB.0], b"");
-    expect_code(&out, 1, "reset of a removed slice");
+    let Some(f) = node_with_alice_and_bob() else {
+        return;
+    };
+    f.sync(&at(MIN), &slivers(&[(ALICE.0, ALICE.1, "{}")]));
+    let before = f.snapshot();
+    let out = f.run(&at(2 * MIN), &["reset", BOB.0], b"");
+    assert_exit(&out, 1, "reset of a removed slice");
     let line = one_error_line(&out, &[BOB.0], "reset dead");
     assert!(line.contains("not live"), "says it is not live: {line}");
-    fake.assert_unchanged(&before, "reset dead");
+    f.assert_unchanged(&before, "reset dead");
 }
 
 #[test]
 fn reset_of_root_or_default_exits_1() {
-    let fake = fake_with_alice_and_bob();
-    let before = fake.snapshot();
+    let Some(f) = node_with_alice_and_bob() else {
+        return;
+    };
+    let before = f.snapshot();
     for name in ["root", "default"] {
-        let out = fake.run(&at(MIN), &["reset", name], b"");
-        expect_code(&out, 1, &format!("reset {name}"));
+        let out = f.run(&at(MIN), &["reset", name], b"");
+        assert_exit(&out, 1, &format!("reset {name}"));
         one_error_line(&out, &[name], "reset root/default");
-        fake.assert_unchanged(&before, "reset root/default");
+        f.assert_unchanged(&before, "reset root/default");
     }
 }
 
 /// An unknown name is a monitoring UNKNOWN (3), with or without `--check`.
 #[test]
 fn status_of_unknown_slice_exits_3_and_shows_the_others() {
-    let fake = fake_with_alice_and_bob();
-    let before = fake.snapshot();
-    let out = fake.run(
+    let Some(f) = node_with_alice_and_bob() else {
+        return;
+    };
+    let before = f.snapshot();
+    let out = f.run(
         &at(MIN),
         &["status", "nosuchslice", ALICE.0, "--format", "json"],
         b"",
     );
-    expect_code(&out, 3, "status with an unknown name");
+    assert_exit(&out, 3, "status with an unknown name");
     one_error_line(&out, &["unknown slice nosuchslice"], "status unknown");
     let json = stdout(&out);
     assert!(
@@ -456,13 +531,13 @@ fn status_of_unknown_slice_exits_3_and_shows_the_others() {
         "the known slice is still shown: {json}"
     );
     assert!(!json.contains(BOB.0), "names filter the rows: {json}");
-    fake.assert_unchanged(&before, "status unknown");
+    f.assert_unchanged(&before, "status unknown");
 
-    let out = fake.run(&at(MIN), &["status", ALICE.0, BOB.0], b"");
-    expect_code(&out, 0, "status of known slices");
+    let out = f.run(&at(MIN), &["status", ALICE.0, BOB.0], b"");
+    assert_exit(&out, 0, "status of known slices");
     assert!(out.stderr.is_empty());
-    let out = fake.run(&at(MIN), &["status", "--check", "nosuchslice"], b"");
-    expect_code(&out, 3, "status --check with an unknown name");
+    let out = f.run(&at(MIN), &["status", "--check", "nosuchslice"], b"");
+    assert_exit(&out, 3, "status --check with an unknown name");
     one_error_line(
         &out,
         &["unknown slice nosuchslice"],
@@ -475,14 +550,16 @@ fn status_of_unknown_slice_exits_3_and_shows_the_others() {
 /// name, so a typo in the check cannot hide it.
 #[test]
 fn status_check_exits_1_for_capped_3_for_unknown_and_1_for_both() {
-    let mut fake = fake_with_alice_over_threshold();
+    let Some(f) = node_with_alice_over_threshold() else {
+        return;
+    };
     let now = at(22 * HOUR);
-    fake.sync(&now, &alice_and_bob());
+    f.sync(&now, &alice_and_bob());
     let check = |args: &[&str], code: i32, what: &str| {
         let mut all = vec!["status", "--check"];
         all.extend(args);
-        let out = fake.run(&now, &all, b"");
-        expect_code(&out, code, what);
+        let out = f.run(&now, &all, b"");
+        assert_exit(&out, code, what);
         assert!(!out.stdout.is_empty(), "{what}: the table as usual");
         out
     };
@@ -497,23 +574,25 @@ fn status_check_exits_1_for_capped_3_for_unknown_and_1_for_both() {
     );
     one_error_line(&out, &["unknown slice nosuchslice"], "capped and unknown");
     // Without --check a cap is no failure, and an unknown name still is.
-    let out = fake.run(&now, &["status", ALICE.0, "nosuchslice"], b"");
-    expect_code(&out, 3, "status without --check, capped and unknown");
-    let out = fake.run(&now, &["status", ALICE.0], b"");
-    expect_code(&out, 0, "status without --check, capped");
+    let out = f.run(&now, &["status", ALICE.0, "nosuchslice"], b"");
+    assert_exit(&out, 3, "status without --check, capped and unknown");
+    let out = f.run(&now, &["status", ALICE.0], b"");
+    assert_exit(&out, 0, "status without --check, capped");
 }
 
 #[test]
 fn xid_out_of_range_is_held_others_still_applied() {
-    let mut fake = Fake::new();
-    fake.init();
+    let Some(f) = Sandbox::node() else {
+        return;
+    };
+    f.init_node();
     let input = slivers(&[
         (ALICE.0, ALICE.1, "{}"),
         ("pl_huge", 5000, "{}"),
         (BOB.0, BOB.1, "{}"),
     ]);
-    let out = fake.run(T0, &["sync"], input.as_bytes());
-    expect_code(&out, 1, "sync with xid 5000");
+    let out = f.run(T0, &["sync"], input.as_bytes());
+    assert_exit(&out, 1, "sync with xid 5000");
     all_lines_prefixed(&out, "xid 5000");
     let err = stderr(&out);
     let naming: Vec<&str> = err.lines().filter(|l| l.contains("pl_huge")).collect();
@@ -522,112 +601,146 @@ fn xid_out_of_range_is_held_others_still_applied() {
         !err.contains(ALICE.0) && !err.contains(BOB.0),
         "only the bad slice is named: {err}"
     );
-    let batch = fake.take_batch(&[]);
-    for id in ["1:1101", "1:2101", "1:1102", "1:2102"] {
+    let classes = f.ns.classes();
+    for minor in [low(ALICE.1), i2(ALICE.1), low(BOB.1), i2(BOB.1)] {
         assert!(
-            batch.contains(&format!("classid {id} ")),
-            "the good slices' classes were created ({id}): {batch}"
+            classes.contains_key(&minor),
+            "the good slices' classes were created (1:{minor:x}): {classes:?}"
         );
     }
     // 5000 & 0xfff = 0x388: never a silent alias.
     assert!(
-        !batch.contains("1388") && !batch.contains("2388"),
-        "{batch}"
+        !classes.contains_key(&0x1388) && !classes.contains_key(&0x2388),
+        "{classes:?}"
     );
-    let state = fs::read_to_string(&fake.state).expect("state saved despite the failure");
+    let state = fs::read_to_string(&f.state).expect("state saved despite the failure");
     assert!(state.contains(ALICE.0) && state.contains(BOB.0), "{state}");
     assert!(
         !state.contains("pl_huge"),
         "a held new record has no state: {state}"
     );
-    assert_eq!(
-        fake.batch_calls(),
-        2,
-        "init's batch and one batch for the sync"
-    );
 }
 
-#[test]
-fn refused_batch_line_fails_its_slice_and_is_resent() {
-    let mut fake = Fake::new();
-    fake.init();
-    // Root's classes first, so the next batch is only Alice's and Bob's.
-    fake.sync(T0, "{}");
-    assert!(fake.classes.contains_key("1:1000"));
+/// Takes the qdisc handle `minor:` by making it the leaf of the default class
+/// 1:1fff: the kernel then refuses the leaf of the slice class `1:minor`
+/// ("Cannot move an existing qdisc to a different parent").
+fn take_leaf_handle(f: &Sandbox, minor: u32) {
+    let handle = format!("{minor:x}:");
+    f.ns.tc(&["qdisc", "del", "dev", "lo", "parent", "1:1fff"]);
+    f.ns.tc(&[
+        "qdisc", "add", "dev", "lo", "parent", "1:1fff", "handle", &handle, "pfifo",
+    ]);
+}
 
-    fs::write(
-        fake.path("batch.stderr"),
-        "RTNETLINK answers: No such file or directory\nCommand failed -:3\n",
-    )
-    .unwrap();
-    fs::write(fake.path("batch.rc"), "1").unwrap();
-    let out = fake.run(&at(MIN), &["sync"], alice_and_bob().as_bytes());
-    expect_code(&out, 1, "sync with a refused line");
-    all_lines_prefixed(&out, "refused line");
-    let batch = fake.take_batch(&[3]);
-    let line3 = batch.lines().nth(2).expect("a batch of at least 3 lines");
-    let classid = line3
-        .split_whitespace()
-        .skip_while(|w| *w != "classid")
-        .nth(1)
-        .expect("line 3 names a class");
-    let minor = u32::from_str_radix(classid.split_once(':').unwrap().1, 16).unwrap();
-    let (culprit, other) = match minor & 0xfff {
-        x if x == ALICE.1 => (ALICE.0, BOB.0),
-        x if x == BOB.1 => (BOB.0, ALICE.0),
-        x => panic!("line 3 belongs to xid {x}, not a live slice: {line3}"),
+/// Gives the default class its own leaf handle back.
+fn free_leaf_handle(f: &Sandbox) {
+    f.ns.tc(&["qdisc", "del", "dev", "lo", "parent", "1:1fff"]);
+    f.ns.tc(&[
+        "qdisc", "add", "dev", "lo", "parent", "1:1fff", "handle", "1fff:", "pfifo",
+    ]);
+}
+
+/// The kernel refuses one slice's leaf (its handle is taken): that slice
+/// fails, named on stderr (exit 1); the other's classes and leaves are in
+/// place and the state is saved; the next run, the handle free again, exits 0.
+#[test]
+fn refused_leaf_fails_its_slice_only() {
+    let Some(f) = Sandbox::node() else {
+        return;
     };
+    f.init_node();
+    // Root's classes first, so the next run only adds Alice's and Bob's.
+    f.sync(T0, "{}");
+    assert!(f.ns.class(low(0)).is_some());
+    take_leaf_handle(&f, low(BOB.1));
+
+    let out = f.run(&at(MIN), &["sync"], alice_and_bob().as_bytes());
+    assert_exit(&out, 1, "sync with bob's leaf refused");
+    all_lines_prefixed(&out, "refused leaf");
     let err = stderr(&out);
     assert!(
-        err.lines().any(|l| l.contains(culprit)),
-        "stderr names {culprit}, whose line 3 ({line3}) was refused: {err}"
+        err.lines().any(|l| l.contains(BOB.0)),
+        "stderr names bob, whose leaf was refused: {err}"
     );
-    assert!(!err.contains(other), "{other}'s lines went through: {err}");
-    assert!(fake.state.exists(), "state saved");
+    assert!(!err.contains(ALICE.0), "alice's went through: {err}");
+    let leaves = f.ns.qdiscs_by_parent();
+    for minor in [low(ALICE.1), i2(ALICE.1)] {
+        assert!(f.ns.class(minor).is_some(), "1:{minor:x} created");
+        assert!(
+            leaves.contains_key(&format!("1:{minor:x}")),
+            "leaf of 1:{minor:x}: {leaves:?}"
+        );
+    }
+    let state = fs::read_to_string(&f.state).expect("state saved");
+    assert!(state.contains(ALICE.0), "{state}");
 
-    fs::remove_file(fake.path("batch.stderr")).unwrap();
-    fs::remove_file(fake.path("batch.rc")).unwrap();
-    let (out, batch) = fake.sync(&at(2 * MIN), &alice_and_bob());
+    free_leaf_handle(&f);
+    let out = f.sync(&at(2 * MIN), &alice_and_bob());
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
-    let refused_class = line3
-        .split_whitespace()
-        .skip_while(|w| *w != "classid")
-        .nth(1)
-        .unwrap_or(classid);
-    assert!(
-        batch
-            .lines()
-            .any(|l| l.starts_with("class ") && l.contains(&format!("classid {refused_class} "))),
-        "the refused change of {refused_class} is sent again: {batch:?}"
-    );
-    let other_xid = if culprit == ALICE.0 { BOB.1 } else { ALICE.1 };
-    assert!(
-        !batch.contains(&format!("{:x} ", 0x1000 | other_xid))
-            && !batch.contains(&format!("{:x} ", 0x2000 | other_xid)),
-        "{other}'s classes were applied and are not sent again: {batch}"
-    );
-    // And now all is in place: a steady run sends nothing.
-    let (_, batch) = fake.sync(&at(3 * MIN), &alice_and_bob());
-    assert_eq!(batch, "", "nothing left to apply");
+    for minor in [low(BOB.1), i2(BOB.1)] {
+        let c = f.ns.class(minor).unwrap_or_else(|| panic!("1:{minor:x}"));
+        assert_eq!(
+            c.parent.as_deref(),
+            Some(if minor < 0x2000 { "1:100" } else { "1:20" })
+        );
+    }
+    // And now all is in place: a steady run changes nothing in the kernel.
+    let shape = f.shape();
+    f.sync(&at(3 * MIN), &alice_and_bob());
+    let changes = f.shape().changes_since(&shape);
+    assert!(changes.is_empty(), "nothing left to apply: {changes:?}");
+}
+
+/// The refused leaf itself is added again at the next run ("retried next
+/// run", as bwmon says).
+///
+/// Fails today: the retry finds the slice's class in place with the
+/// configured rates and plans nothing, so 1:1102 stays without its leaf for
+/// good (the kernel's default pfifo, not bwmon's). A bwmon bug, reported
+/// from the tests-ns branch, not fixed there.
+#[test]
+#[ignore = "bwmon bug: a refused leaf is never added again (reported, see the doc comment)"]
+fn refused_leaf_is_added_at_the_next_run() {
+    let Some(f) = Sandbox::node() else {
+        return;
+    };
+    f.init_node();
+    f.sync(T0, "{}");
+    take_leaf_handle(&f, low(BOB.1));
+    let out = f.run(&at(MIN), &["sync"], alice_and_bob().as_bytes());
+    assert_exit(&out, 1, "sync with bob's leaf refused");
+    free_leaf_handle(&f);
+    f.sync(&at(2 * MIN), &alice_and_bob());
+    let leaves = f.ns.qdiscs_by_parent();
+    for minor in [low(BOB.1), i2(BOB.1)] {
+        assert!(
+            leaves.contains_key(&format!("1:{minor:x}")),
+            "leaf of 1:{minor:x} after the retry: {leaves:?}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
 // 2: usage
 
 /// Runs a usage error and checks what every one must do: exit 2, nothing on
-/// stdout, nothing run or written, clap's message whole with `bwmon: ` in
-/// place of clap's `error: `, no colour on a pipe. Returns stderr.
+/// stdout, nothing changed, clap's message whole with `bwmon: ` in place of
+/// clap's `error: `, no colour on a pipe. Returns stderr.
 #[track_caller]
-fn usage_error(fake: &Fake, args: &[&str]) -> String {
-    let mut cmd = Command::new(BWMON);
+fn usage_error(f: &Sandbox, args: &[&str]) -> String {
+    let before = f.snapshot();
+    let mut cmd = f.ns.command(BWMON);
     cmd.arg("-c")
-        .arg(&fake.config)
+        .arg(&f.config)
         .args(args)
-        .env("FAKE_TC_DIR", fake.dir.path())
+        .env_remove("RUST_LOG")
         .env_remove("NO_COLOR")
-        .env_remove("CLICOLOR_FORCE");
-    let out = run(cmd, args, b"{}");
-    expect_code(&out, 2, &format!("{args:?}"));
+        .env_remove("CLICOLOR_FORCE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = run_bounded(cmd, b"{}", &args.join(" "));
+    assert_exit(&out, 2, &format!("{args:?}"));
     assert!(out.stdout.is_empty(), "{args:?}: stdout: {}", stdout(&out));
     let err = stderr(&out);
     assert!(
@@ -647,13 +760,20 @@ fn usage_error(fake: &Fake, args: &[&str]) -> String {
         !err.contains('\x1b'),
         "{args:?}: no ANSI escapes on a pipe: {err:?}"
     );
-    assert!(fake.calls().is_empty() && !fake.state.exists());
+    f.assert_unchanged(&before, &format!("{args:?}"));
     err
+}
+
+/// A node with the hierarchy and Alice and Bob, for the usage errors.
+fn usage_node() -> Option<Sandbox> {
+    node_with_alice_and_bob()
 }
 
 #[test]
 fn usage_errors_exit_2_naming_the_culprit_first() {
-    let fake = Fake::new();
+    let Some(f) = usage_node() else {
+        return;
+    };
     for (args, culprit) in [
         (vec!["frobnicate"], "frobnicate"),
         (vec!["sync", "--bogus"], "--bogus"),
@@ -662,7 +782,7 @@ fn usage_errors_exit_2_naming_the_culprit_first() {
         (vec!["status", "--check=yes"], "--check"),
         (vec![], "requires a subcommand"),
     ] {
-        let err = usage_error(&fake, &args);
+        let err = usage_error(&f, &args);
         let first = err.lines().next().unwrap_or_default();
         assert!(
             first.contains(culprit),
@@ -675,7 +795,10 @@ fn usage_errors_exit_2_naming_the_culprit_first() {
 /// provided:;" and named none of them.
 #[test]
 fn missing_argument_is_named() {
-    let err = usage_error(&Fake::new(), &["reset"]);
+    let Some(f) = usage_node() else {
+        return;
+    };
+    let err = usage_error(&f, &["reset"]);
     assert!(
         err.lines().any(|l| l.trim() == "<SLICE>"),
         "names the missing <SLICE>: {err}"
@@ -689,7 +812,10 @@ fn missing_argument_is_named() {
 /// Issue: the one-line squash dropped clap's "did you mean".
 #[test]
 fn misspelt_command_suggests_the_right_one() {
-    let err = usage_error(&Fake::new(), &["stauts"]);
+    let Some(f) = usage_node() else {
+        return;
+    };
+    let err = usage_error(&f, &["stauts"]);
     assert!(
         err.lines()
             .any(|l| l.contains("tip:") && l.contains("'status'")),
@@ -700,7 +826,10 @@ fn misspelt_command_suggests_the_right_one() {
 /// Issue: the one-line squash dropped the list of possible values.
 #[test]
 fn bad_value_lists_the_possible_ones() {
-    let err = usage_error(&Fake::new(), &["status", "--format", "yaml"]);
+    let Some(f) = usage_node() else {
+        return;
+    };
+    let err = usage_error(&f, &["status", "--format", "yaml"]);
     assert!(
         err.lines().next().is_some_and(|l| l.contains("'yaml'")),
         "{err}"
@@ -711,11 +840,23 @@ fn bad_value_lists_the_possible_ones() {
     );
 }
 
+/// `bwmon ARGS` outside any namespace, with no config: for what touches no
+/// kernel (help, version, a bare `bwmon`).
+fn run_plain(args: &[&str]) -> Output {
+    let mut cmd = Command::new(BWMON);
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    run_bounded(cmd, b"", &args.join(" "))
+}
+
 /// A bare `bwmon` is clap's help on stderr, exit 2, as clap has it.
 #[test]
 fn bare_bwmon_prints_the_help_and_exits_2() {
-    let out = run(Command::new(BWMON), &[], b"");
-    expect_code(&out, 2, "bwmon");
+    let out = run_plain(&[]);
+    assert_exit(&out, 2, "bwmon");
     assert!(out.stdout.is_empty(), "{}", stdout(&out));
     let err = stderr(&out);
     assert!(err.contains("Usage: bwmon [OPTIONS] <COMMAND>"), "{err}");
@@ -725,10 +866,8 @@ fn bare_bwmon_prints_the_help_and_exits_2() {
 #[test]
 fn help_and_version_exit_0_on_stdout() {
     for args in [vec!["--help"], vec!["status", "--help"], vec!["--version"]] {
-        let mut cmd = Command::new(BWMON);
-        cmd.args(&args).env_remove("RUST_LOG");
-        let out = run(cmd, &args, b"");
-        expect_code(&out, 0, &format!("{args:?}"));
+        let out = run_plain(&args);
+        assert_exit(&out, 0, &format!("{args:?}"));
         assert!(out.stderr.is_empty(), "{args:?}: {}", stderr(&out));
         assert!(stdout(&out).contains("bwmon"), "{args:?}: {}", stdout(&out));
     }
@@ -739,34 +878,36 @@ fn help_and_version_exit_0_on_stdout() {
 
 #[test]
 fn default_level_routine_and_steady_syncs_print_nothing() {
-    let mut fake = Fake::new();
-    fake.init();
+    let Some(f) = Sandbox::node() else {
+        return;
+    };
+    f.init_node();
     // Routine: root's and two new slices' classes created.
-    let (out, batch) = fake.sync(T0, &alice_and_bob());
-    assert!(batch.contains("1:1101"), "{batch}");
-    assert!(out.stdout.is_empty(), "stdout: {}", stdout(&out));
-    assert!(out.stderr.is_empty(), "stderr: {}", stderr(&out));
+    let out = f.sync(T0, &alice_and_bob());
+    assert!(f.ns.class(low(ALICE.1)).is_some());
+    assert_silent(&out, 0, "first sync");
     // Steady: nothing changed.
-    let (out, batch) = fake.sync(&at(15 * MIN), &alice_and_bob());
-    assert_eq!(batch, "", "a steady sync changes nothing in tc");
-    assert!(out.stdout.is_empty(), "stdout: {}", stdout(&out));
-    assert!(out.stderr.is_empty(), "stderr: {}", stderr(&out));
-    // A new period for everyone is routine too.
-    let (out, _) = fake.sync(&at(DAY + MIN), &alice_and_bob());
-    assert!(
-        out.stdout.is_empty() && out.stderr.is_empty(),
-        "{}",
-        stderr(&out)
+    let shape = f.shape();
+    let out = f.sync(&at(15 * MIN), &alice_and_bob());
+    assert_eq!(
+        f.shape().changes_since(&shape),
+        Vec::<String>::new(),
+        "a steady sync changes nothing in the kernel"
     );
+    assert_silent(&out, 0, "steady sync");
+    // A new period for everyone is routine too.
+    let out = f.sync(&at(DAY + MIN), &alice_and_bob());
+    assert_silent(&out, 0, "new period");
 }
 
 #[test]
 fn verbose_prints_one_line_per_change() {
-    let mut fake = Fake::new();
-    fake.init();
-    let out = fake.run(T0, &["-v", "sync"], alice_and_bob().as_bytes());
-    expect_code(&out, 0, "sync -v");
-    fake.take_batch(&[]);
+    let Some(f) = Sandbox::node() else {
+        return;
+    };
+    f.init_node();
+    let out = f.run(T0, &["-v", "sync"], alice_and_bob().as_bytes());
+    assert_exit(&out, 0, "sync -v");
     all_lines_prefixed(&out, "-v");
     let err = stderr(&out);
     for name in [ALICE.0, BOB.0] {
@@ -776,13 +917,12 @@ fn verbose_prints_one_line_per_change() {
     assert!(out.stdout.is_empty());
 
     // Removing Bob: one line about him.
-    let out = fake.run(
+    let out = f.run(
         &at(MIN),
         &["-v", "sync"],
         slivers(&[(ALICE.0, ALICE.1, "{}")]).as_bytes(),
     );
-    expect_code(&out, 0, "sync -v removing bob");
-    fake.take_batch(&[]);
+    assert_exit(&out, 0, "sync -v removing bob");
     let err = stderr(&out);
     assert_eq!(
         err.lines().filter(|l| l.contains(BOB.0)).count(),
@@ -790,14 +930,15 @@ fn verbose_prints_one_line_per_change() {
         "{err}"
     );
     assert!(!err.contains(ALICE.0), "nothing changed for alice: {err}");
+    assert!(f.ns.class(low(BOB.1)).is_none(), "bob's classes removed");
 
     // Nothing changed: nothing to say, even at -v.
-    let out = fake.run(
+    let out = f.run(
         &at(2 * MIN),
         &["-v", "sync"],
         slivers(&[(ALICE.0, ALICE.1, "{}")]).as_bytes(),
     );
-    expect_code(&out, 0, "steady sync -v");
+    assert_exit(&out, 0, "steady sync -v");
     assert!(
         out.stderr.is_empty(),
         "-v on a steady run: {}",
@@ -805,16 +946,11 @@ fn verbose_prints_one_line_per_change() {
     );
 }
 
-/// Alice over her low threshold 22 h into the period (default quota, fake counters).
-fn fake_with_alice_over_threshold() -> Fake {
-    let mut fake = fake_with_alice_and_bob();
-    fake.set_sent(0x1101, DEFAULT_QUOTA * 9 / 10);
-    fake
-}
-
 #[test]
 fn very_verbose_and_rust_log_debug_explain_decisions() {
-    let fake = fake_with_alice_over_threshold();
+    let Some(f) = node_with_alice_over_threshold() else {
+        return;
+    };
     let now = at(22 * HOUR);
     let input = alice_and_bob();
     let decision = |out: &Output| -> Option<String> {
@@ -823,35 +959,35 @@ fn very_verbose_and_rust_log_debug_explain_decisions() {
             .find(|l| l.contains(ALICE.0) && l.contains("used") && l.contains("capped"))
             .map(str::to_string)
     };
-    let out = fake.run(&now, &["sync", "--dry-run"], input.as_bytes());
-    expect_code(&out, 0, "sync --dry-run");
+    let out = f.run(&now, &["sync", "--dry-run"], input.as_bytes());
+    assert_exit(&out, 0, "sync --dry-run");
     assert!(
         decision(&out).is_none(),
         "default level: no debug lines: {}",
         stderr(&out)
     );
 
-    let out = fake.run(&now, &["-v", "sync", "--dry-run"], input.as_bytes());
+    let out = f.run(&now, &["-v", "sync", "--dry-run"], input.as_bytes());
     assert!(
         decision(&out).is_none(),
         "-v: no debug lines: {}",
         stderr(&out)
     );
 
-    let out = fake.run(&now, &["-vv", "sync", "--dry-run"], input.as_bytes());
-    expect_code(&out, 0, "sync -vv --dry-run");
+    let out = f.run(&now, &["-vv", "sync", "--dry-run"], input.as_bytes());
+    assert_exit(&out, 0, "sync -vv --dry-run");
     all_lines_prefixed(&out, "-vv");
     let line = decision(&out)
         .unwrap_or_else(|| panic!("-vv explains alice's cap decision: {}", stderr(&out)));
     assert!(line.contains("low"), "names the class: {line}");
 
-    let out = fake.run_env(
+    let out = f.run_env(
         &now,
         &["sync", "--dry-run"],
         input.as_bytes(),
         &[("RUST_LOG", "debug")],
     );
-    expect_code(&out, 0, "RUST_LOG=debug sync --dry-run");
+    assert_exit(&out, 0, "RUST_LOG=debug sync --dry-run");
     assert_eq!(
         decision(&out).as_deref(),
         Some(line.as_str()),
@@ -862,14 +998,16 @@ fn very_verbose_and_rust_log_debug_explain_decisions() {
 
 #[test]
 fn quiet_suppresses_warnings() {
-    let mut fake = Fake::new();
-    fake.init();
+    let Some(f) = Sandbox::node() else {
+        return;
+    };
+    f.init_node();
     let input = slivers(&[
         (ALICE.0, ALICE.1, r#"{"net_max_rate": "abc"}"#),
         (BOB.0, BOB.1, "{}"),
     ]);
-    let out = fake.run(T0, &["sync", "--dry-run"], input.as_bytes());
-    expect_code(
+    let out = f.run(T0, &["sync", "--dry-run"], input.as_bytes());
+    assert_exit(
         &out,
         0,
         "an invalid rspec value is a warning, not a failure",
@@ -882,178 +1020,287 @@ fn quiet_suppresses_warnings() {
         "the warning names slice, key and value: {err}"
     );
 
-    let out = fake.run(T0, &["-q", "sync"], input.as_bytes());
-    expect_code(&out, 0, "sync -q");
-    assert!(out.stderr.is_empty(), "-q: no warnings: {}", stderr(&out));
-    assert!(out.stdout.is_empty());
-    let batch = fake.take_batch(&[]);
+    let out = f.run(T0, &["-q", "sync"], input.as_bytes());
+    assert_silent(&out, 0, "sync -q");
+    let alice =
+        f.ns.class(low(ALICE.1))
+            .expect("alice still created, with the default");
     assert!(
-        batch.contains("1:1101"),
-        "alice still created, with the default: {batch}"
+        rate_matches(&alice.ceil, BWCAP_BITS, 0),
+        "net_max_rate took its default (the node cap): {alice:?}"
     );
 
     // -q still prints errors.
-    let out = fake.run(&at(MIN), &["-q", "sync"], b"");
-    expect_code(&out, 65, "sync -q with empty stdin");
+    let out = f.run(&at(MIN), &["-q", "sync"], b"");
+    assert_exit(&out, 65, "sync -q with empty stdin");
     one_error_line(&out, &[], "-q error");
 }
 
 // ---------------------------------------------------------------------------
 // --dry-run
 
-/// Splits dry-run stdout into (tc lines, mails as sent to sendmail).
-fn parse_dry_run(text: &str) -> (Vec<String>, Vec<String>) {
-    let mut tc = Vec::new();
-    let mut mails: Vec<String> = Vec::new();
-    let mut section = 0; // 0 none, 1 tc, 2 mail
+/// What a dry run printed: the kernel changes as `tc` lines (`tc ` prefix
+/// optional), and the mails as they would go to sendmail. Lines starting
+/// with `#` open a section: a mail (`# mail …`), the nft script (`# nft …`,
+/// skipped), or the kernel changes (any other header).
+struct DryRun {
+    tc: Vec<String>,
+    mails: Vec<String>,
+}
+
+fn parse_dry_run(text: &str) -> DryRun {
+    enum Section {
+        None,
+        Tc,
+        Nft,
+        Mail,
+    }
+    let mut dry = DryRun {
+        tc: Vec::new(),
+        mails: Vec::new(),
+    };
+    let mut section = Section::None;
     for line in text.split_inclusive('\n') {
-        if line.starts_with("# tc -force -batch -") {
-            section = 1;
-            continue;
-        }
-        if line.starts_with("# mail (dry run: not sent)") {
-            section = 2;
-            mails.push(String::new());
+        if let Some(header) = line.strip_prefix('#') {
+            section = if header.contains("mail") && !header.contains("no mail") {
+                dry.mails.push(String::new());
+                Section::Mail
+            } else if header.contains("nft") {
+                Section::Nft
+            } else if header.contains("no tc changes") || header.contains("no changes") {
+                Section::None
+            } else {
+                Section::Tc
+            };
             continue;
         }
         match section {
-            1 => tc.push(line.trim_end_matches('\n').to_string()),
-            2 => mails.last_mut().unwrap().push_str(line),
-            _ => panic!("dry-run output line outside a section: {line:?}"),
+            Section::Tc => {
+                let l = line.trim_end_matches('\n');
+                dry.tc
+                    .push(l.strip_prefix("tc ").unwrap_or(l).trim().to_string());
+            }
+            Section::Mail => dry.mails.last_mut().unwrap().push_str(line),
+            Section::Nft => {}
+            Section::None => panic!("dry-run output line outside a section: {line:?}"),
         }
     }
-    (tc, mails)
+    dry
+}
+
+/// The value after `key` in a tc line.
+fn tc_arg<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace().skip_while(|w| *w != key).nth(1)
+}
+
+/// A rate as a dry run prints it (`1000bit`, `100kbit`, `1.5mbit`) in bit/s.
+fn rate_bits(text: &str) -> u64 {
+    let lower = text.to_ascii_lowercase();
+    let end = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (num, unit) = lower.split_at(end);
+    let num: f64 = num.parse().unwrap_or_else(|_| panic!("rate {text:?}"));
+    let mult = match unit {
+        "bit" | "" => 1.0,
+        "kbit" => 1e3,
+        "mbit" => 1e6,
+        "gbit" => 1e9,
+        "kibit" => 1024.0,
+        "mibit" => 1_048_576.0,
+        "gibit" => 1_073_741_824.0,
+        "bps" => 8.0,
+        "kbps" => 8e3,
+        "mbps" => 8e6,
+        _ => panic!("unknown rate unit in a dry-run line: {text:?}"),
+    };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let bits = (num * mult).round() as u64;
+    bits
+}
+
+fn minor_of(classid: &str) -> u32 {
+    classid
+        .split_once(':')
+        .and_then(|(_, m)| u32::from_str_radix(m, 16).ok())
+        .unwrap_or_else(|| panic!("classid {classid:?}"))
+}
+
+/// The real run did to the kernel what the dry run said, and nothing else:
+/// the classes the lines name are the classes that changed (`before` →
+/// now), each now as its line has it (parent, rate, ceil, quantum, or gone);
+/// each leaf line's qdisc is there.
+#[track_caller]
+fn assert_kernel_did(f: &Sandbox, before: &Shape, lines: &[String]) {
+    let after = f.shape();
+    let classes = f.ns.classes();
+    let leaves = f.ns.qdiscs_by_parent();
+    let mut named: Vec<u32> = Vec::new();
+    for line in lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["class", "add" | "change" | "replace", ..] => {
+                let id = tc_arg(line, "classid").expect("classid");
+                let minor = minor_of(id);
+                named.push(minor);
+                let c = classes
+                    .get(&minor)
+                    .unwrap_or_else(|| panic!("{line}: 1:{minor:x} is not in the kernel"));
+                let parent = tc_arg(line, "parent").expect("parent");
+                if parent != "1:" {
+                    assert_eq!(c.parent.as_deref(), Some(parent), "{line}: {c:?}");
+                }
+                for (key, shown) in [("rate", &c.rate), ("ceil", &c.ceil)] {
+                    let want = rate_bits(tc_arg(line, key).expect(key));
+                    assert!(
+                        rate_matches(shown, want, 16),
+                        "{line}: the kernel shows {key} {shown}: {c:?}"
+                    );
+                }
+                if let (Some(q), Some(_)) = (tc_arg(line, "quantum"), &c.leaf) {
+                    assert_eq!(c.quantum, q.parse().ok(), "{line}: {c:?}");
+                }
+            }
+            ["class", "del", ..] => {
+                let minor = minor_of(tc_arg(line, "classid").expect("classid"));
+                named.push(minor);
+                assert!(
+                    !classes.contains_key(&minor),
+                    "{line}: 1:{minor:x} is still there"
+                );
+            }
+            ["qdisc", _, ..] if words.contains(&"root") => {
+                assert!(
+                    f.ns.root_qdisc().starts_with("qdisc htb 1: root"),
+                    "{line}: {}",
+                    f.ns.root_qdisc()
+                );
+            }
+            ["qdisc", "add" | "replace", ..] => {
+                let parent = tc_arg(line, "parent").expect("parent");
+                assert!(
+                    leaves.contains_key(parent),
+                    "{line}: no leaf under {parent}: {leaves:?}"
+                );
+            }
+            _ => panic!("a dry-run line of no known form: {line:?}"),
+        }
+    }
+    named.sort_unstable();
+    named.dedup();
+    assert_eq!(
+        after.changed_minors(before),
+        named,
+        "the classes the real run changed are those the dry run named:\n  {}",
+        after.changes_since(before).join("\n  ")
+    );
 }
 
 #[test]
 fn sync_dry_run_changes_nothing_and_shows_what_the_real_run_does() {
-    let mut fake = fake_with_alice_over_threshold();
+    let Some(f) = node_with_alice_over_threshold() else {
+        return;
+    };
     let now = at(22 * HOUR);
-    let before = fake.snapshot();
-    let calls_before = fake.calls().len();
+    let before = f.snapshot();
 
-    let dry = fake.run(&now, &["sync", "--dry-run"], alice_and_bob().as_bytes());
-    expect_code(&dry, 0, "sync --dry-run");
+    let dry = f.run(&now, &["sync", "--dry-run"], alice_and_bob().as_bytes());
+    assert_exit(&dry, 0, "sync --dry-run");
     assert!(dry.stderr.is_empty(), "{}", stderr(&dry));
-    fake.assert_unchanged(&before, "sync --dry-run");
-    let calls: Vec<String> = fake.calls()[calls_before..].to_vec();
-    assert!(
-        calls.iter().all(|c| c.contains("class show")),
-        "dry run only reads tc: {calls:?}"
-    );
+    f.assert_unchanged(&before, "sync --dry-run");
     let text = stdout(&dry);
+    let plan = parse_dry_run(&text);
     assert!(
-        text.starts_with("# tc -force -batch - (dry run: not run)\n"),
-        "{text}"
-    );
-    let (tc_lines, dry_mails) = parse_dry_run(&text);
-    assert!(
-        tc_lines.iter().any(|l| l.contains("classid 1:1101")),
+        plan.tc.iter().any(|l| l.contains("classid 1:1101")),
         "alice's cap is in the dry run: {text}"
     );
-    assert_eq!(dry_mails.len(), 1, "one mail for alice: {text}");
-    assert!(dry_mails[0].contains("Subject: pl_mom capped bandwidth of slice pl_alice"));
+    assert_eq!(plan.mails.len(), 1, "one mail for alice: {text}");
+    assert!(plan.mails[0].contains("Subject: pl_mom capped bandwidth of slice pl_alice"));
     assert!(
         text.contains("# mail (dry run: not sent): ")
             && text.contains(" -N never -t -fsupport@example.org\n"),
         "{text}"
     );
 
-    // The real run sends exactly that.
-    let (real, batch) = fake.sync(&now, &alice_and_bob());
-    assert!(real.stdout.is_empty(), "{}", stdout(&real));
-    assert!(
-        real.stderr.is_empty(),
-        "a cap and its mail are routine at the default level: {}",
-        stderr(&real)
+    // The real run does exactly that.
+    let real = f.sync(&now, &alice_and_bob());
+    assert_silent(
+        &real,
+        0,
+        "a cap and its mail are routine at the default level",
     );
-    let real_lines: Vec<String> = batch.lines().map(str::to_string).collect();
-    assert_eq!(
-        real_lines, tc_lines,
-        "dry-run tc lines = the real run's batch"
-    );
-    let msg = fs::read_to_string(fake.maildir.join("1.msg")).expect("the real run mailed");
-    assert_eq!(msg, dry_mails[0], "dry-run mail = the mail sent");
-    assert_ne!(
-        fs::read(&fake.state).ok(),
-        before.state,
-        "the real run saved"
-    );
+    assert_kernel_did(&f, &before.shape, &plan.tc);
+    let msg = fs::read_to_string(f.maildir.join("1.msg")).expect("the real run mailed");
+    assert_eq!(msg, plan.mails[0], "dry-run mail = the mail sent");
+    assert_ne!(fs::read(&f.state).ok(), before.state, "the real run saved");
 
-    // Nothing left to do (same instant, so the same cap): says so.
-    let dry = fake.run(&now, &["sync", "--dry-run"], alice_and_bob().as_bytes());
-    expect_code(&dry, 0, "steady --dry-run");
+    // Nothing left to do (same instant, so the same cap): no changes, no mail.
+    let dry = f.run(&now, &["sync", "--dry-run"], alice_and_bob().as_bytes());
+    assert_exit(&dry, 0, "steady --dry-run");
+    let steady = parse_dry_run(&stdout(&dry));
     assert!(
-        stdout(&dry).contains("# dry run: no tc changes, no mail"),
+        steady.tc.is_empty() && steady.mails.is_empty(),
         "{}",
         stdout(&dry)
     );
+    assert!(!stdout(&dry).is_empty(), "a dry run says what it would do");
 
     // Later runs recompute the cap (a change every run): routine, silent.
-    let (later, batch) = fake.sync(&at(22 * HOUR + 15 * MIN), &alice_and_bob());
-    assert!(
-        batch.contains("classid 1:1101"),
-        "the cap follows the formula: {batch}"
+    let shape = f.shape();
+    let later = f.sync(&at(22 * HOUR + 15 * MIN), &alice_and_bob());
+    assert_eq!(
+        f.shape().changed_minors(&shape),
+        [low(ALICE.1)],
+        "the cap follows the formula"
     );
-    assert!(
-        later.stdout.is_empty() && later.stderr.is_empty(),
-        "{}",
-        stderr(&later)
-    );
-    let msgs = fake
-        .mail_files()
-        .into_iter()
-        .filter(|f| Path::new(f).extension().is_some_and(|e| e == "msg"))
-        .count();
-    assert_eq!(msgs, 1, "still the one mail");
+    assert_silent(&later, 0, "a later cap");
+    assert_eq!(f.mails().len(), 1, "still the one mail");
 }
 
 #[test]
 fn dry_run_of_first_sync_leaves_no_state_file() {
-    let mut fake = Fake::new();
-    fake.init();
-    fs::remove_file(&fake.state).unwrap();
-    let before = fake.snapshot();
-    let dry = fake.run(T0, &["sync", "--dry-run"], alice_and_bob().as_bytes());
-    expect_code(&dry, 0, "first sync --dry-run");
-    fake.assert_unchanged(&before, "first sync --dry-run");
-    assert!(!fake.state.exists(), "no state file created");
-    let (tc_lines, _) = parse_dry_run(&stdout(&dry));
-    let (_, batch) = fake.sync(T0, &alice_and_bob());
-    assert_eq!(
-        batch.lines().map(str::to_string).collect::<Vec<_>>(),
-        tc_lines
-    );
+    let Some(f) = Sandbox::node() else {
+        return;
+    };
+    f.init_node();
+    fs::remove_file(&f.state).unwrap();
+    let _ = fs::remove_file(f.bak());
+    let before = f.snapshot();
+    let dry = f.run(T0, &["sync", "--dry-run"], alice_and_bob().as_bytes());
+    assert_exit(&dry, 0, "first sync --dry-run");
+    f.assert_unchanged(&before, "first sync --dry-run");
+    assert!(!f.state.exists(), "no state file created");
+    let plan = parse_dry_run(&stdout(&dry));
+    f.sync(T0, &alice_and_bob());
+    assert_kernel_did(&f, &before.shape, &plan.tc);
 }
 
 #[test]
 fn reset_dry_run_changes_nothing_and_shows_the_lift() {
-    let mut fake = fake_with_alice_over_threshold();
-    fake.sync(&at(22 * HOUR), &alice_and_bob());
-    assert!(fake.classes["1:1101"].ceil < BWCAP, "alice capped");
-    let before = fake.snapshot();
-    let dry = fake.run(&at(22 * HOUR + MIN), &["reset", ALICE.0, "--dry-run"], b"");
-    expect_code(&dry, 0, "reset --dry-run");
-    fake.assert_unchanged(&before, "reset --dry-run");
-    let (tc_lines, mails) = parse_dry_run(&stdout(&dry));
-    assert!(mails.is_empty());
+    let Some(f) = node_with_alice_over_threshold() else {
+        return;
+    };
+    f.sync(&at(22 * HOUR), &alice_and_bob());
+    let capped = f.ns.class(low(ALICE.1)).unwrap();
+    assert!(!rate_matches(&capped.ceil, BWCAP_BITS, 0), "alice capped");
+    let before = f.snapshot();
+    let dry = f.run(&at(22 * HOUR + MIN), &["reset", ALICE.0, "--dry-run"], b"");
+    assert_exit(&dry, 0, "reset --dry-run");
+    f.assert_unchanged(&before, "reset --dry-run");
+    let plan = parse_dry_run(&stdout(&dry));
+    assert!(plan.mails.is_empty());
     assert!(
-        tc_lines
-            .iter()
-            .any(|l| l.contains("classid 1:1101") && l.contains(&format!("ceil {BWCAP}bit"))),
-        "the lift of alice's cap: {tc_lines:?}"
+        plan.tc.iter().any(|l| l.contains("classid 1:1101")
+            && tc_arg(l, "ceil").map(rate_bits) == Some(BWCAP_BITS)),
+        "the lift of alice's cap: {:?}",
+        plan.tc
     );
-    let out = fake.run(&at(22 * HOUR + MIN), &["reset", ALICE.0], b"");
-    expect_code(&out, 0, "reset");
+    let out = f.run(&at(22 * HOUR + MIN), &["reset", ALICE.0], b"");
+    assert_silent(&out, 0, "reset");
+    assert_kernel_did(&f, &before.shape, &plan.tc);
+    let alice = f.ns.class(low(ALICE.1)).unwrap();
     assert!(
-        out.stderr.is_empty() && out.stdout.is_empty(),
-        "{}",
-        stderr(&out)
+        rate_matches(&alice.ceil, BWCAP_BITS, 0),
+        "lifted: {alice:?}"
     );
-    let batch = fake.take_batch(&[]);
-    assert_eq!(
-        batch.lines().map(str::to_string).collect::<Vec<_>>(),
-        tc_lines
-    );
-    assert_eq!(fake.classes["1:1101"].ceil, BWCAP, "lifted");
 }

@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::node::wire;
 use common::{
     DAY, HOUR, MIN, Sandbox, Settings, T0, assert_exit, assert_rate, at, expected_ceil, i2, low,
     parse_rate, slivers,
@@ -22,12 +23,6 @@ const MIN_RATE: u64 = 1000;
 
 const ALICE: (&str, u32) = ("pl_alice", 257); // 0x101 → 1:1101, 1:2101
 const BOB: (&str, u32) = ("pl_bob", 258); // 0x102 → 1:1102, 1:2102
-
-/// Bytes one datagram of `payload` bytes occupies in an HTB class on `lo`
-/// (payload + UDP 8 + IPv4 20 + Ethernet 14).
-const fn wire(payload: u64) -> u64 {
-    payload + 42
-}
 
 /// Alice and Bob, both on the config's default limits.
 fn alice_and_bob() -> String {

@@ -100,27 +100,6 @@ fn alice_capped_at_22h(sb: &Sandbox) -> u64 {
     used
 }
 
-/// What `--dry-run` must leave alone on the device: every class's parent,
-/// rate, ceil, quantum and leaf (counters excluded: ICMP may touch 1:1fff),
-/// and the qdiscs (no counters without -s).
-fn device_shape(sb: &Sandbox) -> (BTreeMap<u32, String>, String) {
-    let classes = sb
-        .ns
-        .classes()
-        .into_iter()
-        .map(|(minor, c)| {
-            (
-                minor,
-                format!(
-                    "{} parent {:?} leaf {:?} rate {} ceil {} quantum {:?}",
-                    c.classid, c.parent, c.leaf, c.rate, c.ceil, c.quantum
-                ),
-            )
-        })
-        .collect();
-    (classes, sb.ns.tc(&["qdisc", "show", "dev", "lo"]))
-}
-
 /// Every file in the sandbox dir (recursively, the mail dir included) with its
 /// bytes, except the lock file (a dry run may create it) and the tc wrapper's
 /// spawn log.
@@ -406,11 +385,11 @@ fn dry_runs_change_nothing_and_print_what_they_would_do() {
     let used = sb.ns.send(low(ALICE.1), SEND_PACKETS, SEND_PAYLOAD);
     let now = at(22 * HOUR);
 
-    let shape = device_shape(&sb);
+    let shape = sb.shape();
     let files_before = files(&sb);
     let out = sb.run_bwmon(&now, &["sync", "--dry-run"], Some(&alice_and_bob()));
     assert_exit(&out, 0, "sync --dry-run");
-    assert_eq!(device_shape(&sb), shape, "sync --dry-run changed tc");
+    assert_eq!(sb.shape(), shape, "sync --dry-run changed tc");
     assert_eq!(
         files(&sb),
         files_before,
@@ -461,7 +440,7 @@ fn dry_runs_change_nothing_and_print_what_they_would_do() {
     );
 
     // reset --dry-run
-    let shape = device_shape(&sb);
+    let shape = sb.shape();
     let files_before = files(&sb);
     let out = sb.run_bwmon(
         &at(22 * HOUR + 5 * MIN),
@@ -469,7 +448,7 @@ fn dry_runs_change_nothing_and_print_what_they_would_do() {
         None,
     );
     assert_exit(&out, 0, "reset --dry-run");
-    assert_eq!(device_shape(&sb), shape, "reset --dry-run changed tc");
+    assert_eq!(sb.shape(), shape, "reset --dry-run changed tc");
     assert_eq!(files(&sb), files_before, "reset --dry-run changed a file");
     let text = stdout(&out);
     assert!(

@@ -1,20 +1,35 @@
-//! Robustness tests of issue 4 that need no root: state damage (item 3), the
-//! bad-input catalogue (4), tc trouble (5), sendmail trouble (6) and clocks
-//! (7). `tests/fixtures/fake-tc` stands in for tc, with the kernel model of
-//! `common::fake` applying every batch; time comes only from `--now`.
+//! Robustness tests of issue 4: state damage (item 3), the bad-input
+//! catalogue (4), trouble with the device and the kernel (5), sendmail
+//! trouble (6) and clocks (7). Each world is a node of its own
+//! (`common::node`: a network namespace's `lo` with bwmon's hierarchy);
+//! counters move by real packets, and what a run did is read back from the
+//! kernel (`tc -d class show`, `tc qdisc show`), the state file and the
+//! captured mails — never from how bwmon reached the kernel, so the tests hold
+//! for the tc-process path and for rtnetlink (issue 10) alike. Time comes only
+//! from `--now`.
 //!
-//! The catalogue prints its figures (inputs per class) on stderr; run with
-//! `--nocapture` to see them.
+//! Needs root (network namespaces). Without it the tests print a line and
+//! pass, except under `CI=true`, where they fail.
+//!
+//! The catalogue prints its figures (inputs per class, time) on stderr; run
+//! with `--nocapture` to see them. The tc-process-only cases (tc missing, a
+//! batch refused by line number, tc dying, interrupted dumps) are in
+//! `tests/tc_process.rs`.
 
 mod common;
 
-use common::fake::{BWCAP, DEV, Fake, expect_code, run, stderr, stdout};
-use common::{BWMON, DAY, HOUR, MIN, T0, at};
+use common::node::{
+    BWCAP_BITS, MIN_RATE, QUOTA, SMALL_PAYLOAD, Shape, THRESH, stderr, stdout, wire,
+};
+use common::{
+    BWMON, DAY, HOUR, MIN, Sandbox, T0, assert_exit, at, i2, low, rate_matches, require_root,
+    run_bounded,
+};
 use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 const A: (&str, u32) = ("pl_alice", 257); // 1:1101, 1:2101
@@ -23,18 +38,11 @@ const C: (&str, u32) = ("pl_carol", 259); // 1:1103, 1:2103
 const D: (&str, u32) = ("pl_dave", 260); // 1:1104, 1:2104
 const ABC: [(&str, u32); 3] = [A, B, C];
 
-/// The low quota with the built-in defaults: 5662310 KiB.
-const QUOTA: u64 = 5_662_310 * 1024;
-/// Over the default 80 % threshold.
-const OVER: u64 = QUOTA / 10 * 9;
+/// One datagram of [`SMALL_PAYLOAD`] bytes as the kernel counts it.
+const SMALL: u64 = wire(SMALL_PAYLOAD as u64);
 
-fn low(xid: u32) -> u32 {
-    0x1000 | xid
-}
-
-fn classid(minor: u32) -> String {
-    format!("1:{minor:x}")
-}
+/// How many worlds the catalogue and the other per-case tests build at once.
+const THREADS: usize = 3;
 
 /// One object-form entry: `"name": {"name": "name", "xid": xid, "_rspec": rspec}`.
 fn entry(name: &str, xid: u32, rspec: &str) -> String {
@@ -61,6 +69,10 @@ fn abc() -> String {
     abc_plus(&[])
 }
 
+fn abcd() -> String {
+    abc_plus(&[entry(D.0, D.1, "{}")])
+}
+
 fn abc_with(slice: (&str, u32), rspec: &str) -> String {
     let e: Vec<String> = ABC
         .iter()
@@ -69,33 +81,19 @@ fn abc_with(slice: (&str, u32), rspec: &str) -> String {
     object(&e)
 }
 
-/// init, a first sync of Alice, Bob and Carol at T0, some traffic, a second
-/// sync an hour later: three live slices already enforced, state and `.bak`.
-fn enforced_three() -> Fake {
-    let mut f = Fake::new();
-    f.init();
+/// init, a first sync of Alice, Bob and Carol at T0, some traffic (1, 2 and
+/// 3 datagrams into their low classes), a second sync an hour later: three
+/// live slices already enforced, state and `.bak`. Their classes are new at
+/// T0, so a slice's low usage is its class's counter.
+fn enforced_three() -> Option<Sandbox> {
+    let f = Sandbox::node()?;
+    f.init_node();
     f.sync(T0, &abc());
     for (i, (_, xid)) in ABC.iter().enumerate() {
-        f.set_sent(low(*xid), 1_000 * (i as u64 + 1));
+        f.push(low(*xid), i + 1);
     }
     f.sync(&at(HOUR), &abc());
-    f
-}
-
-/// A copy of `t` in a fresh directory: state, backup, tc logs and the model.
-fn clone_fake(t: &Fake) -> Fake {
-    let mut f = Fake::new();
-    for name in ["state.yaml", "state.yaml.bak", "batch.txt", "calls.log"] {
-        let from = t.path(name);
-        if from.exists() {
-            fs::copy(&from, f.path(name)).unwrap();
-        }
-    }
-    f.classes = t.classes.clone();
-    f.qdisc = t.qdisc;
-    f.batch_seen = t.batch_seen;
-    f.write_dump();
-    f
+    Some(f)
 }
 
 fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
@@ -104,10 +102,32 @@ fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Replaces the config line of `key` (top level) with `key: value`, or adds it.
+fn set_config(f: &Sandbox, key: &str, value: &str) {
+    let text = fs::read_to_string(&f.config).unwrap();
+    let prefix = format!("{key}:");
+    let mut found = false;
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with(&prefix) {
+                found = true;
+                format!("{key}: {value}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    if !found {
+        lines.push(format!("{key}: {value}"));
+    }
+    fs::write(&f.config, lines.join("\n") + "\n").unwrap();
+}
+
 /// `status --format json` at `now`, parsed.
-fn status_json(f: &Fake, now: &str) -> Value {
+fn status_json(f: &Sandbox, now: &str) -> Value {
     let out = f.run(now, &["status", "--format", "json"], b"");
-    expect_code(&out, 0, "status --format json");
+    assert_exit(&out, 0, "status --format json");
     serde_json::from_slice(&out.stdout).expect("status JSON parses")
 }
 
@@ -128,7 +148,7 @@ fn low_used(status: &Value, name: &str) -> u64 {
 
 /// The state file, parsed (JSON-compatible YAML as bwmon writes it; any
 /// other YAML through serde-saphyr).
-fn state_value(f: &Fake) -> Option<Value> {
+fn state_value(f: &Sandbox) -> Option<Value> {
     let text = fs::read_to_string(&f.state).ok()?;
     let body: String = text
         .lines()
@@ -141,7 +161,7 @@ fn state_value(f: &Fake) -> Option<Value> {
 }
 
 /// Slice `name`'s record in the state file, if it is live there.
-fn state_line(f: &Fake, name: &str) -> Option<Value> {
+fn state_line(f: &Sandbox, name: &str) -> Option<Value> {
     state_value(f)?["slices"]
         .as_array()?
         .iter()
@@ -150,7 +170,7 @@ fn state_line(f: &Fake, name: &str) -> Option<Value> {
 }
 
 /// Names of the dead records in the state file.
-fn state_dead(f: &Fake) -> Vec<String> {
+fn state_dead(f: &Sandbox) -> Vec<String> {
     state_value(f)
         .and_then(|v| v["dead"].as_array().cloned())
         .unwrap_or_default()
@@ -159,116 +179,91 @@ fn state_dead(f: &Fake) -> Vec<String> {
         .collect()
 }
 
-/// Mails captured so far (`N.msg`), in order.
-fn mails(f: &Fake) -> Vec<String> {
-    let mut n: Vec<u32> = f
-        .mail_files()
-        .iter()
-        .filter_map(|m| m.strip_suffix(".msg")?.parse().ok())
-        .collect();
-    n.sort_unstable();
-    n.iter()
-        .map(|i| fs::read_to_string(f.maildir.join(format!("{i}.msg"))).unwrap())
-        .collect()
+/// Whether class `1:minor` is capped in the kernel: its ceil is below the
+/// node cap (every slice here has the node cap as its low max rate).
+fn capped_in_kernel(f: &Sandbox, minor: u32) -> bool {
+    let c =
+        f.ns.class(minor)
+            .unwrap_or_else(|| panic!("class 1:{minor:x} missing"));
+    !rate_matches(&c.ceil, BWCAP_BITS, 0)
 }
 
-fn mails_about(f: &Fake, name: &str) -> usize {
-    let subject = format!("Subject: pl_mom capped bandwidth of slice {name} on ");
-    mails(f).iter().filter(|m| m.contains(&subject)).count()
+/// Runs `job` for each of `items` on [`THREADS`] threads; a panic in a job
+/// counts as its failure (each job's namespace is removed by its guard as the
+/// panic unwinds). Returns the failures as `(index, message)`, in order.
+fn in_parallel<T: Sync>(
+    items: &[T],
+    job: impl Fn(usize, &T) -> Result<(), String> + Sync,
+) -> Vec<(usize, String)> {
+    let failures = std::sync::Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(item) = items.get(i) else { break };
+                    let result =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(i, item)))
+                            .unwrap_or_else(|e| Err(panic_text(&*e)));
+                    if let Err(e) = result {
+                        failures.lock().unwrap().push((i, e));
+                    }
+                }
+            });
+        }
+    });
+    let mut v = failures.into_inner().unwrap();
+    v.sort_by_key(|(i, _)| *i);
+    v
+}
+
+fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
+        .unwrap_or_else(|| "panic".into())
 }
 
 // ---------------------------------------------------------------------------
-// What bwmon may ever send: strict forms of batch lines and mails
+// What the kernel may ever hold, and what a mail may ever be
 
-fn slice_class(id: &str, kind: char) -> bool {
-    id.strip_prefix("1:").is_some_and(|m| {
-        m.len() == 4
-            && m.starts_with(kind)
-            && m.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
-}
-
-fn rate_arg(s: &str) -> bool {
-    s.strip_suffix("bit")
-        .is_some_and(|n| !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
-fn number(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Whether `line` is one of the forms bwmon emits (SPEC §4), token for token.
-fn strict_batch_line(line: &str) -> bool {
-    let w: Vec<&str> = line.split(' ').collect();
-    match w.as_slice() {
-        [
-            "class",
-            "add" | "change",
-            "dev",
-            DEV,
-            "parent",
-            parent,
-            "classid",
-            id,
-            "htb",
-            "rate",
-            rate,
-            "ceil",
-            ceil,
-            "quantum",
-            q,
-        ] => {
-            let family = match *parent {
-                "1:" => *id == "1:1",
-                "1:1" => matches!(*id, "1:10" | "1:20"),
-                "1:10" => *id == "1:100",
-                "1:100" => slice_class(id, '1'),
-                "1:20" => slice_class(id, '2'),
-                _ => false,
-            };
-            family && rate_arg(rate) && rate_arg(ceil) && number(q)
-        }
-        ["class", "del", "dev", DEV, "classid", id] => slice_class(id, '1') || slice_class(id, '2'),
-        [
-            "qdisc",
-            "add",
-            "dev",
-            DEV,
-            "parent",
-            id,
-            "handle",
-            handle,
-            "pfifo",
-        ] => {
-            (slice_class(id, '1') || slice_class(id, '2'))
-                && handle.strip_suffix(':') == id.strip_prefix("1:")
-        }
-        [
-            "qdisc",
-            "add" | "replace",
-            "dev",
-            DEV,
-            "root",
-            "handle",
-            "1:",
-            "htb",
-            "default",
-            "1fff",
-        ] => true,
-        _ => false,
-    }
-}
-
-/// Every batch line ever sent to the fake tc has a strict form.
+/// The device holds bwmon's forms only (SPEC §4): HTB classes 1:1 under the
+/// qdisc, 1:10 and 1:20 under 1:1, 1:100 under 1:10, slice classes 1:1xxx
+/// under 1:100 and 1:2xxx under 1:20; the root qdisc `htb 1:` with default
+/// 1fff; leaves whose handle is their class's minor. (A foreign token that got
+/// through to the kernel would show here, or in the changes of the run.)
 #[track_caller]
-fn assert_batches_strict(f: &Fake, what: &str) {
-    let all = fs::read_to_string(f.path("batch.txt")).unwrap_or_default();
-    for line in all.lines() {
-        assert!(
-            strict_batch_line(line),
-            "{what}: a batch line of a form bwmon never emits (foreign tc token?): {line:?}"
-        );
+fn assert_device_strict(f: &Sandbox, what: &str) {
+    let slice_class = |m: u32, kind: u32| m >> 12 == kind;
+    for (minor, c) in f.ns.classes() {
+        let ok = match (minor, c.parent.as_deref()) {
+            (0x1, None) | (0x10 | 0x20, Some("1:1")) | (0x100, Some("1:10")) => true,
+            (m, Some("1:100")) => slice_class(m, 1),
+            (m, Some("1:20")) => slice_class(m, 2),
+            _ => false,
+        };
+        assert!(ok, "{what}: a class of a form bwmon never makes: {c:?}");
+        if let Some(leaf) = &c.leaf {
+            assert_eq!(
+                *leaf,
+                format!("{minor:x}:"),
+                "{what}: a leaf handle that is not its class's minor: {c:?}"
+            );
+        }
+    }
+    for q in f.shape().qdiscs {
+        let w: Vec<&str> = q.split_whitespace().collect();
+        let ok = match w.as_slice() {
+            ["qdisc", "htb", "1:", "root", rest @ ..] => rest
+                .windows(2)
+                .any(|p| p[0] == "default" && matches!(p[1], "0x1fff" | "1fff")),
+            ["qdisc", _, handle, "parent", parent, ..] => {
+                handle.strip_suffix(':') == parent.strip_prefix("1:")
+            }
+            _ => false,
+        };
+        assert!(ok, "{what}: a qdisc of a form bwmon never makes: {q}");
     }
 }
 
@@ -281,7 +276,7 @@ fn valid_name(n: &str) -> bool {
 /// Every mail has exactly the six headers of SPEC §6, each once, with the
 /// expected values; nothing a name could inject; sendmail's argv fixed.
 #[track_caller]
-fn assert_mails_clean(f: &Fake, what: &str) {
+fn assert_mails_clean(f: &Sandbox, what: &str) {
     for file in f.mail_files() {
         let path = f.maildir.join(&file);
         if let Some(n) = file.strip_suffix(".argv") {
@@ -371,14 +366,15 @@ fn assert_stderr_lines_sane(out: &Output, what: &str) {
 // ---------------------------------------------------------------------------
 // 3. State damage
 
-/// Runs `f`'s two syncs and returns (first state, second state) bytes.
 #[test]
 fn every_save_keeps_the_previous_good_state_as_bak() {
-    let mut f = Fake::new();
-    f.init();
+    let Some(f) = Sandbox::node() else {
+        return;
+    };
+    f.init_node();
     f.sync(T0, &abc());
     let first = fs::read(&f.state).unwrap();
-    f.set_sent(low(A.1), 5_000);
+    f.push(low(A.1), 5);
     f.sync(&at(15 * MIN), &abc());
     let second = fs::read(&f.state).unwrap();
     assert_ne!(first, second, "the second sync saved something new");
@@ -387,7 +383,7 @@ fn every_save_keeps_the_previous_good_state_as_bak() {
         first,
         ".bak is the first sync's state"
     );
-    f.set_sent(low(A.1), 6_000);
+    f.push(low(A.1), 1);
     f.sync(&at(30 * MIN), &abc());
     assert_eq!(fs::read(f.bak()).unwrap(), second, ".bak follows each save");
     assert!(
@@ -448,31 +444,43 @@ fn damaged_states(good: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// A state with three enforced slices where the third sync's state file is
-/// damaged: the second (good) state is the `.bak`.
+/// How many damaged forms [`damaged_states`] makes.
+const DAMAGED_FORMS: usize = 9;
+
+/// A world of three enforced slices where the newest state file is damaged
+/// and the `.bak` is the previous good state: the damaged file is moved aside,
+/// the `.bak` used, and what the kernel counted since is counted. One world
+/// per damaged form, built [`THREADS`] at a time.
 #[test]
 fn damaged_state_is_moved_aside_and_the_bak_used() {
-    let template = enforced_three();
-    let good = fs::read(&template.state).unwrap();
-    for (what, bytes) in damaged_states(&good) {
-        let mut f = clone_fake(&template);
+    if !require_root() {
+        return;
+    }
+    let forms: Vec<usize> = (0..DAMAGED_FORMS).collect();
+    let failures = in_parallel(&forms, |_, &form| {
+        let Some(f) = enforced_three() else {
+            return Ok(());
+        };
+        let good = fs::read(&f.state).unwrap();
+        let damaged = damaged_states(&good);
+        assert_eq!(damaged.len(), DAMAGED_FORMS);
+        let (what, bytes) = &damaged[form];
         // The .bak is the state before the last save; make it the latest good
         // state by one more sync, then damage the newest file.
-        f.set_sent(low(A.1), 7_000);
+        f.push(low(A.1), 3);
         f.sync(&at(2 * HOUR), &abc());
         let bak = fs::read(f.bak()).unwrap();
         assert_eq!(bak, good, "{what}: .bak is the previous good state");
-        fs::write(&f.state, &bytes).unwrap();
+        fs::write(&f.state, bytes).unwrap();
         // Traffic since: what the kernel counted must be counted.
-        f.set_sent(low(A.1), 9_000);
-        f.set_sent(low(B.1), 4_000);
+        f.push(low(A.1), 2);
+        f.push(low(B.1), 2);
         let now = at(3 * HOUR);
         let out = f.run(&now, &["sync"], abc().as_bytes());
-        expect_code(&out, 0, &format!("sync with a {what} state file"));
-        f.take_batch(&[]);
+        assert_exit(&out, 0, &format!("sync with a {what} state file"));
         let corrupt = with_suffix(&f.state, ".corrupt-20240301T030000Z");
         assert_eq!(
-            fs::read(&corrupt).unwrap_or_else(|e| panic!(
+            &fs::read(&corrupt).unwrap_or_else(|e| panic!(
                 "{what}: the damaged file moved aside as {}: {e}",
                 corrupt.display()
             )),
@@ -489,28 +497,37 @@ fn damaged_state_is_moved_aside_and_the_bak_used() {
                 "{what}: the warning names {name}: {err}"
             );
         }
-        // The .bak's usage plus what the kernel counted since (at most one run lost).
+        // The .bak's usage plus what the kernel counted since (at most one
+        // run lost): every low class is new since T0, so usage = counter.
         let status = status_json(&f, &now);
-        assert_eq!(low_used(&status, A.0), 9_000, "{what}: alice's usage");
-        assert_eq!(low_used(&status, B.0), 4_000, "{what}: bob's usage");
-        assert_eq!(low_used(&status, C.0), 3_000, "{what}: carol's usage");
+        for (name, xid) in ABC {
+            assert_eq!(
+                low_used(&status, name),
+                f.sent(low(xid)),
+                "{what}: {name}'s usage"
+            );
+        }
+        assert_eq!(low_used(&status, A.0), 6 * SMALL, "{what}: alice's usage");
         // And bwmon goes on normally from there.
-        let (out, _) = f.sync(&at(3 * HOUR + 15 * MIN), &abc());
+        let out = f.sync(&at(3 * HOUR + 15 * MIN), &abc());
         assert!(out.stderr.is_empty(), "{what}: {}", stderr(&out));
-    }
+        Ok(())
+    });
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 #[test]
 fn missing_state_file_with_a_usable_bak_uses_the_bak() {
-    let mut f = enforced_three();
-    f.set_sent(low(A.1), 7_000);
+    let Some(f) = enforced_three() else {
+        return;
+    };
+    f.push(low(A.1), 3);
     f.sync(&at(2 * HOUR), &abc());
     fs::remove_file(&f.state).unwrap();
-    f.set_sent(low(A.1), 9_000);
+    f.push(low(A.1), 2);
     let now = at(3 * HOUR);
     let out = f.run(&now, &["sync"], abc().as_bytes());
-    expect_code(&out, 0, "sync without state file, with .bak");
-    f.take_batch(&[]);
+    assert_exit(&out, 0, "sync without state file, with .bak");
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "one warning: {err}");
     assert!(
@@ -518,7 +535,8 @@ fn missing_state_file_with_a_usable_bak_uses_the_bak() {
         "the warning names the backup: {err}"
     );
     let status = status_json(&f, &now);
-    assert_eq!(low_used(&status, A.0), 9_000, "alice's usage carried");
+    assert_eq!(low_used(&status, A.0), 6 * SMALL, "alice's usage carried");
+    assert_eq!(low_used(&status, A.0), f.sent(low(A.1)));
     assert_eq!(
         slice_view(&status, A.0)["period_start"],
         T0,
@@ -526,11 +544,27 @@ fn missing_state_file_with_a_usable_bak_uses_the_bak() {
     );
 }
 
-/// Both unusable, or unusable and no .bak: 65 with instructions, nothing changed.
+/// Files in the node's directory, but the lock and the tc wrapper's log.
+fn dir_listing(f: &Sandbox) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(f.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "state.yaml.lock" && n != "tc.log")
+        .collect();
+    v.sort();
+    v
+}
+
+/// Both unusable, or unusable and no .bak: 65 with instructions, nothing
+/// changed. Every case runs on the one world: each must leave it exactly as
+/// it was (asserted), so the next finds it as the first did.
 #[test]
 fn state_and_bak_unusable_exits_65_changing_nothing() {
-    let template = enforced_three();
-    let good = fs::read(&template.state).unwrap();
+    let Some(f) = enforced_three() else {
+        return;
+    };
+    f.over_threshold(low(C.1));
+    let good = fs::read(&f.state).unwrap();
     let damaged = damaged_states(&good);
     for (i, (what, bytes)) in damaged.iter().enumerate() {
         for bak in [None, Some(&damaged[(i + 1) % damaged.len()].1)] {
@@ -538,18 +572,17 @@ fn state_and_bak_unusable_exits_65_changing_nothing() {
                 "state {what}, .bak {}",
                 bak.map_or("missing", |_| "damaged too")
             );
-            let mut f = clone_fake(&template);
             fs::write(&f.state, bytes).unwrap();
             match bak {
                 Some(b) => fs::write(f.bak(), b).unwrap(),
-                None => fs::remove_file(f.bak()).unwrap(),
+                None => {
+                    let _ = fs::remove_file(f.bak());
+                }
             }
-            f.set_sent(low(C.1), OVER);
             let before = f.snapshot();
             let files_before = dir_listing(&f);
-            let calls_before = f.calls().len();
             let out = f.run(&at(20 * HOUR), &["sync"], abc().as_bytes());
-            expect_code(&out, 65, &case);
+            assert_exit(&out, 65, &case);
             let err = stderr(&out);
             assert_eq!(err.lines().count(), 1, "{case}: one line: {err}");
             assert!(err.starts_with("bwmon: "), "{case}: {err}");
@@ -567,56 +600,44 @@ fn state_and_bak_unusable_exits_65_changing_nothing() {
                 files_before,
                 "{case}: no file moved or created"
             );
-            // The dump was read, nothing else.
-            let calls = &f.calls()[calls_before..];
-            assert!(
-                calls
-                    .iter()
-                    .all(|c| c.contains("class show") || c.contains("qdisc show")),
-                "{case}: {calls:?}"
-            );
         }
     }
 }
 
-/// Files in the fake's directory, but the lock and the tc call log.
-fn dir_listing(f: &Fake) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(f.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "state.yaml.lock" && n != "calls.log")
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn rebuild_state_adopts_current_counters() {
-    let mut f = enforced_three();
+    let Some(f) = enforced_three() else {
+        return;
+    };
     fs::write(&f.state, b"\x00garbage").unwrap();
     fs::write(f.bak(), b"version: 99\n").unwrap();
-    f.set_sent(low(A.1), 50_000);
-    f.set_sent(low(C.1), OVER);
+    f.push(low(A.1), 40);
+    f.over_threshold(low(C.1));
     let now = at(20 * HOUR);
     let out = f.run(&now, &["sync"], abc().as_bytes());
-    expect_code(&out, 65, "both unusable");
+    assert_exit(&out, 65, "both unusable");
 
+    let shape = f.shape();
+    let counters: Vec<u64> = ABC.iter().map(|(_, x)| f.sent(low(*x))).collect();
     let out = f.run(&now, &["sync", "--rebuild-state"], abc().as_bytes());
-    expect_code(&out, 0, "sync --rebuild-state");
-    let batch = f.take_batch(&[]);
+    assert_exit(&out, 0, "sync --rebuild-state");
     let replaced = with_suffix(&f.state, ".replaced-20240301T200000Z");
     assert_eq!(
         fs::read(&replaced).expect("the old file moved aside as .replaced-<ts>"),
         b"\x00garbage"
     );
-    for (_, xid) in ABC {
-        let id = classid(low(xid));
-        assert!(
-            !batch.contains(&format!("class del dev {DEV} classid {id}"))
-                && !batch.contains(&format!("class add dev {DEV} parent 1:100 classid {id} ")),
-            "live slices' classes are adopted, not recreated: {batch}"
-        );
-        assert!(f.classes.contains_key(&id));
+    // Adopted, not recreated: the classes as they were, counters and all (a
+    // new class would count from 0).
+    let after = f.shape();
+    for (i, (name, xid)) in ABC.iter().enumerate() {
+        for minor in [low(*xid), i2(*xid)] {
+            assert_eq!(
+                after.classes.get(&minor),
+                shape.classes.get(&minor),
+                "{name}'s class 1:{minor:x} adopted as it was"
+            );
+        }
+        assert_eq!(f.sent(low(*xid)), counters[i], "{name}'s counter kept");
     }
     let status = status_json(&f, &now);
     for (name, _) in ABC {
@@ -626,11 +647,11 @@ fn rebuild_state_adopts_current_counters() {
         assert_eq!(s["period_start"], now, "{name}: a new period now: {s}");
     }
     // Counting goes on from the adopted baseline.
-    f.set_sent(low(A.1), 51_000);
-    let (out, _) = f.sync(&at(20 * HOUR + 15 * MIN), &abc());
+    f.push(low(A.1), 1);
+    let out = f.sync(&at(20 * HOUR + 15 * MIN), &abc());
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
     let status = status_json(&f, &at(20 * HOUR + 15 * MIN));
-    assert_eq!(low_used(&status, A.0), 1_000);
+    assert_eq!(low_used(&status, A.0), SMALL);
 }
 
 /// After `--rebuild-state` the state should still know the device's node cap
@@ -638,7 +659,9 @@ fn rebuild_state_adopts_current_counters() {
 /// rebuilt by the next sync like any other (SPEC §5 step 1).
 #[test]
 fn rebuild_state_keeps_the_hierarchy_rebuildable() {
-    let mut f = enforced_three();
+    let Some(f) = enforced_three() else {
+        return;
+    };
     fs::write(&f.state, b"garbage: [").unwrap();
     fs::remove_file(f.bak()).unwrap();
     let out = f.run(
@@ -646,12 +669,10 @@ fn rebuild_state_keeps_the_hierarchy_rebuildable() {
         &["sync", "--rebuild-state"],
         abc().as_bytes(),
     );
-    expect_code(&out, 0, "sync --rebuild-state");
-    f.take_batch(&[]);
+    assert_exit(&out, 0, "sync --rebuild-state");
     // Reboot: the hierarchy is gone.
-    f.classes.clear();
-    f.qdisc = false;
-    f.write_dump();
+    f.ns.tc(&["qdisc", "del", "dev", "lo", "root"]);
+    assert!(f.ns.classes().is_empty());
     let out = f.run(&at(3 * HOUR), &["sync"], abc().as_bytes());
     assert_eq!(
         out.status.code(),
@@ -661,6 +682,9 @@ fn rebuild_state_keeps_the_hierarchy_rebuildable() {
         out.status.code(),
         stderr(&out)
     );
+    for (name, xid) in ABC {
+        assert!(f.ns.class(low(xid)).is_some(), "{name}'s class rebuilt");
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -685,7 +709,7 @@ enum Expect {
         values: Vec<&'static str>,
     },
     /// Exit 0, silent; then `check`.
-    Valid(fn(&Fake, &str)),
+    Valid(fn(&Sandbox, &Shape)),
 }
 
 impl Expect {
@@ -720,22 +744,23 @@ fn warn(slice: &'static str, key: &'static str, values: &[&'static str]) -> Expe
     }
 }
 
-fn bob_max_rate_5mbit(f: &Fake, _: &str) {
-    assert_eq!(
-        f.classes["1:1102"].ceil, 5_000_000,
-        "net_max_rate 5000 kbit/s applied to bob"
+fn bob_max_rate_5mbit(f: &Sandbox, _: &Shape) {
+    let bob = f.ns.class(low(B.1)).expect("bob's class");
+    assert!(
+        rate_matches(&bob.ceil, 5_000_000, 0),
+        "net_max_rate 5000 kbit/s applied to bob: {bob:?}"
     );
 }
 
-fn all_three_removed(f: &Fake, batch: &str) {
+fn all_three_removed(f: &Sandbox, _: &Shape) {
+    let classes = f.ns.classes();
     for (name, xid) in ABC {
-        assert!(
-            batch.contains(&format!(
-                "class del dev {DEV} classid {}",
-                classid(low(xid))
-            )),
-            "{name}'s classes removed: {batch}"
-        );
+        for minor in [low(xid), i2(xid)] {
+            assert!(
+                !classes.contains_key(&minor),
+                "{name}'s class 1:{minor:x} removed"
+            );
+        }
         assert!(state_line(f, name).is_none(), "{name} no longer live");
     }
     let dead = state_dead(f);
@@ -745,20 +770,20 @@ fn all_three_removed(f: &Fake, batch: &str) {
             "{name} has a dead record: {dead:?}"
         );
     }
-    assert!(mails(f).is_empty(), "nobody mailed");
+    assert!(f.mails().is_empty(), "nobody mailed");
 }
 
-fn dave_created_at_4094(f: &Fake, batch: &str) {
+fn dave_created_at_4094(f: &Sandbox, before: &Shape) {
+    let classes = f.ns.classes();
     assert!(
-        batch.contains("classid 1:1ffe ") && batch.contains("classid 1:2ffe "),
-        "{batch}"
+        classes.contains_key(&0x1ffe) && classes.contains_key(&0x2ffe),
+        "{classes:?}"
     );
-    assert!(f.classes.contains_key("1:1ffe"));
-    enforced(f, &ABC.iter().map(|s| s.0).collect::<Vec<_>>(), batch).unwrap();
+    enforced(f, &ABC.iter().map(|s| s.0).collect::<Vec<_>>(), before).unwrap();
 }
 
-fn abc_enforced(f: &Fake, batch: &str) {
-    enforced(f, &ABC.iter().map(|s| s.0).collect::<Vec<_>>(), batch).unwrap();
+fn abc_enforced(f: &Sandbox, before: &Shape) {
+    enforced(f, &ABC.iter().map(|s| s.0).collect::<Vec<_>>(), before).unwrap();
 }
 
 /// The catalogue. Alice, Bob and Carol are live and enforced; in every run
@@ -1190,78 +1215,77 @@ fn catalogue() -> Vec<Case> {
     cases
 }
 
-/// The kernel counters of a catalogue run.
-fn prepare_run(f: &mut Fake) {
-    f.set_sent(low(A.1), 5_000);
-    f.set_sent(low(B.1), 6_000);
-    f.set_sent(low(C.1), OVER);
+/// The traffic of a catalogue run: Alice's and Bob's counters move (so their
+/// state lines change), Carol goes over her threshold (so an enforced Carol
+/// gets a cap and a mail).
+fn prepare_run(f: &Sandbox) {
+    f.push(low(A.1), 5);
+    f.push(low(B.1), 6);
+    f.over_threshold(low(C.1));
 }
 
 /// The named slices (of Alice, Bob, Carol) were enforced by the run: state
-/// lines updated, Carol capped and mailed.
-fn enforced(f: &Fake, names: &[&str], batch: &str) -> Result<(), String> {
+/// lines hold the kernel's counters, Carol is capped (her class changed since
+/// `before`) and mailed once.
+fn enforced(f: &Sandbox, names: &[&str], before: &Shape) -> Result<(), String> {
     for &name in names {
         let line = state_line(f, name).ok_or(format!("{name} not in the state"))?;
-        let counter = match name {
-            n if n == A.0 => 5_000,
-            n if n == B.0 => 6_000,
-            _ => OVER,
-        };
+        let xid = ABC.iter().find(|s| s.0 == name).expect("one of ABC").1;
+        let counter = f.sent(low(xid));
         if line["lo"]["last"] != counter {
-            return Err(format!("{name}'s counter not recorded: {line}"));
+            return Err(format!("{name}'s counter ({counter}) not recorded: {line}"));
         }
     }
     if names.contains(&C.0) {
-        let id = classid(low(C.1));
-        if !batch
-            .lines()
-            .any(|l| l.starts_with("class change ") && l.contains(&format!("classid {id} ")))
-        {
-            return Err(format!("carol's cap was not sent: {batch}"));
+        let minor = low(C.1);
+        if f.shape().classes.get(&minor) == before.classes.get(&minor) {
+            return Err("carol's class was not changed".into());
         }
-        if f.classes[&id].ceil >= BWCAP {
-            return Err("carol not capped in the kernel".into());
+        if !capped_in_kernel(f, minor) {
+            return Err(format!(
+                "carol not capped in the kernel: {:?}",
+                f.ns.class(minor)
+            ));
         }
-        if mails_about(f, C.0) != 1 {
-            return Err(format!("carol mailed {} times", mails_about(f, C.0)));
+        if f.mails_about(C.0) != 1 {
+            return Err(format!("carol mailed {} times", f.mails_about(C.0)));
         }
     }
     Ok(())
 }
 
 /// Only Carol's cap changes in this run (Alice and Bob stay under their
-/// thresholds): a bad record touches no class, not even by aliasing.
-fn only_carols_cap(batch: &str, carol: bool) -> Result<(), String> {
-    let id = format!("classid {} ", classid(low(C.1)));
-    let lines: Vec<&str> = batch.lines().collect();
-    let ok = if carol {
-        lines.len() == 1 && lines[0].starts_with("class change ") && lines[0].contains(&id)
-    } else {
-        lines.is_empty()
-    };
-    if ok {
+/// thresholds): a bad record touches no class or qdisc, not even by aliasing.
+fn only_carols_cap(f: &Sandbox, before: &Shape, carol: bool) -> Result<(), String> {
+    let after = f.shape();
+    let want: Vec<u32> = if carol { vec![low(C.1)] } else { vec![] };
+    if after.changed_minors(before) == want && after.qdiscs == before.qdiscs {
         Ok(())
     } else {
-        Err(format!("the batch should be carol's cap alone: {batch:?}"))
+        Err(format!(
+            "the run should change carol's cap alone:\n  {}",
+            after.changes_since(before).join("\n  ")
+        ))
     }
 }
 
-/// Runs one case on a copy of `template`; `Err` says what went wrong.
-fn run_case(template: &Fake, case: &Case) -> Result<Duration, String> {
-    let mut f = clone_fake(template);
-    prepare_run(&mut f);
+/// Runs one case on a world of its own; `Err` says what went wrong.
+fn run_case(case: &Case) -> Result<Duration, String> {
+    let Some(f) = enforced_three() else {
+        return Ok(Duration::ZERO);
+    };
+    prepare_run(&f);
     let before = f.snapshot();
     let lines_before: Vec<Option<Value>> = ABC.iter().map(|s| state_line(&f, s.0)).collect();
     let started = Instant::now();
     let out = f.run(&at(20 * HOUR), &["sync"], &case.input);
     let took = started.elapsed();
-    let batch = f.take_batch(&[]);
     let err = stderr(&out);
     let code = out.status.code();
     let fail = |why: String| format!("{why}\n  exit {code:?}, stderr: {err}");
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         assert_stderr_lines_sane(&out, &case.what);
-        assert_batches_strict(&f, &case.what);
+        assert_device_strict(&f, &case.what);
         assert_mails_clean(&f, &case.what);
     }))
     .map_err(|e| fail(panic_text(&*e)))?;
@@ -1310,8 +1334,9 @@ fn run_case(template: &Fake, case: &Case) -> Result<Duration, String> {
                     return Err(fail(format!("stderr names {g}, which is fine")));
                 }
             }
-            enforced(&f, &good, &batch).map_err(&fail)?;
-            only_carols_cap(&batch, good.contains(&C.0)).map_err(&fail)?;
+            enforced(&f, &good, &before.shape).map_err(&fail)?;
+            only_carols_cap(&f, &before.shape, good.contains(&C.0)).map_err(&fail)?;
+            let now = f.shape();
             for (i, (name, xid)) in ABC.iter().enumerate() {
                 if !held.contains(name) {
                     continue;
@@ -1319,12 +1344,16 @@ fn run_case(template: &Fake, case: &Case) -> Result<Duration, String> {
                 if state_line(&f, name) != lines_before[i] {
                     return Err(fail(format!("held {name}'s state changed")));
                 }
-                if batch.contains(&format!("{} ", classid(low(*xid))))
-                    || !f.classes.contains_key(&classid(low(*xid)))
-                {
-                    return Err(fail(format!("held {name}'s classes touched: {batch}")));
+                for minor in [low(*xid), i2(*xid)] {
+                    let was = before.shape.classes.get(&minor);
+                    if was.is_none() || now.classes.get(&minor) != was {
+                        return Err(fail(format!(
+                            "held {name}'s class 1:{minor:x} touched: {was:?} → {:?}",
+                            now.classes.get(&minor)
+                        )));
+                    }
                 }
-                if mails_about(&f, name) != 0 {
+                if f.mails_about(name) != 0 {
                     return Err(fail(format!("held {name} mailed")));
                 }
             }
@@ -1342,10 +1371,12 @@ fn run_case(template: &Fake, case: &Case) -> Result<Duration, String> {
                 )));
             }
             let all: Vec<&str> = ABC.iter().map(|s| s.0).collect();
-            enforced(&f, &all, &batch).map_err(&fail)?;
-            only_carols_cap(&batch, true).map_err(&fail)?;
-            let bob = &f.classes["1:1102"];
-            if bob.ceil != BWCAP || bob.quantum != Some(1600) {
+            enforced(&f, &all, &before.shape).map_err(&fail)?;
+            only_carols_cap(&f, &before.shape, true).map_err(&fail)?;
+            let bob =
+                f.ns.class(low(B.1))
+                    .ok_or_else(|| fail("bob's class gone".into()))?;
+            if !rate_matches(&bob.ceil, BWCAP_BITS, 0) || bob.quantum != Some(1600) {
                 return Err(fail(format!("bob's key not defaulted: {bob:?}")));
             }
         }
@@ -1353,50 +1384,35 @@ fn run_case(template: &Fake, case: &Case) -> Result<Duration, String> {
             if code != Some(0) || !err.is_empty() {
                 return Err(fail("expected exit 0 and a silent run".into()));
             }
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&f, &batch)))
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&f, &before.shape)))
                 .map_err(|e| fail(panic_text(&*e)))?;
         }
     }
     Ok(took)
 }
 
-fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
-    e.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
-        .unwrap_or_else(|| "panic".into())
-}
-
 #[test]
 fn bad_input_catalogue() {
-    let template = enforced_three();
+    if !require_root() {
+        return;
+    }
+    let started = Instant::now();
     let cases = catalogue();
     assert!(cases.len() >= 40, "{} inputs", cases.len());
-    let failures = std::sync::Mutex::new(Vec::new());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..3 {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let Some(case) = cases.get(i) else { break };
-                    if let Err(e) = run_case(&template, case) {
-                        failures.lock().unwrap().push(format!(
-                            "[{}] {}: {e}",
-                            case.expect.class(),
-                            case.what
-                        ));
-                    }
-                }
-            });
-        }
-    });
+    let failures = in_parallel(&cases, |_, case| run_case(case).map(|_| ()));
     let mut counts = std::collections::BTreeMap::new();
     for c in &cases {
         *counts.entry(c.expect.class()).or_insert(0) += 1;
     }
-    eprintln!("bad-input catalogue: {} inputs: {counts:?}", cases.len());
-    let failures = failures.into_inner().unwrap();
+    eprintln!(
+        "bad-input catalogue: {} inputs: {counts:?}, {:?} on {THREADS} threads",
+        cases.len(),
+        started.elapsed()
+    );
+    let failures: Vec<String> = failures
+        .into_iter()
+        .map(|(i, e)| format!("[{}] {}: {e}", cases[i].expect.class(), cases[i].what))
+        .collect();
     assert!(
         failures.is_empty(),
         "{} of {} inputs failed:\n{}",
@@ -1406,9 +1422,10 @@ fn bad_input_catalogue() {
     );
 }
 
-/// `/usr/bin/time`'s peak RSS (KiB) of a bwmon run, with its output.
+/// `/usr/bin/time`'s peak RSS (KiB) of a bwmon run in `f`'s namespace, with
+/// its output and wall time.
 fn run_measured(
-    f: &Fake,
+    f: &Sandbox,
     now: &str,
     args: &[&str],
     stdin: &[u8],
@@ -1416,20 +1433,22 @@ fn run_measured(
     let rss_file = f.path("rss.txt");
     let time = Path::new("/usr/bin/time");
     let mut cmd = if time.exists() {
-        let mut c = Command::new(time);
+        let mut c = f.ns.command("/usr/bin/time");
         c.args(["-f", "%M", "-o"]).arg(&rss_file).arg(BWMON);
         c
     } else {
-        Command::new(BWMON)
+        f.ns.command(BWMON)
     };
     cmd.arg("-c")
         .arg(&f.config)
-        .args(["--now", now])
+        .args(["--dev", "lo", "--now", now])
         .args(args)
-        .env("FAKE_TC_DIR", f.dir.path())
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let started = Instant::now();
-    let out = run(cmd, args, stdin);
+    let out = run_bounded(cmd, stdin, &args.join(" "));
     let took = started.elapsed();
     let rss = fs::read_to_string(&rss_file)
         .ok()
@@ -1441,14 +1460,16 @@ const BIG: usize = 50 * 1024 * 1024;
 
 #[test]
 fn fifty_megabyte_inputs_are_quick_and_bounded() {
-    let template = enforced_three();
+    if !require_root() {
+        return;
+    }
     // One big string: a 50 MB name (held, named clipped).
     let name = "m".repeat(BIG / 2);
     let one_string = abc_plus(&[format!(
         r#""{name}": {{"name": "{name}", "xid": 300, "_rspec": {{}}}}"#
     )]);
     // Many records: 4,000 slivers of 13 KB each (a node manager's dump with
-    // big rspecs), all valid.
+    // big rspecs), all valid: 8,000 new classes for the kernel.
     let pad = format!(r#""vsys_padding": "{}""#, "p".repeat(13_000));
     let mut many = String::with_capacity(BIG + 1024);
     many.push('[');
@@ -1476,15 +1497,39 @@ fn fifty_megabyte_inputs_are_quick_and_bounded() {
         D.1,
         "1234567,".repeat(BIG / 8)
     )]);
-    for (what, input, code) in [
-        ("a 50 MB name", one_string, 1),
-        ("4,000 records of 13 KB", many, 0),
-        ("a 50 MB unknown key", filler, 0),
+    // The bound is on the run's wall time, which includes the kernel's work:
+    // small for two of the inputs, 8,000 classes and leaves for the third
+    // (superlinear in the kernel, SPEC §10). For that one a dry run, which
+    // reads the kernel but writes nothing, is held to the bound instead, and
+    // the real run to one that leaves the kernel room.
+    for (what, input, code, kernel_work) in [
+        ("a 50 MB name", one_string, 1, false),
+        ("4,000 records of 13 KB", many, 0, true),
+        ("a 50 MB unknown key", filler, 0, false),
     ] {
-        let mut f = clone_fake(&template);
-        prepare_run(&mut f);
+        let Some(f) = enforced_three() else {
+            return;
+        };
+        prepare_run(&f);
+        let before = f.shape();
+        if kernel_work {
+            let args = ["sync", "--dry-run"];
+            let (out, rss, took) = run_measured(&f, &at(20 * HOUR), &args, input.as_bytes());
+            eprintln!(
+                "{what}, dry run: {took:?}, peak RSS {} KiB",
+                rss.map_or("?".into(), |r| r.to_string())
+            );
+            assert_exit(&out, code, &format!("{what}, dry run"));
+            assert!(
+                took < Duration::from_secs(10),
+                "{what}, dry run: took {took:?}"
+            );
+            if let Some(kib) = rss {
+                assert!(kib < 1024 * 1024, "{what}, dry run: peak RSS {kib} KiB");
+            }
+            assert_eq!(f.shape(), before, "{what}: the dry run changed the kernel");
+        }
         let (out, rss, took) = run_measured(&f, &at(20 * HOUR), &["sync"], input.as_bytes());
-        f.take_batch(&[]);
         eprintln!(
             "{what}: {} bytes in {took:?}, peak RSS {} KiB, exit {:?}, {} bytes of stderr",
             input.len(),
@@ -1498,7 +1543,8 @@ fn fifty_megabyte_inputs_are_quick_and_bounded() {
             out.status.code(),
             String::from_utf8_lossy(&out.stderr[..out.stderr.len().min(2000)])
         );
-        assert!(took < Duration::from_secs(10), "{what}: took {took:?}");
+        let bound = Duration::from_secs(if kernel_work { 40 } else { 10 });
+        assert!(took < bound, "{what}: took {took:?}");
         if let Some(kib) = rss {
             assert!(kib < 1024 * 1024, "{what}: peak RSS {kib} KiB");
         }
@@ -1508,259 +1554,138 @@ fn fifty_megabyte_inputs_are_quick_and_bounded() {
             out.stderr.len()
         );
         assert_stderr_lines_sane(&out, what);
-        assert_batches_strict(&f, what);
-        let batch = fs::read_to_string(f.path("batch.txt")).unwrap();
-        enforced(&f, &ABC.iter().map(|s| s.0).collect::<Vec<_>>(), &batch)
+        assert_device_strict(&f, what);
+        enforced(&f, &ABC.iter().map(|s| s.0).collect::<Vec<_>>(), &before)
             .unwrap_or_else(|e| panic!("{what}: {e}"));
     }
 }
 
 // ---------------------------------------------------------------------------
-// 5. tc trouble
+// 5. Trouble with the device and the kernel
 
-fn set_tc(f: &Fake, tc: &Path) {
-    let text = fs::read_to_string(&f.config).unwrap().replace(
-        &format!("tc: {}", common::fake::fake_tc().display()),
-        &format!("tc: {}", tc.display()),
-    );
-    fs::write(&f.config, text).unwrap();
-}
-
+/// The device bwmon works on disappears (an interface removed; before issue
+/// 10 tc fails with "Cannot find device", after it the kernel refuses the
+/// device): 69, one line naming it, state and mails as they were.
 #[test]
-fn tc_missing_or_not_executable_exits_69_changing_nothing() {
-    let template = enforced_three();
-    for what in ["missing", "not executable", "a directory"] {
-        let mut f = clone_fake(&template);
-        let tc = match what {
-            "missing" => f.path("no-such-tc"),
-            "not executable" => {
-                let p = f.path("tc-noexec");
-                fs::copy(common::fake::fake_tc(), &p).unwrap();
-                fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
-                p
-            }
-            _ => {
-                let p = f.path("tc-dir");
-                fs::create_dir(&p).unwrap();
-                p
-            }
-        };
-        set_tc(&f, &tc);
-        prepare_run(&mut f);
-        let before = f.snapshot();
-        let out = f.run(&at(20 * HOUR), &["sync"], abc().as_bytes());
-        expect_code(&out, 69, &format!("tc {what}"));
-        let err = stderr(&out);
-        assert_eq!(err.lines().count(), 1, "tc {what}: {err}");
+fn device_gone_exits_69_changing_nothing() {
+    let Some(f) = Sandbox::node() else {
+        return;
+    };
+    let ip = |args: &[&str]| {
+        let out = f.ns.command("ip").args(args).output().expect("spawn ip");
         assert!(
-            err.contains(tc.to_str().unwrap()),
-            "tc {what}: names it: {err}"
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        f.assert_unchanged(&before, &format!("tc {what}"));
+    };
+    ip(&["link", "add", "bwt0", "type", "ifb"]);
+    ip(&["link", "set", "bwt0", "up"]);
+    let config = f.config.to_str().unwrap().to_string();
+    let on_bwt0 = |now: &str, args: &[&str], stdin: &str| {
+        let mut full = vec!["-c", &config, "--dev", "bwt0", "--now", now];
+        full.extend(args);
+        f.run_raw(&full, stdin.as_bytes(), &[])
+    };
+    assert_exit(
+        &on_bwt0(T0, &["init", "--bwcap", "500mbit"], ""),
+        0,
+        "init on bwt0",
+    );
+    assert_exit(&on_bwt0(T0, &["sync"], &abc()), 0, "sync on bwt0");
+    assert_exit(&on_bwt0(&at(HOUR), &["sync"], &abc()), 0, "sync on bwt0");
+    ip(&["link", "del", "bwt0"]);
+    let before = f.snapshot();
+    assert!(before.state.is_some() && before.backup.is_some());
+    for (args, stdin) in [
+        (&["sync"][..], abc()),
+        (&["reset", A.0], String::new()),
+        (&["init"], String::new()),
+    ] {
+        let out = on_bwt0(&at(2 * HOUR), args, &stdin);
+        assert_exit(&out, 69, &format!("{args:?} with the device gone"));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("bwt0"), "{args:?}: names the device: {err}");
+        f.assert_unchanged(&before, &format!("{args:?} with the device gone"));
     }
 }
 
+/// Takes the qdisc handle `minor:` by making it the leaf of the default class
+/// 1:1fff: the kernel then refuses the leaf of the slice class `1:minor`
+/// ("Cannot move an existing qdisc to a different parent").
+fn take_leaf_handle(f: &Sandbox, minor: u32) {
+    let handle = format!("{minor:x}:");
+    f.ns.tc(&["qdisc", "del", "dev", "lo", "parent", "1:1fff"]);
+    f.ns.tc(&[
+        "qdisc", "add", "dev", "lo", "parent", "1:1fff", "handle", &handle, "pfifo",
+    ]);
+}
+
+/// Gives the default class its own leaf handle back.
+fn free_leaf_handle(f: &Sandbox) {
+    f.ns.tc(&["qdisc", "del", "dev", "lo", "parent", "1:1fff"]);
+    f.ns.tc(&[
+        "qdisc", "add", "dev", "lo", "parent", "1:1fff", "handle", "1fff:", "pfifo",
+    ]);
+}
+
+/// The kernel refuses part of a run's changes — the leaf of a new slice,
+/// Dave, whose handle is taken — in the run that caps Carol: Dave fails,
+/// alone named (exit 1); Carol's cap lands and is mailed; Alice and Bob are
+/// untouched. Once the handle is free, the next run exits 0 and sends Carol
+/// no second mail. (The refused-cap variant, which only the tc fake can
+/// stage, is in `tests/tc_process.rs`; that the refused leaf itself is never
+/// added again is `cli::refused_leaf_is_added_at_the_next_run`.)
 #[test]
-fn tc_class_show_failing_exits_69_changing_nothing() {
-    let mut f = enforced_three();
-    prepare_run(&mut f);
-    fs::write(f.path("dump.rc"), "1").unwrap();
-    fs::write(f.path("dump.stderr"), "Cannot find device \"eth9\"\n").unwrap();
+fn refused_leaf_fails_that_slice_only() {
+    let Some(f) = enforced_three() else {
+        return;
+    };
+    prepare_run(&f);
+    take_leaf_handle(&f, low(D.1));
     let before = f.snapshot();
-    let out = f.run(&at(20 * HOUR), &["sync"], abc().as_bytes());
-    expect_code(&out, 69, "class show exits 1");
-    let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains("Cannot find device"),
-        "passes tc's reason on: {err}"
-    );
-    f.assert_unchanged(&before, "class show exits 1");
-}
-
-/// The batch lines of a dry run at `now` (the real run sends the same).
-fn dry_batch(f: &Fake, now: &str, input: &str) -> Vec<String> {
-    let out = f.run(now, &["sync", "--dry-run"], input.as_bytes());
-    expect_code(&out, 0, "sync --dry-run");
-    stdout(&out)
-        .lines()
-        .skip_while(|l| !l.starts_with("# tc -force -batch -"))
-        .skip(1)
-        .take_while(|l| !l.starts_with('#'))
-        .map(str::to_string)
-        .collect()
-}
-
-fn abcd() -> String {
-    abc_plus(&[entry(D.0, D.1, "{}")])
-}
-
-#[test]
-fn refused_batch_line_fails_that_slice_only_and_is_retried() {
-    let mut f = enforced_three();
-    prepare_run(&mut f);
     let now = at(20 * HOUR);
-    let lines = dry_batch(&f, &now, &abcd());
-    let carol = classid(low(C.1));
-    let n = 1 + lines
-        .iter()
-        .position(|l| l.contains(&format!("classid {carol} ")))
-        .unwrap_or_else(|| panic!("carol's cap in the batch: {lines:?}"));
-    assert!(
-        lines.iter().any(|l| l.contains("classid 1:1104 ")),
-        "{lines:?}"
-    );
-    // Carol's class vanished behind bwmon's back mid-run.
-    fs::write(
-        f.path("batch.stderr"),
-        format!("RTNETLINK answers: No such file or directory\nCommand failed -:{n}\n"),
-    )
-    .unwrap();
-    fs::write(f.path("batch.rc"), "1").unwrap();
     let out = f.run(&now, &["sync"], abcd().as_bytes());
-    expect_code(&out, 1, "a refused batch line");
-    let batch = f.take_batch(&[n]);
-    assert_eq!(
-        batch.lines().collect::<Vec<_>>(),
-        lines,
-        "the batch as planned"
-    );
+    assert_exit(&out, 1, "a refused leaf");
     let err = stderr(&out);
     assert!(
         err.lines()
-            .any(|l| l.starts_with("bwmon: ") && l.contains(C.0)),
-        "names carol: {err}"
+            .any(|l| l.starts_with("bwmon: ") && l.contains(D.0)),
+        "names dave: {err}"
     );
-    for other in [A.0, B.0, D.0] {
+    for other in [A.0, B.0, C.0] {
         assert!(!err.contains(other), "{other} went through: {err}");
     }
-    assert!(f.classes.contains_key("1:1104"), "dave's classes applied");
-    assert_eq!(
-        mails_about(&f, C.0),
-        0,
-        "no mail for a cap that did not land"
-    );
-
-    fs::remove_file(f.path("batch.stderr")).unwrap();
-    fs::remove_file(f.path("batch.rc")).unwrap();
-    let (out, batch) = f.sync(&at(20 * HOUR + 15 * MIN), &abcd());
-    assert!(out.stderr.is_empty(), "{}", stderr(&out));
-    assert!(
-        batch
-            .lines()
-            .any(|l| l.starts_with("class change") && l.contains(&format!("classid {carol} "))),
-        "carol's cap sent again: {batch}"
-    );
-    assert!(
-        !batch.contains("1:1104") && !batch.contains("1:2104"),
-        "dave not re-sent: {batch}"
-    );
-    assert!(f.classes[&carol].ceil < BWCAP, "carol capped now");
-    assert_eq!(mails_about(&f, C.0), 1, "and mailed once");
-    assert_batches_strict(&f, "refused line");
-}
-
-#[test]
-fn batch_dying_without_a_line_number_is_all_resent() {
-    let mut f = enforced_three();
-    prepare_run(&mut f);
-    let now = at(20 * HOUR);
-    fs::write(
-        f.path("batch.stderr"),
-        "Error: either \"dev\" is duplicate, or \"eth9\" is a garbage.\n",
-    )
-    .unwrap();
-    fs::write(f.path("batch.rc"), "255").unwrap();
-    let out = f.run(&now, &["sync"], abcd().as_bytes());
-    expect_code(&out, 1, "batch rc 255 without `Command failed`");
-    let all = fs::read_to_string(f.path("batch.txt")).unwrap();
-    let sent = all[f.batch_seen..].to_string();
-    let n = sent.lines().count();
-    // Nothing applied: the model ignores every line.
-    let refused: Vec<usize> = (1..=n).collect();
-    f.take_batch(&refused);
-    let err = stderr(&out);
-    for name in [C.0, D.0] {
-        assert!(err.contains(name), "names {name}: {err}");
+    enforced(&f, &[A.0, B.0, C.0], &before.shape).unwrap();
+    let changed = f.shape().changed_minors(&before.shape);
+    for minor in &changed {
+        assert!(
+            [low(C.1), low(D.1), i2(D.1)].contains(minor),
+            "only carol's cap and dave's classes changed: 1:{minor:x} did too"
+        );
     }
-    assert_eq!(mails(&f).len(), 0, "no mail for caps that did not land");
-
-    fs::remove_file(f.path("batch.stderr")).unwrap();
-    fs::remove_file(f.path("batch.rc")).unwrap();
-    let (out, again) = f.sync(&at(20 * HOUR + 15 * MIN), &abcd());
-    assert!(out.stderr.is_empty(), "{}", stderr(&out));
-    // The lines, but the ceil (a cap is recomputed at each run).
-    let ids = |text: &str| -> Vec<String> {
-        let mut v: Vec<String> = text
-            .lines()
-            .map(|l| {
-                let w: Vec<&str> = l.split(' ').collect();
-                w.iter()
-                    .enumerate()
-                    .map(|(i, t)| if i > 0 && w[i - 1] == "ceil" { "*" } else { t })
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect();
-        v.sort();
-        v
-    };
-    let first: Vec<String> = sent.lines().map(str::to_string).collect();
-    assert_eq!(
-        ids(&again),
-        ids(&first.join("\n")),
-        "every line is sent again:\nfirst: {sent}\nagain: {again}"
-    );
-    assert!(f.classes.contains_key("1:1104") && f.classes[&classid(low(C.1))].ceil < BWCAP);
-    assert_eq!(mails_about(&f, C.0), 1);
-}
-
-#[test]
-fn dump_interrupted_once_is_read_again() {
-    let mut f = enforced_three();
-    prepare_run(&mut f);
-    fs::write(f.path("dump.interrupt"), "1").unwrap();
-    let calls_before = f.calls().len();
-    let (out, batch) = f.sync(&at(20 * HOUR), &abc());
-    assert!(out.stderr.is_empty(), "{}", stderr(&out));
-    let calls = &f.calls()[calls_before..];
-    assert!(calls.len() <= 3, "at most 3 tc spawns: {calls:?}");
-    assert_eq!(
-        calls.iter().filter(|c| c.contains("class show")).count(),
-        2,
-        "the dump read again: {calls:?}"
-    );
-    assert!(batch.contains(&format!("classid {} ", classid(low(C.1)))));
-    assert_eq!(
-        fs::read_to_string(f.path("dump.interrupt")).unwrap().trim(),
-        "0"
-    );
-}
-
-#[test]
-fn dump_interrupted_every_time_changes_nothing() {
-    let mut f = enforced_three();
-    prepare_run(&mut f);
-    fs::write(f.path("dump.interrupt"), "1000").unwrap();
-    let before = f.snapshot();
-    let out = f.run(&at(20 * HOUR), &["sync"], abc().as_bytes());
-    let code = out.status.code();
+    assert!(f.ns.class(i2(D.1)).is_some(), "dave's i2 class applied");
     assert!(
-        matches!(code, Some(69 | 75)),
-        "exit {code:?}: {}",
-        stderr(&out)
+        f.ns.qdiscs_by_parent()
+            .contains_key(&format!("1:{:x}", i2(D.1))),
+        "dave's i2 leaf applied"
     );
-    let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("interrupted"), "says why: {err}");
-    f.assert_unchanged(&before, "dump always interrupted");
-    assert!(f.calls().len() < 20, "bounded retries: {:?}", f.calls());
+
+    free_leaf_handle(&f);
+    let out = f.sync(&at(20 * HOUR + 15 * MIN), &abcd());
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    assert!(f.ns.class(low(D.1)).is_some(), "dave's low class there");
+    assert!(capped_in_kernel(&f, low(C.1)), "carol still capped");
+    assert_eq!(f.mails_about(C.0), 1, "and mailed once");
+    assert_eq!(f.mails_about(D.0), 0);
+    assert_device_strict(&f, "refused leaf");
 }
 
 // ---------------------------------------------------------------------------
 // 6. sendmail trouble
 
-fn set_sendmail(f: &Fake, path: &Path) {
+fn set_sendmail(f: &Sandbox, path: &Path) {
     let text = fs::read_to_string(&f.config).unwrap();
     let text: Vec<String> = text
         .lines()
@@ -1775,7 +1700,7 @@ fn set_sendmail(f: &Fake, path: &Path) {
     fs::write(&f.config, text.join("\n") + "\n").unwrap();
 }
 
-fn script(f: &Fake, name: &str, body: &str) -> PathBuf {
+fn script(f: &Sandbox, name: &str, body: &str) -> PathBuf {
     let p = f.path(name);
     fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
     fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
@@ -1785,12 +1710,14 @@ fn script(f: &Fake, name: &str, body: &str) -> PathBuf {
 #[test]
 fn sendmail_trouble_caps_anyway_and_mails_next_run() {
     for what in ["missing", "exit 1", "hanging"] {
-        let mut f = Fake::with_config("  timeout: 1s\n");
-        f.init();
+        let Some(f) = Sandbox::node_with("  timeout: 1s\n") else {
+            return;
+        };
+        f.init_node();
         f.sync(T0, &abc());
-        f.set_sent(low(C.1), OVER);
+        f.over_threshold(low(C.1));
         let capped: Vec<&str> = if what == "hanging" {
-            f.set_sent(low(A.1), OVER);
+            f.over_threshold(low(A.1));
             vec![A.0, C.0]
         } else {
             vec![C.0]
@@ -1809,8 +1736,7 @@ fn sendmail_trouble_caps_anyway_and_mails_next_run() {
         let started = Instant::now();
         let out = f.run(&at(20 * HOUR), &["sync"], abc().as_bytes());
         let took = started.elapsed();
-        expect_code(&out, 1, &format!("sendmail {what}"));
-        let batch = f.take_batch(&[]);
+        assert_exit(&out, 1, &format!("sendmail {what}"));
         eprintln!("sendmail {what}: sync took {took:?}");
         assert!(
             took < Duration::from_secs(10),
@@ -1818,10 +1744,10 @@ fn sendmail_trouble_caps_anyway_and_mails_next_run() {
         );
         let err = stderr(&out);
         for name in &capped {
-            let id = classid(low(if *name == A.0 { A.1 } else { C.1 }));
+            let xid = if *name == A.0 { A.1 } else { C.1 };
             assert!(
-                batch.contains(&format!("classid {id} ")) && f.classes[&id].ceil < BWCAP,
-                "sendmail {what}: {name}'s cap applied anyway: {batch}"
+                capped_in_kernel(&f, low(xid)),
+                "sendmail {what}: {name}'s cap applied anyway"
             );
             assert!(
                 err.lines()
@@ -1839,21 +1765,21 @@ fn sendmail_trouble_caps_anyway_and_mails_next_run() {
                 "sendmail {what}: mail flag stays false: {s}"
             );
         }
-        assert!(mails(&f).is_empty());
+        assert!(f.mails().is_empty());
 
         set_sendmail(&f, &working);
-        let (out, _) = f.sync(&at(20 * HOUR + 15 * MIN), &abc());
+        let out = f.sync(&at(20 * HOUR + 15 * MIN), &abc());
         assert!(out.stderr.is_empty(), "{}", stderr(&out));
         for name in &capped {
             assert_eq!(
-                mails_about(&f, name),
+                f.mails_about(name),
                 1,
                 "sendmail {what}: {name} mailed once next run"
             );
         }
-        assert_eq!(mails(&f).len(), capped.len());
+        assert_eq!(f.mails().len(), capped.len());
         f.sync(&at(20 * HOUR + 30 * MIN), &abc());
-        assert_eq!(mails(&f).len(), capped.len(), "and only once");
+        assert_eq!(f.mails().len(), capped.len(), "and only once");
         assert_mails_clean(&f, what);
     }
 }
@@ -1863,10 +1789,12 @@ fn sendmail_trouble_caps_anyway_and_mails_next_run() {
 /// `mail.timeout`, not by that child.
 #[test]
 fn sendmail_failing_with_a_lingering_child_is_bounded_by_the_timeout() {
-    let mut f = Fake::with_config("  timeout: 1s\n");
-    f.init();
+    let Some(f) = Sandbox::node_with("  timeout: 1s\n") else {
+        return;
+    };
+    f.init_node();
     f.sync(T0, &abc());
-    f.set_sent(low(C.1), OVER);
+    f.over_threshold(low(C.1));
     let broken = script(
         &f,
         "sendmail-forks",
@@ -1876,9 +1804,8 @@ fn sendmail_failing_with_a_lingering_child_is_bounded_by_the_timeout() {
     let started = Instant::now();
     let out = f.run(&at(20 * HOUR), &["sync"], abc().as_bytes());
     let took = started.elapsed();
-    expect_code(&out, 1, "sendmail exit 1 with a lingering child");
-    f.take_batch(&[]);
-    assert!(f.classes[&classid(low(C.1))].ceil < BWCAP, "cap applied");
+    assert_exit(&out, 1, "sendmail exit 1 with a lingering child");
+    assert!(capped_in_kernel(&f, low(C.1)), "cap applied");
     assert!(stderr(&out).contains(C.0), "{}", stderr(&out));
     assert!(
         took < Duration::from_secs(4),
@@ -1890,18 +1817,31 @@ fn sendmail_failing_with_a_lingering_child_is_bounded_by_the_timeout() {
 // 7. Clocks
 
 /// Alice, Bob, Carol from T0; Carol over her threshold and capped at 20 h.
-fn carol_capped() -> Fake {
-    let mut f = enforced_three();
-    f.set_sent(low(C.1), OVER);
+/// Returns Carol's low usage (her class's counter).
+fn carol_capped() -> Option<(Sandbox, u64)> {
+    let f = enforced_three()?;
+    let used = f.over_threshold(low(C.1));
     f.sync(&at(20 * HOUR), &abc());
-    assert!(f.classes[&classid(low(C.1))].ceil < BWCAP);
-    assert_eq!(mails_about(&f, C.0), 1);
-    f
+    assert!(capped_in_kernel(&f, low(C.1)));
+    assert_eq!(f.mails_about(C.0), 1);
+    Some((f, used))
+}
+
+/// The cap formula in bit/s for `used` bytes `elapsed` seconds into a day.
+fn formula(used: u64, elapsed: u64) -> u64 {
+    let ceil = (QUOTA - used) * 8 / (DAY - elapsed);
+    assert!(
+        ceil > MIN_RATE && ceil < BWCAP_BITS,
+        "test design: the cap {ceil} should be strictly between min and max"
+    );
+    ceil
 }
 
 #[test]
 fn clock_going_backwards_hands_out_nothing() {
-    let mut f = carol_capped();
+    let Some((f, used)) = carol_capped() else {
+        return;
+    };
     // Observed: elapsed is measured from the period start to the clock as it
     // now reads (0 before the start), so the remainder is spread over what the
     // clock says is left: the cap rises, the quota does not.
@@ -1910,69 +1850,73 @@ fn clock_going_backwards_hands_out_nothing() {
         (at(HOUR), HOUR),
         (T0.to_string(), 0),
     ] {
-        let (out, _) = f.sync(&back, &abc());
+        let out = f.sync(&back, &abc());
         assert!(out.stderr.is_empty(), "{}", stderr(&out));
         let status = status_json(&f, &back);
         let s = slice_view(&status, C.0);
         assert_eq!(s["period_start"], T0, "no new period at {back}: {s}");
-        assert_eq!(s["low"]["used_bytes"], OVER, "usage kept at {back}: {s}");
+        assert_eq!(s["low"]["used_bytes"], used, "usage kept at {back}: {s}");
         assert_eq!(s["capped"], true, "still capped at {back}: {s}");
         assert_eq!(s["mailed"], true, "{s}");
-        assert!(
-            f.classes[&classid(low(C.1))].ceil < BWCAP,
-            "cap kept at {back}"
-        );
-        assert_eq!(mails_about(&f, C.0), 1, "no second mail");
-        let expect = (QUOTA - OVER) * 8 / (DAY - elapsed);
+        assert!(capped_in_kernel(&f, low(C.1)), "cap kept at {back}");
+        assert_eq!(f.mails_about(C.0), 1, "no second mail");
+        let expect = formula(used, elapsed);
         let ceil = s["low"]["ceil_bps"].as_u64().unwrap();
         assert!(
             ceil.abs_diff(expect) <= 8,
             "at {back}: ceil {ceil}, expected {expect} (elapsed {elapsed} s)"
         );
+        let kernel = f.ns.class(low(C.1)).unwrap().ceil;
+        assert!(
+            rate_matches(&kernel, expect, 16),
+            "at {back}: the kernel's ceil {kernel}, expected {expect}"
+        );
     }
     // And forward again: the period ends when it should, not before.
-    let (_, _) = f.sync(&at(23 * HOUR), &abc());
-    assert!(f.classes[&classid(low(C.1))].ceil < BWCAP);
+    f.sync(&at(23 * HOUR), &abc());
+    assert!(capped_in_kernel(&f, low(C.1)));
     f.sync(&at(DAY), &abc());
-    assert_eq!(
-        f.classes[&classid(low(C.1))].ceil,
-        BWCAP,
+    assert!(
+        !capped_in_kernel(&f, low(C.1)),
         "lifted at the period's end"
     );
 }
 
 #[test]
 fn now_before_a_slices_period_start() {
-    let mut f = carol_capped();
+    let Some((f, _)) = carol_capped() else {
+        return;
+    };
     // A new slice starts at 20 h; a run at 2 h "before" its period began.
     f.sync(&at(20 * HOUR + MIN), &abcd());
-    f.set_sent(low(D.1), OVER);
+    let used = f.over_threshold(low(D.1));
     for now in [
         at(2 * HOUR),
         "2024-02-29T23:59:59Z".to_string(),
         "1970-01-01T00:00:00Z".to_string(),
     ] {
         let out = f.run(&now, &["sync"], abcd().as_bytes());
-        expect_code(&out, 0, &format!("sync at {now}"));
-        f.take_batch(&[]);
+        assert_exit(&out, 0, &format!("sync at {now}"));
         let status = status_json(&f, &now);
         let d = slice_view(&status, D.0);
         assert_eq!(d["period_start"], at(20 * HOUR + MIN), "{d}");
         assert_eq!(d["capped"], true, "over threshold, elapsed 0: capped: {d}");
         let ceil = d["low"]["ceil_bps"].as_u64().unwrap();
         // Elapsed counts as 0: the remainder spread over the whole period.
-        let expect = (QUOTA - OVER) * 8 / DAY;
+        let expect = formula(used, 0);
         assert!(ceil.abs_diff(expect) <= 8, "ceil {ceil}, expected {expect}");
         for fmt in ["table", "prometheus"] {
             let out = f.run(&now, &["status", "--format", fmt], b"");
-            expect_code(&out, 0, &format!("status {fmt} at {now}"));
+            assert_exit(&out, 0, &format!("status {fmt} at {now}"));
         }
     }
 }
 
 #[test]
 fn a_week_off_starts_new_periods_and_forgets_the_dead() {
-    let mut f = carol_capped();
+    let Some((f, _)) = carol_capped() else {
+        return;
+    };
     // Bob removed at 21 h: a dead record.
     f.sync(
         &at(21 * HOUR),
@@ -1981,7 +1925,7 @@ fn a_week_off_starts_new_periods_and_forgets_the_dead() {
     let status = status_json(&f, &at(21 * HOUR));
     assert_eq!(status["dead"][0]["name"], B.0, "{status}");
     let week = at(7 * DAY + 21 * HOUR);
-    let (out, _) = f.sync(
+    let out = f.sync(
         &week,
         &object(&[entry(A.0, A.1, "{}"), entry(C.0, C.1, "{}")]),
     );
@@ -1994,11 +1938,7 @@ fn a_week_off_starts_new_periods_and_forgets_the_dead() {
         assert_eq!(s["capped"], false, "{s}");
         assert_eq!(s["mailed"], false, "{s}");
     }
-    assert_eq!(
-        f.classes[&classid(low(C.1))].ceil,
-        BWCAP,
-        "carol's cap lifted"
-    );
+    assert!(!capped_in_kernel(&f, low(C.1)), "carol's cap lifted");
     assert_eq!(
         status["dead"],
         serde_json::json!([]),
@@ -2019,14 +1959,16 @@ fn a_week_off_starts_new_periods_and_forgets_the_dead() {
 /// started more recently keeps its start and ends at start + new period.
 #[test]
 fn period_shortened_mid_period() {
-    let mut f = carol_capped();
+    let Some((f, _)) = carol_capped() else {
+        return;
+    };
     // Dave starts at 20 h.
     f.sync(&at(20 * HOUR + MIN), &abcd());
-    f.set_sent(low(D.1), 1_000_000);
-    let text = fs::read_to_string(&f.config).unwrap();
-    fs::write(&f.config, format!("{text}period: 6h\n")).unwrap();
+    let dave = f.push(low(D.1), 100);
+    assert!(dave < THRESH, "dave stays under his threshold");
+    set_config(&f, "period", "6h");
     let now = at(22 * HOUR);
-    let (out, _) = f.sync(&now, &abcd());
+    let out = f.sync(&now, &abcd());
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
     let status = status_json(&f, &now);
     assert_eq!(status["period_seconds"], 6 * HOUR);
@@ -2037,11 +1979,7 @@ fn period_shortened_mid_period() {
     );
     assert_eq!(c["low"]["used_bytes"], 0, "{c}");
     assert_eq!(c["capped"], false, "{c}");
-    assert_eq!(
-        f.classes[&classid(low(C.1))].ceil,
-        BWCAP,
-        "carol's cap lifted"
-    );
+    assert!(!capped_in_kernel(&f, low(C.1)), "carol's cap lifted");
     let d = slice_view(&status, D.0);
     assert_eq!(
         d["period_start"],
@@ -2049,7 +1987,7 @@ fn period_shortened_mid_period() {
         "dave (2 h in) keeps his period: {d}"
     );
     assert_eq!(d["period_end"], at(26 * HOUR + MIN), "{d}");
-    assert_eq!(d["low"]["used_bytes"], 1_000_000, "{d}");
+    assert_eq!(d["low"]["used_bytes"], dave, "{d}");
 }
 
 /// The man page's CLOCKS section covers each case the tests above exercise.
@@ -2120,15 +2058,15 @@ fn numbered(range: std::ops::RangeInclusive<u32>) -> String {
 #[test]
 fn mass_removal_is_refused_unless_allowed() {
     let fresh = |extra: &str| {
-        let mut f = Fake::with_config(extra);
-        f.init();
+        let f = Sandbox::node_with(extra)?;
+        f.init_node();
         f.sync(T0, &numbered(1..=8));
-        f
+        Some(f)
     };
-    let refused = |f: &Fake, args: &[&str], input: &str, what: &str, removes: &str| {
+    let refused = |f: &Sandbox, args: &[&str], input: &str, what: &str, removes: &str| {
         let before = f.snapshot();
         let out = f.run(&at(HOUR), args, input.as_bytes());
-        expect_code(&out, 65, what);
+        assert_exit(&out, 65, what);
         let err = stderr(&out);
         assert_eq!(err.lines().count(), 1, "{what}: one line: {err}");
         assert!(err.contains(removes), "{what}: {err}");
@@ -2136,8 +2074,16 @@ fn mass_removal_is_refused_unless_allowed() {
         assert!(err.contains("--allow-mass-removal"), "{what}: {err}");
         f.assert_unchanged(&before, what);
     };
+    let live_classes = |f: &Sandbox, range: std::ops::RangeInclusive<u32>| {
+        let classes = f.ns.classes();
+        range
+            .filter(|i| classes.contains_key(&low(300 + i)) && classes.contains_key(&i2(300 + i)))
+            .count()
+    };
 
-    let f = fresh("");
+    let Some(f) = fresh("") else {
+        return;
+    };
     // 5 of 8 (62 %) and more than 3.
     let five_gone = numbered(6..=8);
     refused(
@@ -2171,7 +2117,9 @@ fn mass_removal_is_refused_unless_allowed() {
     );
 
     // Held records and renamed xids are not removals.
-    let mut f2 = fresh("");
+    let Some(f2) = fresh("") else {
+        return;
+    };
     let held: Vec<String> = (1..=8)
         .map(|i| {
             let name = format!("pl_s{i}");
@@ -2183,34 +2131,45 @@ fn mass_removal_is_refused_unless_allowed() {
         })
         .collect();
     let out = f2.run(&at(HOUR), &["sync"], object(&held).as_bytes());
-    expect_code(&out, 1, "5 held");
-    f2.take_batch(&[]);
+    assert_exit(&out, 1, "5 held");
+    assert_eq!(live_classes(&f2, 1..=8), 8, "the held keep their classes");
     let moved: Vec<String> = (1..=8)
         .map(|i| entry(&format!("pl_s{i}"), 400 + i, "{}"))
         .collect();
     f2.sync(&at(2 * HOUR), &object(&moved));
 
     // 4 of 10 (40 %) goes through; so do 3 of 4, and `{}` on 3 slices.
-    let mut f3 = Fake::new();
-    f3.init();
+    let Some(f3) = Sandbox::node() else {
+        return;
+    };
+    f3.init_node();
     f3.sync(T0, &numbered(1..=10));
     f3.sync(&at(HOUR), &numbered(5..=10));
-    let mut f4 = Fake::new();
-    f4.init();
+    assert_eq!(live_classes(&f3, 1..=10), 6);
+    let Some(f4) = Sandbox::node() else {
+        return;
+    };
+    f4.init_node();
     f4.sync(T0, &numbered(1..=4));
     f4.sync(&at(HOUR), &numbered(4..=4));
     f4.sync(&at(HOUR), &numbered(1..=3));
     f4.sync(&at(2 * HOUR), "{}");
+    assert_eq!(live_classes(&f4, 1..=4), 0);
 
     // The operator's word: the flag, or the config's share.
-    let mut f5 = fresh("");
+    let Some(f5) = fresh("") else {
+        return;
+    };
     let out = f5.run(
         &at(HOUR),
         &["sync", "--allow-mass-removal"],
         five_gone.as_bytes(),
     );
-    expect_code(&out, 0, "--allow-mass-removal");
-    assert!(f5.take_batch(&[]).contains("class del"), "classes removed");
-    let mut f6 = fresh("max_removal_percent: 70\n");
+    assert_exit(&out, 0, "--allow-mass-removal");
+    assert_eq!(live_classes(&f5, 1..=8), 3, "classes removed");
+    let Some(f6) = fresh("max_removal_percent: 70\n") else {
+        return;
+    };
     f6.sync(&at(HOUR), &five_gone);
+    assert_eq!(live_classes(&f6, 1..=8), 3, "classes removed");
 }

@@ -10,10 +10,10 @@
 
 mod common;
 
+use common::node::stderr;
 use common::{HOUR, MIN, Sandbox, Settings, T0, assert_exit, at, low, slivers};
 use std::collections::BTreeMap;
 use std::fs;
-use std::process::Output;
 
 const SLICES: [(&str, u32); 5] = [
     ("pl_alice", 257),
@@ -27,45 +27,6 @@ const ALICE: (&str, u32) = SLICES[0];
 fn all_five() -> String {
     let r: Vec<(&str, u32, &str)> = SLICES.iter().map(|&(n, x)| (n, x, "{}")).collect();
     slivers(&r)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Everything a refused run must leave as it was: state and backup bytes, the
-/// classes with their parameters (no statistics), the leaves, bwmon's nft
-/// table, the mails.
-#[derive(Debug, PartialEq, Eq)]
-struct World {
-    state: Option<Vec<u8>>,
-    backup: Option<Vec<u8>>,
-    classes: String,
-    qdiscs: String,
-    nft: String,
-    mails: Vec<String>,
-}
-
-fn world(sb: &Sandbox) -> World {
-    let nft = sb
-        .ns
-        .command("nft")
-        .args(["list", "table", "inet", "bwmon"])
-        .output()
-        .expect("spawn nft");
-    let mut mails: Vec<String> = fs::read_dir(&sb.maildir)
-        .expect("maildir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    mails.sort();
-    World {
-        state: fs::read(&sb.state).ok(),
-        backup: fs::read(sb.state.with_extension("yaml.bak")).ok(),
-        classes: sb.ns.tc(&["class", "show", "dev", "lo"]),
-        qdiscs: sb.ns.tc(&["qdisc", "show", "dev", "lo"]),
-        nft: String::from_utf8_lossy(&nft.stdout).into_owned(),
-        mails,
-    }
 }
 
 /// Five slices, Alice over her threshold and capped (one mail sent).
@@ -119,7 +80,7 @@ fn wrong_dumps_are_refused_and_change_nothing() {
             "would remove 4 of the 5 live slices",
         ),
     ];
-    let before = world(&sb);
+    let before = sb.snapshot();
     for (i, (what, input, says)) in cases.iter().enumerate() {
         let out = sb.sync_raw(&at(2 * HOUR + i as u64 * MIN), input);
         assert_exit(&out, 65, what);
@@ -130,7 +91,7 @@ fn wrong_dumps_are_refused_and_change_nothing() {
             err.contains("nothing was changed") || err.contains("cannot be known"),
             "{what}: {err}"
         );
-        assert_eq!(world(&sb), before, "{what}: something changed");
+        sb.assert_unchanged(&before, what);
     }
     // The operator's word lets the removal through.
     let out = sb.run_bwmon(
@@ -164,7 +125,7 @@ fn held_records_keep_classes_caps_and_maps_as_they_say() {
     };
     let alice_before = sb.ns.class(low(ALICE.1)).expect("class");
     let line_before = state_line(&sb);
-    let nft_before = world(&sb).nft;
+    let nft_before = sb.snapshot().nft;
     assert!(nft_before.contains("257 : "), "{nft_before}");
     let map_before = sb
         .ns
@@ -201,7 +162,7 @@ fn held_records_keep_classes_caps_and_maps_as_they_say() {
         map_before
     );
     assert_eq!(
-        world(&sb).nft,
+        sb.snapshot().nft,
         nft_before,
         "the uid maps still send Alice's packets to her capped classes"
     );
@@ -262,7 +223,7 @@ fn foreign_htb_tree_is_refused_by_every_command() {
         let args: Vec<&str> = cmd.split(' ').collect();
         sb.ns.tc(&args);
     }
-    let before = world(&sb);
+    let before = sb.snapshot();
     let runs: [(&str, &[&str], Option<&str>); 4] = [
         ("sync", &["sync"], Some(&all_five())),
         ("status", &["status"], None),
@@ -279,7 +240,7 @@ fn foreign_htb_tree_is_refused_by_every_command() {
             "{what}: {err}"
         );
         assert!(err.contains("tc qdisc del dev lo root"), "{what}: {err}");
-        assert_eq!(world(&sb), before, "{what} changed something");
+        sb.assert_unchanged(&before, what);
     }
 }
 

@@ -385,6 +385,7 @@ fn crash_safety_sigkill_during_sync() {
         max_i2_kbyte: DEFAULT_KBYTE,
         thresh_percent: 80,
         lock_wait: "30s",
+        classify: None,
         extra: String::new(),
     };
     let Some(sb) = Sandbox::new(&settings) else {
@@ -1015,6 +1016,7 @@ fn overlap_sandbox(lock_wait: &'static str) -> Option<(Sandbox, UdpSocket)> {
         max_i2_kbyte: 200,
         thresh_percent: 80,
         lock_wait,
+        classify: None,
         extra: String::new(),
     };
     let sb = Sandbox::new(&settings)?;

@@ -1,5 +1,7 @@
-//! The stand-in kernel behind `tests/fixtures/fake-tc`, shared by the no-root
-//! test binaries (`cli.rs`, `robustness.rs`).
+//! The stand-in kernel behind `tests/fixtures/fake-tc`, for the tests of the
+//! tc-process path only (`tests/tc_process.rs`, which goes away with issue 10's
+//! switch to rtnetlink). Every other test works on a real kernel in a network
+//! namespace (`super::node`).
 //!
 //! The stand-in only prints `dump.txt` and records what it is fed; to keep runs
 //! realistic, [`Fake`] holds a small model of the kernel's HTB classes, applies
@@ -9,7 +11,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the model
 
-use super::{BWMON, T0};
+use super::{BWMON, T0, assert_exit};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
@@ -281,14 +283,14 @@ impl Fake {
     /// `bwmon init` (must succeed; its batch is applied to the model).
     pub fn init(&mut self) {
         let out = self.run(T0, &["init"], b"");
-        expect_code(&out, 0, "init");
+        assert_exit(&out, 0, "init");
         self.take_batch(&[]);
     }
 
     /// `bwmon sync` that must exit 0; its batch is applied to the model.
     pub fn sync(&mut self, now: &str, slivers: &str) -> (Output, String) {
         let out = self.run(now, &["sync"], slivers.as_bytes());
-        expect_code(&out, 0, "sync");
+        assert_exit(&out, 0, "sync");
         let batch = self.take_batch(&[]);
         (out, batch)
     }
@@ -434,64 +436,4 @@ pub fn parse_batch_rate(text: &str) -> u64 {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let r = (num * mult).round() as u64;
     r
-}
-
-// ---------------------------------------------------------------------------
-// Checks
-
-#[track_caller]
-pub fn expect_code(out: &Output, code: i32, what: &str) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{what}: exit status {:?}, expected {code}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-pub fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-pub fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The error contract: exactly one line on stderr, starting with `bwmon: `,
-/// containing every one of `names`. Returns the line.
-#[track_caller]
-pub fn one_error_line(out: &Output, names: &[&str], what: &str) -> String {
-    let err = stderr(out);
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{what}: stderr must be exactly one line, is {}:\n{err}",
-        lines.len()
-    );
-    let line = lines[0];
-    assert!(
-        line.starts_with("bwmon: "),
-        "{what}: the message must start with `bwmon: `: {line:?}"
-    );
-    for n in names {
-        assert!(
-            line.contains(n),
-            "{what}: the message must name {n:?}: {line:?}"
-        );
-    }
-    line.to_string()
-}
-
-/// Every stderr line starts with `bwmon: `.
-#[track_caller]
-pub fn all_lines_prefixed(out: &Output, what: &str) {
-    for line in stderr(out).lines() {
-        assert!(
-            line.starts_with("bwmon: "),
-            "{what}: stderr line without `bwmon: `: {line:?}"
-        );
-    }
 }

@@ -5,6 +5,11 @@
 //!
 //! Everything happens inside namespaces named `bwt-<pid>-<n>` on their own `lo`:
 //! the host's interfaces are never touched.
+//!
+//! [`node`] is the node the command-line and robustness tests share (a config
+//! sized for real traffic, and the [`node::Snapshot`] a run that must change
+//! nothing is checked against); [`fake`] is the stand-in tc that only
+//! `tests/tc_process.rs` still uses, until issue 10 removes the tc process.
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
@@ -442,7 +447,10 @@ pub struct Settings {
     pub max_i2_kbyte: u64,
     pub thresh_percent: u64,
     pub lock_wait: &'static str,
-    /// Extra YAML appended verbatim.
+    /// `classify:` (uid, mark, none); `None` leaves bwmon's default.
+    pub classify: Option<&'static str>,
+    /// Extra YAML appended verbatim, right after the `mail:` block (so an
+    /// indented line continues it, e.g. `  timeout: 1s`).
     pub extra: String,
 }
 
@@ -454,6 +462,7 @@ impl Default for Settings {
             max_i2_kbyte: 1000,
             thresh_percent: 80,
             lock_wait: "5s",
+            classify: None,
             extra: String::new(),
         }
     }
@@ -516,8 +525,12 @@ impl Sandbox {
 
         let state = root.join("state.yaml");
         let config = root.join("bwmon.yaml");
+        let classify = settings
+            .classify
+            .map_or(String::new(), |c| format!("classify: {c}\n"));
         let yaml = format!(
             "tc: {tc}\n\
+             {classify}\
              state_file: {state}\n\
              period: {period}\n\
              lock_wait: {lock_wait}\n\
@@ -549,57 +562,36 @@ impl Sandbox {
     /// Runs `ip netns exec NS bwmon -c CONFIG --dev lo --now NOW ARGS...` with
     /// `stdin` (empty when `None`), bounded in time. Logs the run to stderr.
     pub fn run_bwmon(&self, now: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        self.run_env(now, args, stdin.unwrap_or("").as_bytes(), &[])
+    }
+
+    /// As [`Sandbox::run_bwmon`], with raw bytes on stdin and `env` set.
+    pub fn run_env(&self, now: &str, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
+        let config = self.config.to_str().expect("UTF-8 temp path");
+        let mut full = vec!["-c", config, "--dev", "lo", "--now", now];
+        full.extend(args);
+        self.run_raw(&full, stdin, env)
+    }
+
+    /// `ip netns exec NS bwmon ARGS...` exactly as given (no config, device or
+    /// time added), `RUST_LOG` unset unless `env` sets it; bounded in time.
+    pub fn run_raw(&self, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
         let mut cmd = self.ns.command(BWMON);
-        cmd.arg("-c")
-            .arg(&self.config)
-            .args(["--dev", "lo", "--now", now])
-            .args(args)
+        cmd.args(args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn bwmon");
-        let input = stdin.unwrap_or("").as_bytes().to_vec();
-        let mut child_in = child.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || {
-            let _ = child_in.write_all(&input);
-        });
-        let mut out_pipe = child.stdout.take().unwrap();
-        let mut err_pipe = child.stderr.take().unwrap();
-        let out_reader = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = out_pipe.read_to_end(&mut v);
-            v
-        });
-        let err_reader = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = err_pipe.read_to_end(&mut v);
-            v
-        });
-        let deadline = Instant::now() + RUN_TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait bwmon") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("bwmon {} ran longer than {RUN_TIMEOUT:?}", args.join(" "));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let _ = writer.join();
-        let output = Output {
-            status,
-            stdout: out_reader.join().unwrap(),
-            stderr: err_reader.join().unwrap(),
-        };
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let output = run_bounded(cmd, stdin, &args.join(" "));
         eprintln!(
-            "$ bwmon --now {now} {} -> {:?}\n  stdout: {}\n  stderr: {}",
+            "$ bwmon {} -> {:?}\n  stdout: {}\n  stderr: {}",
             args.join(" "),
             output.status.code(),
-            String::from_utf8_lossy(&output.stdout).trim_end(),
-            String::from_utf8_lossy(&output.stderr).trim_end()
+            clip(&String::from_utf8_lossy(&output.stdout)),
+            clip(&String::from_utf8_lossy(&output.stderr))
         );
         output
     }
@@ -659,6 +651,56 @@ impl Sandbox {
                 message: fs::read_to_string(self.maildir.join(format!("{n}.msg"))).unwrap(),
             })
             .collect()
+    }
+}
+
+/// Spawns `cmd` (stdin, stdout and stderr piped), feeds it `stdin`, and waits
+/// at most [`RUN_TIMEOUT`] for it; `what` names it in the panic.
+pub fn run_bounded(mut cmd: Command, stdin: &[u8], what: &str) -> Output {
+    let mut child = cmd.spawn().expect("spawn bwmon");
+    let input = stdin.to_vec();
+    let mut child_in = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = child_in.write_all(&input);
+    });
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out_pipe.read_to_end(&mut v);
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err_pipe.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait bwmon") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("bwmon {what} ran longer than {RUN_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let _ = writer.join();
+    Output {
+        status,
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    }
+}
+
+/// `text` trimmed, and cut to its first 4 KiB (a run's log line, not a dump).
+fn clip(text: &str) -> &str {
+    let t = text.trim_end();
+    match t.char_indices().nth(4096) {
+        Some((i, _)) => &t[..i],
+        None => t,
     }
 }
 
@@ -760,3 +802,4 @@ mod tests {
 }
 
 pub mod fake;
+pub mod node;
