@@ -3,6 +3,7 @@
 //! tc — one dump to read, one `tc -force -batch -` to write.
 
 pub mod batch;
+pub mod decode;
 pub mod htb;
 pub mod parse;
 pub mod run;
