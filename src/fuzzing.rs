@@ -3,6 +3,7 @@
 //! never panic, and checks what must hold of any answer it gets.
 
 use crate::state::State;
+use crate::tc::decode::{ClassDump, DumpError, QdiscDump};
 use std::path::Path;
 
 /// The tc class dump parser: anything in, classes or a line-numbered error out.
@@ -48,4 +49,67 @@ pub fn state(data: &[u8]) {
             .unwrap_or_else(|e| panic!("a state bwmon wrote does not load: {e}"));
         assert_eq!(again, s);
     }
+}
+
+/// The rtnetlink dump decoders: any bytes, fed to a class dump and a qdisc
+/// dump of device 1 (with the sequence number of the first header, so the
+/// fuzzer gets past that check), once whole and once cut after the first
+/// message, must give the same answer; an answer never holds an object twice.
+pub fn netlink_dump(data: &[u8]) {
+    let word = |at: usize| {
+        data.get(at..at + 4)
+            .map(|w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
+    };
+    let seq = word(8).unwrap_or(0);
+    let first = word(0).map_or(data.len(), |len| len as usize);
+    let cut = first.saturating_add(3) & !3;
+    let (head, tail) = data.split_at(cut.min(data.len()));
+    let whole = dumps(&[data], seq);
+    let split = dumps(&[head, tail], seq);
+    match (&whole, &split) {
+        ((Ok(a), Ok(b)), (Ok(c), Ok(d))) => assert!(a == c && b == d, "cutting changed the answer"),
+        ((a, b), (c, d)) => {
+            assert_eq!(kind(a), kind(c), "cutting changed the class verdict");
+            assert_eq!(kind(b), kind(d), "cutting changed the qdisc verdict");
+        }
+    }
+    if let (Ok(classes), _) = &whole {
+        let mut seen = std::collections::HashSet::new();
+        for c in classes {
+            assert!(seen.insert(c.class.id), "class {} twice", c.class.id);
+            assert_eq!(c.class.sent, c.stats.sent);
+            assert_eq!(c.class.rate.precision, 1);
+            assert_eq!(c.class.quantum.is_some(), c.htb.level == 0);
+        }
+    }
+    if let (_, Ok(qdiscs)) = &whole {
+        let mut seen = std::collections::HashSet::new();
+        for q in qdiscs {
+            assert!(
+                seen.insert((q.handle, q.parent)),
+                "qdisc {} twice",
+                q.handle
+            );
+        }
+    }
+}
+
+type Dumps = (
+    Result<Vec<crate::tc::decode::DumpedClass>, DumpError>,
+    Result<Vec<crate::tc::decode::Qdisc>, DumpError>,
+);
+
+fn dumps(buffers: &[&[u8]], seq: u32) -> Dumps {
+    let mut classes = ClassDump::new(seq, 1);
+    let mut qdiscs = QdiscDump::new(seq, 1);
+    for b in buffers {
+        // Errors stick: `finish` reports them.
+        let _ = classes.feed(b);
+        let _ = qdiscs.feed(b);
+    }
+    (classes.finish_detailed(), qdiscs.finish())
+}
+
+fn kind<T>(r: &Result<T, DumpError>) -> Option<std::mem::Discriminant<DumpError>> {
+    r.as_ref().err().map(std::mem::discriminant)
 }

@@ -33,3 +33,8 @@ fn slivers_corpus() {
 fn state_corpus() {
     replay("state", bwmon::fuzzing::state);
 }
+
+#[test]
+fn netlink_dump_corpus() {
+    replay("netlink_dump", bwmon::fuzzing::netlink_dump);
+}

@@ -3,6 +3,10 @@
 //! tc — one dump to read, one `tc -force -batch -` to write.
 
 pub mod batch;
+pub mod decode;
+pub mod encode;
+pub mod htb;
+pub mod kernel;
 pub mod netlink;
 pub mod parse;
 pub mod run;

@@ -1,0 +1,54 @@
+//! The rtnetlink floor of the benchmark: the least any reader of a device's
+//! classes can do. One `RTM_GETTCLASS` dump, received until `NLMSG_DONE`,
+//! messages counted and nothing parsed, so bwmon's read path can be compared
+//! with the kernel's own cost (as `tc -s -d class show` is the tc floor).
+//!
+//! usage: `nl_floor DEV` → prints `messages=N bytes=B`
+
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::tc::TcMessage;
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+fn main() {
+    let dev = std::env::args().nth(1).expect("usage: nl_floor DEV");
+    let ifindex = nix::net::if_::if_nametoindex(dev.as_str()).expect("no such device");
+    let msg = TcMessage::with_index(i32::try_from(ifindex).expect("ifindex fits"));
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = 1;
+    let payload = NetlinkPayload::from(RouteNetlinkMessage::GetTrafficClass(msg));
+    let mut req = NetlinkMessage::new(header, payload);
+    req.finalize();
+    let mut bytes = vec![0; req.buffer_len()];
+    req.serialize(&mut bytes);
+
+    let mut sock = Socket::new(NETLINK_ROUTE).expect("netlink socket");
+    sock.bind_auto().expect("bind");
+    sock.connect(&SocketAddr::new(0, 0)).expect("connect");
+    sock.send(&bytes, 0).expect("send");
+    // The kernel fills up to 32 KiB per datagram for a reader this large.
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let (mut messages, mut total) = (0u64, 0usize);
+    loop {
+        buf.clear();
+        let n = sock.recv(&mut buf, 0).expect("recv");
+        total += n;
+        let mut off = 0;
+        while off < buf.len() {
+            let m = NetlinkBuffer::new_checked(&buf[off..]).expect("netlink framing");
+            match m.message_type() {
+                NLMSG_DONE => {
+                    println!("messages={messages} bytes={total}");
+                    return;
+                }
+                NLMSG_ERROR => panic!("the kernel refused the dump"),
+                _ => messages += 1,
+            }
+            off += (m.length() as usize + 3) & !3;
+        }
+    }
+}

@@ -1,0 +1,1059 @@
+//! Reads the kernel's answers to bwmon's two rtnetlink dumps (SPEC §4
+//! "Reading"): one `RTM_GETTCLASS` and one `RTM_GETQDISC` of a device, fed in
+//! receive buffer by receive buffer. It owns the rules for trusting a dump:
+//! any `NLM_F_DUMP_INTR` or a class seen twice means "dump again", an error
+//! from the kernel is the kernel's errno, and anything that does not parse is
+//! an error rather than a class silently missing (a missing class would look
+//! like a deleted slice, a missing counter like a counter reset).
+//!
+//! Pure: bytes in, values out. The socket I/O lives in `netlink.rs`.
+//!
+//! netlink-packet-route parses each message; HTB's options, which it does
+//! not model, go through [`super::htb`]. Where it fails on a message of
+//! another kind (a qdisc it models strictly, say), the message is still
+//! placed from its header and `TCA_KIND` instead of failing the whole dump.
+
+pub use super::htb::DecodeError;
+use super::htb::{self, HtbClass, HtbQdisc};
+use super::{ClassId, KernelClass, PrintedRate};
+use crate::units::Bytes;
+use netlink_packet_core::{
+    NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NetlinkBuffer, NetlinkMessage,
+    NetlinkPayload, NlasIterator, parse_string,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::tc::{TcAttribute, TcHandle, TcHeader, TcMessage, TcStats2};
+use std::collections::HashSet;
+
+const RTM_NEWQDISC: u16 = 36;
+const RTM_NEWTCLASS: u16 = 40;
+/// `sizeof(struct tcmsg)`.
+const TCMSG_LEN: usize = 20;
+/// `TCA_KIND`.
+const TCA_KIND: u16 = 1;
+
+/// A count of packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Packets(pub u64);
+
+/// A class's or qdisc's counters as the kernel reports them: `TCA_STATS2`'s
+/// `TCA_STATS_BASIC` and `TCA_STATS_QUEUE`, or the legacy `TCA_STATS` when
+/// those are missing.
+///
+/// `sent` is `TCA_STATS_BASIC`, which is the software+hardware total: the
+/// kernel emits `TCA_STATS_BASIC_HW` (a hardware-only subset, which tc shows
+/// as "Sent hardware", with "Sent software" = basic − hw) only for tc
+/// actions (`tcf_action_copy_stats`); an offloaded qdisc folds the NIC's
+/// counters into its basic stats, and an offloaded HTB sums its leaves' queue
+/// counters into each class's (`htb_offload_aggregate_stats`). So the basic
+/// counter is the one to charge, and a `BASIC_HW` is never added to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    pub sent: Bytes,
+    pub packets: Packets,
+    /// Bytes queued in the leaf below (0 for an interior class).
+    pub backlog: Bytes,
+    /// Packets queued in the leaf below.
+    pub qlen: Packets,
+    /// Packets dropped (by HTB itself for a class; by the qdisc for a qdisc).
+    pub drops: Packets,
+}
+
+/// One HTB class of a dump with everything the decoder read, for the code
+/// that needs more than [`KernelClass`] (leaf stats, the root check).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DumpedClass {
+    /// Rates exact (`precision: 1`), quantum for leaves only.
+    pub class: KernelClass,
+    pub htb: HtbClass,
+    pub stats: QueueStats,
+    /// The handle of a leaf's qdisc (`tcm_info`), `None` for interior classes.
+    pub leaf: Option<ClassId>,
+}
+
+/// One qdisc of a dump.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Qdisc {
+    /// `major:0` (`0:` for the kernel's default qdiscs, `ffff:` for ingress).
+    pub handle: ClassId,
+    /// `None` for the device's root qdisc (`TC_H_ROOT`); the class a leaf
+    /// hangs from; `ffff:fff1` for ingress/clsact.
+    pub parent: Option<ClassId>,
+    pub kind: String,
+    /// Options of an `htb` qdisc.
+    pub htb: Option<HtbQdisc>,
+    /// `None` when the kernel sent no counters, or netlink-packet-route
+    /// could not parse this kind's message (its header and kind still are).
+    pub stats: Option<QueueStats>,
+}
+
+impl Qdisc {
+    /// The minor of `htb default N`, for an HTB qdisc.
+    pub fn htb_default(&self) -> Option<u16> {
+        self.htb.map(|h| h.default_minor)
+    }
+}
+
+/// Whether the dump needs more receive buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feed {
+    More,
+    Done,
+}
+
+/// Why a dump gave no answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DumpError {
+    /// `NLM_F_DUMP_INTR` on a message, or one object seen twice: the tree
+    /// changed during the dump, which must be taken again.
+    #[error("the dump was interrupted by a change to the device's qdiscs or classes")]
+    Interrupted,
+    /// `NLMSG_ERROR`, or an error in `NLMSG_DONE`: the positive errno.
+    #[error("the kernel refused the dump: {}", std::io::Error::from_raw_os_error(*.0))]
+    Kernel(i32),
+    /// Bytes that are not a dump of this request, or a class without what
+    /// bwmon needs from it; also a dump that never reached `NLMSG_DONE`.
+    #[error("malformed netlink dump: {0}")]
+    Malformed(String),
+}
+
+/// What every dump shares: framing, sequence numbers, the end, the errors.
+#[derive(Debug)]
+struct Framing {
+    seq: u32,
+    ifindex: u32,
+    message_type: u16,
+    done: bool,
+    interrupted: bool,
+    kernel_error: Option<i32>,
+    failed: Option<DecodeError>,
+}
+
+/// One message of the requested type: its TC header and, when
+/// netlink-packet-route could parse it, the whole message.
+enum Tc {
+    Parsed(TcMessage),
+    /// netlink-packet-route refused it: the header, the kind if there was
+    /// one, and its error.
+    Unparsed(TcHeader, Option<String>, String),
+    /// Not even the header.
+    Broken(String),
+}
+
+impl Framing {
+    fn new(seq: u32, ifindex: u32, message_type: u16) -> Self {
+        Framing {
+            seq,
+            ifindex,
+            message_type,
+            done: false,
+            interrupted: false,
+            kernel_error: None,
+            failed: None,
+        }
+    }
+
+    /// Splits `buf` into messages, handles the control ones and hands each
+    /// message of the requested type to `each`.
+    fn feed(
+        &mut self,
+        buf: &[u8],
+        each: &mut dyn FnMut(&mut Self, Tc) -> Result<(), DecodeError>,
+    ) -> Result<Feed, DecodeError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let result = self.feed_inner(buf, each);
+        if let Err(e) = &result {
+            self.failed = Some(e.clone());
+        }
+        result
+    }
+
+    fn feed_inner(
+        &mut self,
+        buf: &[u8],
+        each: &mut dyn FnMut(&mut Self, Tc) -> Result<(), DecodeError>,
+    ) -> Result<Feed, DecodeError> {
+        let mut off = 0;
+        while off < buf.len() {
+            if self.done {
+                return Err(DecodeError::new(
+                    "bytes after the end of the dump (NLMSG_DONE or an error)",
+                ));
+            }
+            let rest = &buf[off..];
+            let frame = NetlinkBuffer::new_checked(rest)
+                .map_err(|e| DecodeError::new(format!("netlink framing at byte {off}: {e}")))?;
+            let len = frame.length() as usize;
+            let msg = &rest[..len];
+            off = off.saturating_add(len.saturating_add(3) & !3);
+            let (kind, flags, seq) = (frame.message_type(), frame.flags(), frame.sequence_number());
+            if seq != self.seq {
+                return Err(DecodeError::new(format!(
+                    "a message of sequence {seq} in the dump of sequence {}",
+                    self.seq
+                )));
+            }
+            // The kernel also marks NLMSG_DONE when the tree changed under it.
+            if flags & NLM_F_DUMP_INTR != 0 {
+                self.interrupted = true;
+            }
+            match kind {
+                NLMSG_NOOP => {}
+                NLMSG_DONE | NLMSG_ERROR => self.end(msg)?,
+                k if k == self.message_type => {
+                    let tc = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg) {
+                        Ok(NetlinkMessage {
+                            payload:
+                                NetlinkPayload::InnerMessage(
+                                    RouteNetlinkMessage::NewTrafficClass(m)
+                                    | RouteNetlinkMessage::NewQueueDiscipline(m),
+                                ),
+                            ..
+                        }) => Tc::Parsed(m),
+                        Ok(_) => {
+                            return Err(DecodeError::new(format!(
+                                "message type {k} not read as a tc message"
+                            )));
+                        }
+                        Err(e) => peek(frame.payload(), e.to_string()),
+                    };
+                    each(self, tc)?;
+                }
+                k => {
+                    return Err(DecodeError::new(format!(
+                        "unexpected message type {k} in a dump of type {}",
+                        self.message_type
+                    )));
+                }
+            }
+        }
+        Ok(if self.done { Feed::Done } else { Feed::More })
+    }
+
+    /// `NLMSG_DONE` (carrying the dump's own result) or `NLMSG_ERROR`.
+    fn end(&mut self, msg: &[u8]) -> Result<(), DecodeError> {
+        let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg)
+            .map_err(|e| DecodeError::new(format!("end of dump: {e}")))?;
+        let code = match parsed.payload {
+            NetlinkPayload::Done(d) => d.code,
+            NetlinkPayload::Error(e) => match e.code {
+                Some(code) => code.get(),
+                // An ACK is no answer to a dump.
+                None => return Err(DecodeError::new("an ACK where the dump should end")),
+            },
+            _ => {
+                return Err(DecodeError::new(
+                    "end of dump that is neither DONE nor ERROR",
+                ));
+            }
+        };
+        if code < 0 {
+            self.kernel_error = Some(code.saturating_neg());
+        } else if code > 0 {
+            return Err(DecodeError::new(format!("positive error code {code}")));
+        }
+        self.done = true;
+        Ok(())
+    }
+
+    /// The verdict once the caller stopped feeding.
+    fn verdict(&self) -> Result<(), DumpError> {
+        if let Some(e) = &self.failed {
+            return Err(DumpError::Malformed(e.0.clone()));
+        }
+        if let Some(errno) = self.kernel_error {
+            return Err(DumpError::Kernel(errno));
+        }
+        if self.interrupted {
+            return Err(DumpError::Interrupted);
+        }
+        if !self.done {
+            return Err(DumpError::Malformed(
+                "the dump ended before NLMSG_DONE".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_device(&self, header: &TcHeader) -> Result<(), DecodeError> {
+        if i64::from(header.index) == i64::from(self.ifindex) {
+            Ok(())
+        } else {
+            Err(DecodeError::new(format!(
+                "a message of device {} in the dump of device {}",
+                header.index, self.ifindex
+            )))
+        }
+    }
+}
+
+/// What can be read of a message netlink-packet-route refused.
+fn peek(payload: &[u8], error: String) -> Tc {
+    let Ok(header) = TcHeader::parse(payload) else {
+        return Tc::Broken(error);
+    };
+    let kind = payload.get(TCMSG_LEN..).and_then(|attrs| {
+        NlasIterator::new(attrs)
+            .map_while(Result::ok)
+            .find(|nla| nla.kind() == TCA_KIND)
+            .and_then(|nla| parse_string(nla.value()).ok())
+    });
+    Tc::Unparsed(header, kind, error)
+}
+
+fn id(h: TcHandle) -> ClassId {
+    ClassId::new(h.major, h.minor)
+}
+
+fn parent(h: TcHandle) -> Option<ClassId> {
+    (h != TcHandle::ROOT).then(|| id(h))
+}
+
+/// Kind, options payload and counters of a parsed tc message.
+struct Attrs<'a> {
+    kind: Option<&'a str>,
+    options: Option<Vec<u8>>,
+    stats: Option<QueueStats>,
+}
+
+fn attrs(m: &TcMessage) -> Attrs<'_> {
+    let mut kind = None;
+    let mut options = None;
+    let mut basic = None;
+    let mut queue = None;
+    let mut legacy = None;
+    for a in &m.attributes {
+        match a {
+            TcAttribute::Kind(k) => kind = Some(k.as_str()),
+            TcAttribute::Options(opts) => options = htb::options_payload(opts),
+            TcAttribute::Stats2(stats) => {
+                for s in stats {
+                    match s {
+                        TcStats2::Basic(b) => basic = Some(*b),
+                        TcStats2::Queue(q) => queue = Some(*q),
+                        _ => {}
+                    }
+                }
+            }
+            TcAttribute::Stats(s) => legacy = Some(*s),
+            _ => {}
+        }
+    }
+    let stats = (basic.is_some() || legacy.is_some()).then(|| {
+        let (sent, packets) = basic.map_or_else(
+            || legacy.map_or((0, 0), |s| (s.bytes, s.packets)),
+            |b| (b.bytes, b.packets),
+        );
+        let (backlog, qlen, drops) = queue.map_or_else(
+            || legacy.map_or((0, 0, 0), |s| (s.backlog, s.qlen, s.drops)),
+            |q| (q.backlog, q.qlen, q.drops),
+        );
+        QueueStats {
+            sent: Bytes(sent),
+            packets: Packets(u64::from(packets)),
+            backlog: Bytes(u64::from(backlog)),
+            qlen: Packets(u64::from(qlen)),
+            drops: Packets(u64::from(drops)),
+        }
+    });
+    Attrs {
+        kind,
+        options,
+        stats,
+    }
+}
+
+/// The decoder of one `RTM_GETTCLASS` dump of one device: every HTB class,
+/// in dump order. Classes of other kinds (a classful leaf's own, `mq`'s) are
+/// skipped.
+#[derive(Debug)]
+pub struct ClassDump {
+    framing: Framing,
+    classes: Vec<DumpedClass>,
+    seen: HashSet<ClassId>,
+    skipped: usize,
+}
+
+impl ClassDump {
+    /// For the dump requested with sequence number `seq` of device `ifindex`.
+    pub fn new(seq: u32, ifindex: u32) -> Self {
+        ClassDump {
+            framing: Framing::new(seq, ifindex, RTM_NEWTCLASS),
+            classes: Vec::new(),
+            seen: HashSet::new(),
+            skipped: 0,
+        }
+    }
+
+    /// Reads one receive buffer (one or more netlink messages). After an
+    /// error every later call fails the same way, and so does `finish`.
+    pub fn feed(&mut self, buf: &[u8]) -> Result<Feed, DecodeError> {
+        let (classes, seen, skipped) = (&mut self.classes, &mut self.seen, &mut self.skipped);
+        self.framing.feed(buf, &mut |framing, tc| {
+            let m = match tc {
+                Tc::Parsed(m) => m,
+                Tc::Unparsed(header, kind, error) => {
+                    framing.check_device(&header)?;
+                    if !seen.insert(id(header.handle)) {
+                        framing.interrupted = true;
+                    }
+                    if kind.as_deref() == Some("htb") {
+                        return Err(DecodeError::new(format!(
+                            "class {}: {error}",
+                            id(header.handle)
+                        )));
+                    }
+                    *skipped += 1;
+                    return Ok(());
+                }
+                Tc::Broken(error) => return Err(DecodeError::new(error)),
+            };
+            framing.check_device(&m.header)?;
+            let class_id = id(m.header.handle);
+            if !seen.insert(class_id) {
+                // SPEC §4: a class twice is a dump that raced a change.
+                framing.interrupted = true;
+                return Ok(());
+            }
+            let a = attrs(&m);
+            if a.kind != Some("htb") {
+                *skipped += 1;
+                return Ok(());
+            }
+            let what = |e: &str| DecodeError::new(format!("class {class_id}: {e}"));
+            let options = a.options.ok_or_else(|| what("no TCA_OPTIONS"))?;
+            let h = htb::decode_class_options(&options).map_err(|e| what(&e.0))?;
+            let stats = a
+                .stats
+                .ok_or_else(|| what("no byte counter (TCA_STATS2 or TCA_STATS)"))?;
+            let leaf =
+                (h.level == 0 && m.header.info != 0).then(|| id(TcHandle::from(m.header.info)));
+            classes.push(DumpedClass {
+                class: KernelClass {
+                    id: class_id,
+                    parent: parent(m.header.parent),
+                    rate: PrintedRate {
+                        shown: h.rate,
+                        precision: 1,
+                    },
+                    ceil: PrintedRate {
+                        shown: h.ceil,
+                        precision: 1,
+                    },
+                    // As tc shows it: an interior class's figure is stale.
+                    quantum: (h.level == 0).then_some(h.quantum),
+                    sent: stats.sent,
+                },
+                htb: h,
+                stats,
+                leaf,
+            });
+            Ok(())
+        })
+    }
+
+    /// Classes of other kinds seen so far (not in the answer).
+    pub fn skipped(&self) -> usize {
+        self.skipped
+    }
+
+    /// The HTB classes, once the dump reached its end uninterrupted.
+    pub fn finish(self) -> Result<Vec<KernelClass>, DumpError> {
+        Ok(self
+            .finish_detailed()?
+            .into_iter()
+            .map(|c| c.class)
+            .collect())
+    }
+
+    /// [`Self::finish`] with HTB parameters, queue counters and leaf handles.
+    pub fn finish_detailed(self) -> Result<Vec<DumpedClass>, DumpError> {
+        self.framing.verdict()?;
+        Ok(self.classes)
+    }
+}
+
+/// The decoder of one `RTM_GETQDISC` dump. The kernel answers it for every
+/// device of the network namespace; only `ifindex`'s qdiscs are kept.
+#[derive(Debug)]
+pub struct QdiscDump {
+    framing: Framing,
+    qdiscs: Vec<Qdisc>,
+    seen: HashSet<(ClassId, Option<ClassId>)>,
+}
+
+impl QdiscDump {
+    pub fn new(seq: u32, ifindex: u32) -> Self {
+        QdiscDump {
+            framing: Framing::new(seq, ifindex, RTM_NEWQDISC),
+            qdiscs: Vec::new(),
+            seen: HashSet::new(),
+        }
+    }
+
+    /// Reads one receive buffer, as [`ClassDump::feed`].
+    pub fn feed(&mut self, buf: &[u8]) -> Result<Feed, DecodeError> {
+        let (qdiscs, seen) = (&mut self.qdiscs, &mut self.seen);
+        self.framing.feed(buf, &mut |framing, tc| {
+            let (header, qdisc) = match tc {
+                Tc::Parsed(m) => {
+                    let a = attrs(&m);
+                    let kind = a.kind.unwrap_or_default().to_string();
+                    let htb = match (kind.as_str(), a.options) {
+                        ("htb", Some(o)) => Some(htb::decode_qdisc_options(&o).map_err(|e| {
+                            DecodeError::new(format!("qdisc {}: {e}", id(m.header.handle)))
+                        })?),
+                        ("htb", None) => {
+                            return Err(DecodeError::new(format!(
+                                "htb qdisc {} without TCA_OPTIONS",
+                                id(m.header.handle)
+                            )));
+                        }
+                        _ => None,
+                    };
+                    let q = Qdisc {
+                        handle: id(m.header.handle),
+                        parent: parent(m.header.parent),
+                        kind,
+                        htb,
+                        stats: a.stats,
+                    };
+                    (m.header, q)
+                }
+                Tc::Unparsed(header, kind, error) => {
+                    let kind = kind.unwrap_or_default();
+                    if kind == "htb" {
+                        return Err(DecodeError::new(format!(
+                            "qdisc {}: {error}",
+                            id(header.handle)
+                        )));
+                    }
+                    let q = Qdisc {
+                        handle: id(header.handle),
+                        parent: parent(header.parent),
+                        kind,
+                        htb: None,
+                        stats: None,
+                    };
+                    (header, q)
+                }
+                Tc::Broken(error) => return Err(DecodeError::new(error)),
+            };
+            if framing.check_device(&header).is_err() {
+                return Ok(());
+            }
+            // Several qdiscs may share `0:` (mq's children); with their
+            // parents they are unique.
+            if !seen.insert((qdisc.handle, qdisc.parent)) {
+                framing.interrupted = true;
+                return Ok(());
+            }
+            qdiscs.push(qdisc);
+            Ok(())
+        })
+    }
+
+    /// The device's qdiscs, once the dump reached its end uninterrupted.
+    pub fn finish(self) -> Result<Vec<Qdisc>, DumpError> {
+        self.framing.verdict()?;
+        Ok(self.qdiscs)
+    }
+}
+
+// The fixtures are little-endian bytes, as netlink is on every host bwmon runs on.
+#[cfg(all(test, target_endian = "little"))]
+mod tests {
+    use super::*;
+    use crate::tc::parse::parse_class_dump;
+    use crate::units::Rate;
+    use std::fmt::Write;
+
+    /// One `RTM_GETTCLASS` dump of `lo` as the kernel sent it, receive buffer
+    /// by receive buffer (scripts/capture-netlink-fixtures.sh), and what
+    /// `tc -s -d class show dev lo` printed just before and after it.
+    const CLASSES: [&[u8]; 3] = [
+        include_bytes!("../../tests/fixtures/netlink/classes-1.bin"),
+        include_bytes!("../../tests/fixtures/netlink/classes-2.bin"),
+        include_bytes!("../../tests/fixtures/netlink/classes-3.bin"),
+    ];
+    const CLASSES_TXT: &str = include_str!("../../tests/fixtures/netlink/classes.txt");
+    const QDISCS: [&[u8]; 2] = [
+        include_bytes!("../../tests/fixtures/netlink/qdiscs-1.bin"),
+        include_bytes!("../../tests/fixtures/netlink/qdiscs-2.bin"),
+    ];
+    const QDISCS_TXT: &str = include_str!("../../tests/fixtures/netlink/qdiscs.txt");
+    /// `lo` in a fresh network namespace.
+    const LO: u32 = 1;
+
+    fn seq_of(buf: &[u8]) -> u32 {
+        u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]])
+    }
+
+    fn class_dump(bufs: &[&[u8]]) -> Result<Vec<DumpedClass>, DumpError> {
+        let mut d = ClassDump::new(seq_of(bufs[0]), LO);
+        for b in bufs {
+            if d.feed(b).is_err() {
+                break;
+            }
+        }
+        d.finish_detailed()
+    }
+
+    fn qdisc_dump(bufs: &[&[u8]]) -> Result<Vec<Qdisc>, DumpError> {
+        let mut d = QdiscDump::new(seq_of(bufs[0]), LO);
+        for b in bufs {
+            if d.feed(b).is_err() {
+                break;
+            }
+        }
+        d.finish()
+    }
+
+    // --- building messages for the cases the kernel was not asked to make
+
+    fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
+        let len = u16::try_from(4 + value.len()).expect("small");
+        let mut out = [len.to_ne_bytes(), kind.to_ne_bytes()].concat();
+        out.extend_from_slice(value);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out
+    }
+
+    fn message(kind: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let len = u32::try_from(16 + payload.len()).expect("small");
+        let mut out = len.to_ne_bytes().to_vec();
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(&flags.to_ne_bytes());
+        out.extend_from_slice(&seq.to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn tcmsg(ifindex: u32, handle: u32, parent: u32, attrs: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = vec![0u8; 4];
+        for v in [ifindex, handle, parent, 0] {
+            out.extend_from_slice(&v.to_ne_bytes());
+        }
+        for a in attrs {
+            out.extend_from_slice(a);
+        }
+        out
+    }
+
+    fn done(seq: u32, code: i32) -> Vec<u8> {
+        message(NLMSG_DONE, 2, seq, &code.to_ne_bytes())
+    }
+
+    fn error(seq: u32, code: i32) -> Vec<u8> {
+        // The error code, then the header of the request it answers.
+        let mut payload = code.to_ne_bytes().to_vec();
+        payload.extend_from_slice(&message(42, 0x301, seq, &[])[..16]);
+        message(NLMSG_ERROR, 0, seq, &payload)
+    }
+
+    /// An htb class 1:`minor` under 1:100 with the given stats attributes.
+    fn htb_class(seq: u32, ifindex: u32, minor: u32, stats: &[Vec<u8>]) -> Vec<u8> {
+        let p = htb::ClassParams::new(Rate(8000), Rate(80_000), 1600);
+        let opt = htb::htb_opt(&p, &htb::Psched::HIGH_RES, htb::XmitRounding::RoundUp);
+        let mut attrs = vec![
+            nla(TCA_KIND, b"htb\0"),
+            nla(htb::TCA_OPTIONS, &nla(htb::TCA_HTB_PARMS, &opt.to_bytes())),
+        ];
+        attrs.extend_from_slice(stats);
+        message(
+            RTM_NEWTCLASS,
+            2,
+            seq,
+            &tcmsg(ifindex, 0x1_0000 | minor, 0x1_0100, &attrs),
+        )
+    }
+
+    /// `TCA_STATS2` with a basic counter of `bytes`.
+    fn stats2(bytes: u64) -> Vec<u8> {
+        let mut basic = bytes.to_ne_bytes().to_vec();
+        basic.extend_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0]);
+        nla(7, &nla(1, &basic))
+    }
+
+    // --- what the kernel sent
+
+    #[test]
+    fn reads_the_kernel_buffers_one_by_one() {
+        let mut d = ClassDump::new(seq_of(CLASSES[0]), LO);
+        let feeds: Vec<_> = CLASSES.iter().map(|b| d.feed(b)).collect();
+        assert_eq!(feeds, [Ok(Feed::More), Ok(Feed::More), Ok(Feed::Done)]);
+        // tbf's own class 1102:1, under 1:1102.
+        assert_eq!(d.skipped(), 1);
+        assert_eq!(d.finish().map(|c| c.len()), Ok(18));
+    }
+
+    /// `backlog Nb Np` and `(dropped N,` of each class tc printed, in order.
+    fn printed_queues(text: &str) -> Vec<(u64, u64, u64)> {
+        let mut out = Vec::new();
+        let mut drops = 0;
+        let mut in_htb = false;
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.first() {
+                Some(&"class") => in_htb = words.get(1) == Some(&"htb"),
+                Some(&"Sent") if in_htb => {
+                    drops = words[6].trim_end_matches(',').parse().expect("dropped N,");
+                }
+                Some(&"backlog") if in_htb => {
+                    let n =
+                        |w: &str, unit| w.trim_end_matches(unit).parse::<u64>().expect("figure");
+                    out.push((n(words[1], 'b'), n(words[2], 'p'), drops));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn class_dump_says_what_tc_printed() {
+        let decoded = class_dump(&CLASSES).expect("the kernel's dump decodes");
+        let printed = parse_class_dump(CLASSES_TXT).expect("tc's text parses");
+        assert_eq!(decoded.len(), printed.len());
+        let queues = printed_queues(CLASSES_TXT);
+        for ((d, p), (backlog, qlen, drops)) in decoded.iter().zip(&printed).zip(queues) {
+            let c = &d.class;
+            assert_eq!(
+                (c.id, c.parent, c.quantum, c.sent),
+                (p.id, p.parent, p.quantum, p.sent)
+            );
+            // tc printed rounded figures; netlink has the exact ones.
+            assert!(
+                p.rate.matches(c.rate.shown),
+                "{}: {:?} vs {:?}",
+                c.id,
+                p.rate,
+                c.rate
+            );
+            assert!(
+                p.ceil.matches(c.ceil.shown),
+                "{}: {:?} vs {:?}",
+                c.id,
+                p.ceil,
+                c.ceil
+            );
+            let s = d.stats;
+            assert_eq!(
+                (s.backlog.0, s.qlen.0, s.drops.0),
+                (backlog, qlen, drops),
+                "{}",
+                c.id
+            );
+        }
+    }
+
+    #[test]
+    fn class_dump_has_exact_64_bit_rates_and_the_backlog() {
+        let decoded = class_dump(&CLASSES).expect("decodes");
+        let find = |minor| {
+            decoded
+                .iter()
+                .find(|d| d.class.id == ClassId::new(1, minor))
+                .expect("class present")
+        };
+        let root = find(0x1);
+        assert_eq!(root.class.parent, None);
+        assert_eq!(
+            (root.htb.rate, root.htb.ceil),
+            (Rate(40_000_000_000), Rate(40_000_000_000))
+        );
+        assert_eq!(find(0x20).htb.ceil, Rate(40_000_000_000));
+        let slice = find(0x1101);
+        assert_eq!(
+            slice.class.ceil,
+            PrintedRate {
+                shown: Rate(21_216),
+                precision: 1
+            }
+        );
+        assert_eq!(slice.leaf, Some(ClassId::new(0x1101, 0)));
+        assert_eq!(slice.class.sent, Bytes(3126));
+        assert_eq!(
+            (slice.stats.qlen, slice.stats.drops),
+            (Packets(4), Packets(13))
+        );
+        // Interior classes: no quantum, no leaf, as tc shows them.
+        assert_eq!((find(0x100).class.quantum, find(0x100).leaf), (None, None));
+    }
+
+    fn render_classes(classes: &[DumpedClass]) -> String {
+        let mut out = String::new();
+        for d in classes {
+            let c = &d.class;
+            let parent = c
+                .parent
+                .map_or_else(|| "root".to_string(), |p| format!("parent {p}"));
+            let leaf = d.leaf.map_or_else(String::new, |l| format!(" leaf {l}"));
+            let _ = writeln!(
+                out,
+                "{} {parent}{leaf} level {} rate {} ceil {} quantum {} buffer {} cbuffer {} \
+                 sent {}b {}p backlog {}b {}p drops {}",
+                c.id,
+                d.htb.level,
+                d.htb.rate.0,
+                d.htb.ceil.0,
+                d.htb.quantum,
+                d.htb.buffer.0,
+                d.htb.cbuffer.0,
+                d.stats.sent.0,
+                d.stats.packets.0,
+                d.stats.backlog.0,
+                d.stats.qlen.0,
+                d.stats.drops.0,
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn class_dump_snapshot() {
+        insta::assert_snapshot!(render_classes(&class_dump(&CLASSES).expect("decodes")));
+    }
+
+    #[test]
+    fn qdisc_dump_says_what_tc_printed() {
+        let decoded = qdisc_dump(&QDISCS).expect("the kernel's dump decodes");
+        let printed: Vec<(String, String, String)> = QDISCS_TXT
+            .lines()
+            .filter(|l| l.starts_with("qdisc "))
+            .map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let parent = if w[3] == "root" { "root" } else { w[4] };
+                (w[1].to_string(), w[2].to_string(), parent.to_string())
+            })
+            .collect();
+        let ours: Vec<(String, String, String)> = decoded
+            .iter()
+            .map(|q| {
+                let handle = format!("{:x}:", q.handle.major);
+                let parent = q
+                    .parent
+                    .map_or_else(|| "root".to_string(), |p| p.to_string());
+                (q.kind.clone(), handle, parent)
+            })
+            .collect();
+        // tc prints ingress's parent as ffff:fff1, and a minor 0 as `1:`.
+        assert_eq!(ours, printed);
+        let root = &decoded[0];
+        assert_eq!(
+            (root.kind.as_str(), root.parent, root.htb_default()),
+            ("htb", None, Some(0x1fff))
+        );
+        assert_eq!(root.htb.and_then(|h| h.direct_qlen), Some(1000));
+        let stats = root.stats.expect("counters");
+        assert_eq!(
+            (stats.sent, stats.backlog, stats.qlen, stats.drops),
+            (Bytes(20816), Bytes(10420), Packets(10), Packets(13))
+        );
+    }
+
+    #[test]
+    fn qdisc_dump_snapshot() {
+        let mut out = String::new();
+        for q in qdisc_dump(&QDISCS).expect("decodes") {
+            let parent = q
+                .parent
+                .map_or_else(|| "root".to_string(), |p| format!("parent {p}"));
+            let default = q
+                .htb_default()
+                .map_or_else(String::new, |m| format!(" default {m:x}"));
+            let s = q.stats.unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{} {:x}: {parent}{default} sent {}b {}p backlog {}b {}p drops {}",
+                q.kind, q.handle.major, s.sent.0, s.packets.0, s.backlog.0, s.qlen.0, s.drops.0
+            );
+        }
+        insta::assert_snapshot!(out);
+    }
+
+    #[test]
+    fn the_whole_dump_in_one_buffer_is_the_same_dump() {
+        let whole = CLASSES.concat();
+        assert_eq!(class_dump(&[&whole]), class_dump(&CLASSES));
+    }
+
+    // --- when to dump again
+
+    #[test]
+    fn dump_intr_on_any_message_means_dump_again() {
+        let mut second = CLASSES[1].to_vec();
+        second[6] |= 0x10; // NLM_F_DUMP_INTR on its first message
+        assert_eq!(
+            class_dump(&[CLASSES[0], &second, CLASSES[2]]),
+            Err(DumpError::Interrupted)
+        );
+        let mut end = CLASSES[2].to_vec();
+        end[6] |= 0x10; // only on NLMSG_DONE
+        assert_eq!(
+            class_dump(&[CLASSES[0], CLASSES[1], &end]),
+            Err(DumpError::Interrupted)
+        );
+        let mut qend = QDISCS[1].to_vec();
+        qend[6] |= 0x10;
+        assert_eq!(qdisc_dump(&[QDISCS[0], &qend]), Err(DumpError::Interrupted));
+    }
+
+    #[test]
+    fn a_class_seen_twice_means_dump_again() {
+        assert_eq!(
+            class_dump(&[CLASSES[0], CLASSES[0], CLASSES[1], CLASSES[2]]),
+            Err(DumpError::Interrupted)
+        );
+        assert_eq!(
+            qdisc_dump(&[QDISCS[0], QDISCS[0], QDISCS[1]]),
+            Err(DumpError::Interrupted)
+        );
+    }
+
+    // --- the kernel's errors
+
+    #[test]
+    fn kernel_errors_carry_the_errno() {
+        let seq = 7;
+        let refused = class_dump(&[&error(seq, -19)]);
+        assert_eq!(refused, Err(DumpError::Kernel(19)));
+        assert!(refused.unwrap_err().to_string().contains("No such device"));
+        // A dump that failed half-way ends in NLMSG_DONE with the errno.
+        let half = [htb_class(seq, LO, 0x1101, &[stats2(5)]), done(seq, -90)].concat();
+        assert_eq!(class_dump(&[&half]), Err(DumpError::Kernel(90)));
+        assert_eq!(qdisc_dump(&[&error(seq, -1)]), Err(DumpError::Kernel(1)));
+    }
+
+    // --- what is not a dump
+
+    fn malformed(result: Result<Vec<DumpedClass>, DumpError>, want: &str) {
+        match result {
+            Err(DumpError::Malformed(m)) => {
+                assert!(m.contains(want), "{m:?} does not say {want:?}");
+            }
+            other => panic!("expected Malformed({want}), got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_this_dump_are_errors() {
+        let seq = seq_of(CLASSES[0]);
+        malformed(class_dump(&[&CLASSES[0][..100]]), "netlink framing");
+        malformed(class_dump(&[CLASSES[0], CLASSES[1]]), "before NLMSG_DONE");
+        let mut wrong_seq = CLASSES[1].to_vec();
+        wrong_seq[8] ^= 1;
+        malformed(
+            class_dump(&[CLASSES[0], &wrong_seq, CLASSES[2]]),
+            "sequence",
+        );
+        let trailing = [CLASSES[2], CLASSES[1]].concat();
+        malformed(class_dump(&[CLASSES[0], &trailing]), "after the end");
+        let ack = error(seq, 0);
+        malformed(class_dump(&[&ack]), "ACK");
+        let other = message(16, 2, seq, &[0; 16]); // RTM_NEWLINK
+        malformed(class_dump(&[&other]), "unexpected message type 16");
+        let foreign = [htb_class(seq, 2, 0x1101, &[stats2(5)]), done(seq, 0)].concat();
+        malformed(class_dump(&[&foreign]), "device 2");
+        let no_counter = [htb_class(seq, LO, 0x1101, &[]), done(seq, 0)].concat();
+        malformed(class_dump(&[&no_counter]), "no byte counter");
+    }
+
+    #[test]
+    fn an_error_sticks() {
+        let mut d = ClassDump::new(seq_of(CLASSES[0]), LO);
+        assert!(d.feed(&CLASSES[0][..100]).is_err());
+        assert!(d.feed(CLASSES[1]).is_err(), "later buffers fail too");
+        assert!(matches!(d.finish(), Err(DumpError::Malformed(_))));
+    }
+
+    #[test]
+    fn legacy_stats_stand_in_for_stats2() {
+        let seq = 9;
+        let mut legacy = vec![0u8; 40];
+        legacy[..8].copy_from_slice(&123_456u64.to_ne_bytes());
+        legacy[32..36].copy_from_slice(&2u32.to_ne_bytes()); // backlog
+        let bytes = [htb_class(seq, LO, 0x1101, &[nla(3, &legacy)]), done(seq, 0)].concat();
+        let classes = class_dump(&[&bytes]).expect("decodes");
+        assert_eq!(classes[0].class.sent, Bytes(123_456));
+        assert_eq!(classes[0].stats.backlog, Bytes(2));
+    }
+
+    #[test]
+    fn a_message_netlink_packet_route_refuses_is_skipped_unless_it_is_htb() {
+        let seq = 11;
+        // fq_codel's TCA_XSTATS must hold at least its 4-byte type.
+        let fq = message(
+            RTM_NEWTCLASS,
+            2,
+            seq,
+            &tcmsg(
+                LO,
+                0x8001_0001,
+                0x8001_0000,
+                &[nla(TCA_KIND, b"fq_codel\0"), nla(4, &[1, 0])],
+            ),
+        );
+        let mut d = ClassDump::new(seq, LO);
+        let bytes = [
+            htb_class(seq, LO, 0x1101, &[stats2(5)]),
+            fq.clone(),
+            done(seq, 0),
+        ]
+        .concat();
+        assert_eq!(d.feed(&bytes), Ok(Feed::Done));
+        assert_eq!(d.skipped(), 1);
+        assert_eq!(d.finish().map(|c| c.len()), Ok(1));
+        // The same flaw in an htb class is an error: bwmon needs that class.
+        let bad_htb = [
+            htb_class(seq, LO, 0x1101, &[stats2(5), nla(3, &[0; 12])]),
+            done(seq, 0),
+        ]
+        .concat();
+        malformed(class_dump(&[&bad_htb]), "class 1:1101");
+        // A qdisc it refuses still shows its kind and place.
+        let q = message(
+            RTM_NEWQDISC,
+            2,
+            seq,
+            &tcmsg(
+                LO,
+                0x8001_0000,
+                0xffff_ffff,
+                &[nla(TCA_KIND, b"fq_codel\0"), nla(4, &[1, 0])],
+            ),
+        );
+        let qdiscs = qdisc_dump(&[&[q, done(seq, 0)].concat()]).expect("decodes");
+        assert_eq!(qdiscs[0].kind, "fq_codel");
+        assert_eq!(
+            (qdiscs[0].handle, qdiscs[0].parent, qdiscs[0].stats),
+            (ClassId::new(0x8001, 0), None, None)
+        );
+    }
+
+    #[test]
+    fn qdiscs_of_other_devices_are_left_out() {
+        let seq = 13;
+        let other = message(
+            RTM_NEWQDISC,
+            2,
+            seq,
+            &tcmsg(2, 0, 0xffff_ffff, &[nla(TCA_KIND, b"noqueue\0")]),
+        );
+        let ours = message(
+            RTM_NEWQDISC,
+            2,
+            seq,
+            &tcmsg(LO, 0, 0xffff_ffff, &[nla(TCA_KIND, b"noqueue\0")]),
+        );
+        let qdiscs = qdisc_dump(&[&[other, ours, done(seq, 0)].concat()]).expect("decodes");
+        assert_eq!(qdiscs.len(), 1);
+        assert_eq!(
+            (qdiscs[0].kind.as_str(), qdiscs[0].parent),
+            ("noqueue", None)
+        );
+    }
+}
