@@ -65,7 +65,7 @@ install: $(BIN)
 # committed corpora, in tests/fuzz_corpus.rs). Needs cargo-fuzz; uses the
 # nightly toolchain when there is one, else the stable one in bootstrap mode.
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS = tc_dump slivers state netlink_dump
+FUZZ_TARGETS = netlink_dump slivers state
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	@if rustup toolchain list 2>/dev/null | grep -q nightly; then tc=+nightly; else tc=; export RUSTC_BOOTSTRAP=1; fi; \

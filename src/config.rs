@@ -15,7 +15,10 @@ pub const DEFAULT_STATE: &str = "/var/lib/bwmon/state.yaml";
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     dev: Option<String>,
-    tc: Option<PathBuf>,
+    /// Read and ignored: bwmon no longer runs tc (it talks rtnetlink), and a
+    /// config written for an earlier bwmon must still load.
+    #[serde(rename = "tc")]
+    _tc: Option<PathBuf>,
     state_file: Option<PathBuf>,
     lock_wait: Option<String>,
     period: Option<String>,
@@ -79,8 +82,6 @@ pub struct MailConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub dev: String,
-    /// The tc executable; a bare name is looked up on PATH and in /sbin, /usr/sbin.
-    pub tc: PathBuf,
     pub state_file: PathBuf,
     pub lock_wait: Duration,
     pub period_secs: u64,
@@ -311,7 +312,6 @@ impl Config {
 
         Ok(Config {
             dev,
-            tc: raw.tc.unwrap_or_else(|| PathBuf::from("tc")),
             state_file: over
                 .state
                 .clone()

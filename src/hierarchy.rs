@@ -84,29 +84,25 @@ pub fn node_max(classes: &[KernelClass], remembered: Option<Hierarchy>) -> Optio
 fn kernel_ceil(classes: &[KernelClass], id: ClassId, recorded: Option<Rate>) -> Option<Rate> {
     let c = classes.iter().find(|c| c.id == id)?;
     Some(match recorded {
-        Some(r) if c.ceil.matches(r) => r,
-        _ => c.ceil.shown,
+        Some(r) if c.ceil == r.as_kernel_keeps() => r,
+        _ => c.ceil,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tc::PrintedRate;
     use crate::units::Bytes;
 
     fn class(minor: u16, parent: Option<u16>) -> KernelClass {
-        let r = PrintedRate {
-            shown: Rate(1000),
-            precision: 1,
-        };
         KernelClass {
             id: ClassId::new(1, minor),
             parent: parent.map(|p| ClassId::new(1, p)),
-            rate: r,
-            ceil: r,
+            rate: Rate(1000),
+            ceil: Rate(1000),
             quantum: None,
             sent: Bytes(0),
+            leaf: None,
         }
     }
 

@@ -11,14 +11,15 @@ use crate::nft::{self, Nft};
 use crate::policy::Kind;
 use crate::state::{DEFAULT_XID, Hierarchy, State, Store};
 use crate::tc::batch::{Batch, RootQdisc};
-use crate::tc::run::Tc;
+use crate::tc::decode::Qdisc;
+use crate::tc::kernel::Kernel;
 use crate::units::Rate;
 use anyhow::Context as _;
 use std::process::ExitCode;
 
 pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::Result<ExitCode> {
     let cfg = &ctx.config;
-    let tc = Tc::new(&cfg.tc, &cfg.dev)?;
+    let mut tc = Kernel::open(&cfg.dev)?;
     // Checked before anything is built: a half-made setup helps nobody.
     let nft = match cfg.classify {
         Classify::None => None,
@@ -56,16 +57,13 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
         bwcap = bwmax;
     }
 
-    if let Some(line) = root.as_deref().filter(|l| is_our_root(l)) {
-        let default = line
-            .split_whitespace()
-            .skip_while(|w| *w != "default")
-            .nth(1);
-        if !matches!(default, Some("1fff" | "0x1fff")) {
+    if let Some(q) = root.as_ref().filter(|q| is_our_root(q)) {
+        let default = q.htb_default();
+        if default != Some(Kind::Low.class_id(DEFAULT_XID).minor) {
             log::warn!(
                 "{}: the HTB root sends unclassified packets to {}, not 1:1fff; `tc qdisc del dev {} root` and `bwmon init` to fix",
                 cfg.dev,
-                default.unwrap_or("no class"),
+                default.map_or_else(|| "no class".to_string(), |m| format!("1:{m:x}")),
                 cfg.dev
             );
         }
@@ -80,8 +78,8 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
             batch.add_default_classes(&cfg.dev, bwcap, bwmax);
         }
     } else {
-        if let Some(line) = &root {
-            log::info!("{}: replacing root qdisc ({})", cfg.dev, line.trim());
+        if let Some(q) = &root {
+            log::info!("{}: replacing root qdisc {} {}", cfg.dev, q.kind, q.handle);
         }
         // `replace` over whatever root qdisc the device has (noqueue, fq_codel…).
         batch.add_hierarchy(&cfg.dev, bwcap, bwmax, RootQdisc::Replace);
@@ -89,17 +87,16 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
     }
     let outcome = tc.run_batch(&batch)?;
     if !outcome.failed.is_empty() {
-        let lines: Vec<&str> = outcome
+        let refused: Vec<String> = outcome
             .failed
             .iter()
-            .map(|&i| batch.lines[i].as_str())
+            .map(|(&i, why)| format!("`{}` ({why})", batch.lines[i]))
             .collect();
         return Err(Fatal::Unavailable(format!(
-            "tc refused {} line(s) building the hierarchy on {}: {} ({})",
-            lines.len(),
+            "the kernel refused {} change(s) building the hierarchy on {}: {}",
+            refused.len(),
             cfg.dev,
-            lines.join("; "),
-            outcome.stderr.lines().next().unwrap_or("").trim()
+            refused.join("; ")
         ))
         .into());
     }
@@ -121,21 +118,20 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
 /// stays, so usage counted this period is not forgotten if bwmon comes back.
 pub fn teardown(ctx: &Context) -> anyhow::Result<ExitCode> {
     let cfg = &ctx.config;
-    let tc = Tc::new(&cfg.tc, &cfg.dev)?;
+    let mut tc = Kernel::open(&cfg.dev)?;
     let store = Store::new(&cfg.state_file);
     let _lock = lock::acquire(&store.lock_path(), Mode::Exclusive, cfg.lock_wait)?;
-    if !tc.root_qdisc()?.as_deref().is_some_and(is_our_root) {
+    if !tc.root_qdisc()?.as_ref().is_some_and(is_our_root) {
         log::info!("{}: no bwmon hierarchy to remove", cfg.dev);
         return Ok(ExitCode::SUCCESS);
     }
     let mut batch = Batch::default();
     batch.delete_root(&cfg.dev);
     let outcome = tc.run_batch(&batch)?;
-    if !outcome.failed.is_empty() {
+    if let Some(why) = outcome.failed.values().next() {
         return Err(Fatal::Unavailable(format!(
-            "tc could not remove the root qdisc of {}: {}",
-            cfg.dev,
-            outcome.stderr.lines().next().unwrap_or("").trim()
+            "the kernel did not remove the root qdisc of {}: {why}",
+            cfg.dev
         ))
         .into());
     }
@@ -171,7 +167,6 @@ fn record(state: &mut State, dev: &str, bwcap: Rate, bwmax: Rate) {
 }
 
 /// `qdisc htb 1: root …`: the root qdisc bwmon builds on.
-fn is_our_root(line: &str) -> bool {
-    let mut w = line.split_whitespace();
-    w.next() == Some("qdisc") && w.next() == Some("htb") && w.next() == Some("1:")
+fn is_our_root(q: &Qdisc) -> bool {
+    q.kind == "htb" && q.handle == crate::tc::ClassId::new(1, 0)
 }

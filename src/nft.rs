@@ -8,7 +8,6 @@
 use crate::config::{Classify, Prefix};
 use crate::error::Fatal;
 use crate::policy::Kind;
-use crate::tc::run::{find_program, first_line};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write;
@@ -188,6 +187,27 @@ pub fn table_script(mode: Classify, exempt: &[Prefix], xids: &BTreeSet<u16>) -> 
     let _ = writeln!(s, "    meta priority set {key} map @low");
     let _ = writeln!(s, "  }}\n}}");
     s
+}
+
+/// A program named in the config: a path as given, a bare name looked up on
+/// PATH and in the sbin directories cron's PATH lacks.
+pub fn find_program(configured: &Path) -> Option<PathBuf> {
+    if configured.components().count() > 1 {
+        return configured.is_file().then(|| configured.to_path_buf());
+    }
+    let dirs = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&dirs)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(configured))
+        .find(|p| p.is_file())
+}
+
+/// The first non-blank line of a program's stderr, for a one-line message.
+pub fn first_line(s: &str) -> &str {
+    s.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no message")
+        .trim()
 }
 
 #[cfg(test)]

@@ -232,12 +232,18 @@ pub enum Op {
     Change { xid: u16, kind: Kind, spec: Spec },
     /// Remove the class (and its leaf).
     Delete { xid: u16, kind: Kind },
+    /// Give an existing class bwmon's leaf: the one made with it was refused
+    /// (its handle taken) or replaced behind bwmon's back.
+    Leaf { xid: u16, kind: Kind },
 }
 
 impl Op {
     pub fn xid(&self) -> u16 {
         match *self {
-            Op::Add { xid, .. } | Op::Change { xid, .. } | Op::Delete { xid, .. } => xid,
+            Op::Add { xid, .. }
+            | Op::Change { xid, .. }
+            | Op::Delete { xid, .. }
+            | Op::Leaf { xid, .. } => xid,
         }
     }
 }
@@ -531,9 +537,16 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
             }
             if added[i] {
                 changes.push(Op::Add { xid, kind, spec });
-            } else if needs_change(class, k.get((kind, xid)), &spec) {
-                log::info!("{name}: {} ceil {} (max {})", kind.describe(), ceil, l.max);
-                changes.push(Op::Change { xid, kind, spec });
+            } else {
+                let kc = k.get((kind, xid));
+                if needs_change(class, kc, &spec) {
+                    log::info!("{name}: {} ceil {} (max {})", kind.describe(), ceil, l.max);
+                    changes.push(Op::Change { xid, kind, spec });
+                }
+                if kc.is_some_and(|c| !has_own_leaf(c)) {
+                    log::info!("{name}: {} class without bwmon's leaf", kind.describe());
+                    changes.push(Op::Leaf { xid, kind });
+                }
             }
             class.min = l.min;
             class.ceil = ceil;
@@ -604,10 +617,14 @@ pub fn reset(s: &mut SliceState, kernel: &[KernelClass], now: DateTime<Utc>) -> 
         };
         match kc {
             None => ops.push(Op::Add { xid, kind, spec }),
-            Some(kc) if needs_change(class, Some(kc), &spec) => {
-                ops.push(Op::Change { xid, kind, spec });
+            Some(kc) => {
+                if needs_change(class, Some(kc), &spec) {
+                    ops.push(Op::Change { xid, kind, spec });
+                }
+                if !has_own_leaf(kc) {
+                    ops.push(Op::Leaf { xid, kind });
+                }
             }
-            Some(_) => {}
         }
         class.ceil = class.max;
     }
@@ -633,11 +650,17 @@ pub fn quantum(share: u32) -> u32 {
     u32::try_from(u64::from(share).saturating_mul(QUANTUM_PER_SHARE)).unwrap_or(u32::MAX)
 }
 
+/// Whether a slice class has the leaf bwmon gives it (handle major = class
+/// minor: 1:1101 → 1101:). The kernel's default leaf has no handle.
+fn has_own_leaf(c: &KernelClass) -> bool {
+    c.leaf == Some(ClassId::new(c.id.minor, 0))
+}
+
 /// A class is changed when what bwmon wants differs from what it applied last,
-/// or when the kernel shows something else (changed behind our back). tc's
-/// printed rates are compared at their printing precision (SPEC §9.10). A
-/// class whose applied values are unknown (adopted, or a change tc refused) is
-/// judged by the kernel alone.
+/// or when the kernel shows something else (changed behind our back). Rates
+/// are compared exactly, as the kernel keeps them (bytes/s; SPEC §9.10). A
+/// class whose applied values are unknown (adopted, or a change the kernel
+/// refused) is judged by the kernel alone.
 fn needs_change(prev: &ClassState, kernel: Option<&KernelClass>, spec: &Spec) -> bool {
     let known = prev.ceil != Rate(0);
     let applied = Spec {
@@ -649,8 +672,8 @@ fn needs_change(prev: &ClassState, kernel: Option<&KernelClass>, spec: &Spec) ->
         return true;
     }
     kernel.is_none_or(|kc| {
-        !kc.rate.matches(spec.rate)
-            || !kc.ceil.matches(spec.ceil)
+        kc.rate != spec.rate.as_kernel_keeps()
+            || kc.ceil != spec.ceil.as_kernel_keeps()
             || kc.quantum.is_some_and(|q| q != spec.quantum)
     })
 }

@@ -119,13 +119,7 @@ pub fn build(
             Kind::I2 => &s.i2,
         };
         let kc = counters.get(&(kind, s.xid));
-        view_class(
-            c,
-            kc.map(|k| k.sent),
-            kc.map(|k| k.ceil.shown),
-            pace_secs,
-            now,
-        )
+        view_class(c, kc.map(|k| k.sent), kc.map(|k| k.ceil), pace_secs, now)
     };
     let slices = state
         .slices

@@ -10,13 +10,13 @@ use crate::report::rfc3339;
 use crate::state::{Store, is_special};
 use crate::sync::{apply_outcome, finish, print_dry_run};
 use crate::tc::batch::Batch;
-use crate::tc::run::Tc;
+use crate::tc::kernel::Kernel;
 use anyhow::bail;
 use std::process::ExitCode;
 
 pub fn run(ctx: &Context, name: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
     let cfg = &ctx.config;
-    let tc = Tc::new(&cfg.tc, &cfg.dev)?;
+    let mut tc = Kernel::open(&cfg.dev)?;
     let store = Store::new(&cfg.state_file);
     let mode = if dry_run {
         Mode::Shared

@@ -11,7 +11,7 @@ use crate::policy::Kind;
 use crate::report::{self, Report};
 use crate::state::is_special;
 use crate::state::{Hierarchy, Store};
-use crate::tc::run::Tc;
+use crate::tc::kernel::Kernel;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -33,7 +33,7 @@ pub fn run(
     let _lock = lock::acquire(&store.lock_path(), Mode::Shared, cfg.lock_wait)?;
     // The dump and the nft query run while the state is parsed.
     let (loaded, kernel, classified) = std::thread::scope(|s| {
-        let dump = s.spawn(|| Tc::new(&cfg.tc, &cfg.dev).and_then(|tc| tc.dump_classes()));
+        let dump = s.spawn(|| Kernel::open(&cfg.dev).and_then(|mut tc| tc.dump_classes()));
         let nft = s.spawn(|| {
             (cfg.classify != Classify::None).then(|| {
                 Nft::new(&cfg.nft)
@@ -47,7 +47,7 @@ pub fn run(
         let loaded = store.load();
         let kernel = dump
             .join()
-            .unwrap_or_else(|_| Err(Fatal::Unavailable("tc dump thread panicked".into())));
+            .unwrap_or_else(|_| Err(Fatal::Unavailable("the class dump thread panicked".into())));
         (loaded, kernel, nft.join().unwrap_or(None))
     });
     // A reader must not move files; an unusable state is shown from its backup.

@@ -16,7 +16,7 @@ use crate::slivers::{self, Input};
 use crate::state::{State, Store};
 use crate::tc::KernelClass;
 use crate::tc::batch::{Batch, Origin, RootQdisc};
-use crate::tc::run::Tc;
+use crate::tc::kernel::{BatchOutcome, Kernel};
 use crate::units::Rate;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -44,7 +44,7 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
     let cfg = &ctx.config;
     let path = input.or(cfg.input.as_deref());
     let text = read_input(path)?;
-    let tc = Tc::new(&cfg.tc, &cfg.dev)?;
+    let mut tc = Kernel::open(&cfg.dev)?;
     let store = Store::new(&cfg.state_file);
     let mode = if dry_run {
         Mode::Shared
@@ -68,7 +68,7 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
         };
         let kernel = dump
             .join()
-            .unwrap_or_else(|_| Err(Fatal::Unavailable("tc dump thread panicked".into())));
+            .unwrap_or_else(|_| Err(Fatal::Unavailable("the class dump thread panicked".into())));
         (kernel, input, loaded)
     });
     // Whole-input errors stop the run before anything is changed.
@@ -305,7 +305,7 @@ pub fn print_dry_run(batch: &Batch, mails: &[String], cfg: &Config) {
         out.push_str("# dry run: no tc changes, no mail\n");
     }
     if !batch.is_empty() {
-        out.push_str("# tc -force -batch - (dry run: not run)\n");
+        out.push_str("# tc commands (dry run: not run)\n");
         out.push_str(&batch.text());
     }
     for m in mails {
@@ -481,18 +481,19 @@ fn load_state(
 pub fn apply_outcome(
     batch: &Batch,
     first_op_line: usize,
-    outcome: &crate::tc::run::BatchOutcome,
+    outcome: &BatchOutcome,
     ops: &[Op],
     state: &mut State,
     cfg: &Config,
     failures: &mut Vec<String>,
 ) -> HashSet<u16> {
-    let mut by_xid: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
-    for &line in &outcome.failed {
+    let mut by_xid: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+    for (&line, why) in &outcome.failed {
+        let refused = format!("`{}` ({why})", batch.lines[line]);
         match batch.origins.get(line) {
             Some(Origin::Op(i)) => {
                 let op = ops[*i];
-                by_xid.entry(op.xid()).or_default().push(&batch.lines[line]);
+                by_xid.entry(op.xid()).or_default().push(refused);
                 if let Op::Add { xid, kind, .. } | Op::Change { xid, kind, .. } = op
                     && let Some(s) = state.slices.get_mut(&xid)
                 {
@@ -503,27 +504,111 @@ pub fn apply_outcome(
                 }
             }
             Some(Origin::Hierarchy) if line < first_op_line => failures.push(format!(
-                "rebuilding the hierarchy on {}: tc refused `{}`",
-                cfg.dev, batch.lines[line]
+                "rebuilding the hierarchy on {}: the kernel refused {refused}",
+                cfg.dev
             )),
             _ => {}
         }
     }
-    let detail = outcome
-        .stderr
-        .lines()
-        .find(|l| !l.starts_with("Command failed"))
-        .unwrap_or("")
-        .trim();
-    for (xid, lines) in &by_xid {
+    for (xid, refused) in &by_xid {
         let name = state
             .slices
             .get(xid)
             .map_or_else(|| format!("xid {xid}"), |s| s.name.clone());
         failures.push(format!(
-            "slice {name}: tc refused `{}` ({detail}); retried next run",
-            lines.join("`, `")
+            "slice {name}: the kernel refused {}; retried next run",
+            refused.join(", ")
         ));
     }
     by_xid.into_keys().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+    use crate::policy::{Kind, Spec};
+    use crate::state::{ClassState, SliceState};
+    use crate::tc::kernel::BatchOutcome;
+    use crate::tc::netlink::Refusal;
+
+    /// An error ack is mapped back, by its change's index, to its slice: that
+    /// slice is named once with what the kernel said, its applied ceil is
+    /// forgotten (so the next run applies it again), the other slices stand.
+    #[test]
+    fn refusals_map_back_to_their_slices() {
+        let cfg = Config::from_yaml(Path::new("t.yaml"), "dev: eth0\n", &Overrides::default())
+            .expect("config");
+        let spec = Spec {
+            rate: Rate(1000),
+            ceil: Rate(21_216),
+            quantum: 1600,
+        };
+        let ops = [
+            Op::Change {
+                xid: 257,
+                kind: Kind::Low,
+                spec,
+            },
+            Op::Add {
+                xid: 258,
+                kind: Kind::I2,
+                spec,
+            },
+        ];
+        let mut batch = Batch::default();
+        batch.add_ops("eth0", &ops);
+        assert_eq!(batch.changes.len(), 3, "a change; an add and its leaf");
+        let mut state = State::default();
+        for (xid, name) in [(257, "pl_alice"), (258, "pl_bob")] {
+            let class = ClassState {
+                ceil: Rate(21_216),
+                ..ClassState::default()
+            };
+            state.slices.insert(
+                xid,
+                SliceState {
+                    name: name.into(),
+                    xid,
+                    start: chrono::DateTime::UNIX_EPOCH,
+                    mailed: false,
+                    lo: class.clone(),
+                    i2: class,
+                },
+            );
+        }
+        let refused = Refusal {
+            errno: 17,
+            message: Some("Exclusivity flag on, cannot modify".into()),
+        };
+        let outcome = BatchOutcome {
+            failed: [(2, refused)].into_iter().collect(),
+        };
+        let mut failures = Vec::new();
+        let xids = apply_outcome(&batch, 0, &outcome, &ops, &mut state, &cfg, &mut failures);
+        assert_eq!(xids, HashSet::from([258]));
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(
+            failures[0].starts_with(
+                "slice pl_bob: the kernel refused `qdisc add dev eth0 parent 1:2102 handle 2102: pfifo` (Exclusivity flag on, cannot modify (File exists"
+            ),
+            "{}",
+            failures[0]
+        );
+        assert!(
+            failures[0].ends_with("; retried next run"),
+            "{}",
+            failures[0]
+        );
+        assert_eq!(
+            state.slices[&258].i2.ceil,
+            Rate(0),
+            "applied again next run"
+        );
+        assert_eq!(
+            state.slices[&257].lo.ceil,
+            Rate(21_216),
+            "Alice's change stands"
+        );
+    }
 }

@@ -692,14 +692,11 @@ fn refused_leaf_fails_its_slice_only() {
 }
 
 /// The refused leaf itself is added again at the next run ("retried next
-/// run", as bwmon says).
-///
-/// Fails today: the retry finds the slice's class in place with the
-/// configured rates and plans nothing, so 1:1102 stays without its leaf for
-/// good (the kernel's default pfifo, not bwmon's). A bwmon bug, reported
-/// from the tests-ns branch, not fixed there.
+/// run", as bwmon says). Found when these tests moved to real kernels: the
+/// retry used to find the slice's class in place with the configured rates
+/// and plan nothing, so 1:1102 kept the kernel's default leaf for good. The
+/// policy now gives a class without bwmon's leaf its leaf (`Op::Leaf`).
 #[test]
-#[ignore = "bwmon bug: a refused leaf is never added again (reported, see the doc comment)"]
 fn refused_leaf_is_added_at_the_next_run() {
     let Some(f) = Sandbox::node() else {
         return;

@@ -20,11 +20,6 @@ fn replay(target: &str, run: fn(&[u8])) {
 }
 
 #[test]
-fn tc_dump_corpus() {
-    replay("tc_dump", bwmon::fuzzing::tc_dump);
-}
-
-#[test]
 fn slivers_corpus() {
     replay("slivers", bwmon::fuzzing::slivers);
 }

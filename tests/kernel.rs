@@ -215,22 +215,73 @@ fn init_builds_hierarchy_and_reinit_changes_only_the_cap() {
     assert_eq!(class.sent, sent);
 }
 
-/// SPEC §4 (writing): a first sync creates root's and every live slice's classes
-/// through one batch — never one tc per slice — and a steady sync is silent.
+/// Issue 10 / SPEC §4: bwmon talks to the kernel over rtnetlink and spawns
+/// no `tc` at all — not the configured one (the sandbox's logging wrapper)
+/// and not one found on PATH (a logging `tc` put first on PATH here) — for
+/// init, a first sync of new slices, a steady sync, status, reset and
+/// teardown; a steady sync is silent.
 #[test]
-fn first_sync_creates_classes_with_few_tc_spawns() {
+fn no_command_spawns_tc() {
+    let Some(sb) = Sandbox::new(&Settings::default()) else {
+        return;
+    };
+    let shadow = sb.dir.path().join("path");
+    std::fs::create_dir(&shadow).unwrap();
+    let path_log = sb.dir.path().join("path-tc.log");
+    let tc = shadow.join("tc");
+    std::fs::write(
+        &tc,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexit 1\n",
+            path_log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&tc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        shadow.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |now: &str, args: &[&str], input: &str| {
+        let out = sb.run_env(now, args, input.as_bytes(), &[("PATH", &path)]);
+        assert_exit(&out, 0, &args.join(" "));
+        out
+    };
+    run(T0, &["init", "--bwcap", BWCAP], "");
+    run(&at(MIN), &["sync"], &alice_and_bob());
+    let steady = run(&at(2 * MIN), &["sync"], &alice_and_bob());
+    assert!(
+        steady.stdout.is_empty() && steady.stderr.is_empty(),
+        "a steady sync is silent"
+    );
+    run(&at(3 * MIN), &["status"], "");
+    run(&at(4 * MIN), &["reset", ALICE.0], "");
+    let classes_now = sb.ns.classes();
+    assert!(
+        classes_now.contains_key(&low(BOB.1)),
+        "the runs did their work"
+    );
+    run(&at(5 * MIN), &["teardown"], "");
+    assert!(sb.ns.classes().is_empty(), "teardown removed the classes");
+    assert_eq!(
+        sb.tc_spawns(),
+        Vec::<String>::new(),
+        "configured tc spawned"
+    );
+    let on_path = std::fs::read_to_string(&path_log).unwrap_or_default();
+    assert_eq!(on_path, "", "tc on PATH spawned");
+}
+
+/// SPEC §4 (writing): a first sync creates root's and every live slice's
+/// classes, each with its pfifo leaf, in one batch; 50 slices at once too.
+#[test]
+fn first_sync_creates_every_class_and_leaf() {
     let Some(sb) = Sandbox::new(&Settings::default()) else {
         return;
     };
     sb.init(T0, Some(BWCAP));
-    let before = sb.tc_spawns().len();
     sb.sync(&at(MIN), &alice_and_bob());
-    let spawns = &sb.tc_spawns()[before..];
-    assert!(
-        spawns.len() <= 3,
-        "first sync spawned tc {} times: {spawns:?}",
-        spawns.len()
-    );
 
     let classes = sb.ns.classes();
     let leaves = sb.ns.qdiscs_by_parent();
@@ -251,24 +302,6 @@ fn first_sync_creates_classes_with_few_tc_spawns() {
         }
     }
 
-    // Nothing changed: nothing printed (cron mails any output), little tc.
-    let before = sb.tc_spawns().len();
-    let out = sb.sync(&at(2 * MIN), &alice_and_bob());
-    assert!(
-        out.stdout.is_empty() && out.stderr.is_empty(),
-        "a steady sync is silent"
-    );
-    let spawns = &sb.tc_spawns()[before..];
-    assert!(
-        spawns.len() <= 3,
-        "steady sync spawned tc {} times: {spawns:?}",
-        spawns.len()
-    );
-    assert!(
-        !spawns.iter().any(|s| s.contains("batch")),
-        "a steady sync changes nothing: {spawns:?}"
-    );
-
     // 50 slices at once on a fresh node.
     let Some(sb) = Sandbox::new(&Settings::default()) else {
         return;
@@ -280,14 +313,7 @@ fn first_sync_creates_classes_with_few_tc_spawns() {
         .zip(300..)
         .map(|(n, xid)| (n.as_str(), xid, "{}"))
         .collect();
-    let before = sb.tc_spawns().len();
     sb.sync(&at(MIN), &slivers(&records));
-    let spawns = &sb.tc_spawns()[before..];
-    assert!(
-        spawns.len() <= 3,
-        "50-slice sync spawned tc {} times",
-        spawns.len()
-    );
     let classes = sb.ns.classes();
     let leaves = sb.ns.qdiscs_by_parent();
     for (_, xid, _) in &records {
@@ -594,13 +620,6 @@ fn sync_without_hierarchy_or_state_exits_69() {
     assert!(!root.contains("htb"), "no qdisc created: {root}");
     assert!(sb.ns.classes().is_empty());
     assert!(!sb.state.exists(), "no state written");
-    let spawns = sb.tc_spawns();
-    assert!(
-        !spawns
-            .iter()
-            .any(|s| s.contains("batch") || s.contains(" add ")),
-        "tc changed nothing: {spawns:?}"
-    );
     assert!(sb.mails().is_empty());
 }
 
@@ -763,7 +782,6 @@ fn sync_exits_75_while_the_lock_is_held() {
     sb.init(T0, Some(BWCAP));
     sb.sync(T0, &alice_only());
     let state_before = std::fs::read(&sb.state).expect("state written by sync");
-    let spawns_before = sb.tc_spawns().len();
 
     let lock_path = format!("{}.lock", sb.state.display());
     let holder = std::fs::OpenOptions::new()
@@ -780,10 +798,9 @@ fn sync_exits_75_while_the_lock_is_held() {
         started.elapsed() >= std::time::Duration::from_millis(900),
         "waited lock_wait"
     );
-    assert_eq!(
-        sb.tc_spawns().len(),
-        spawns_before,
-        "no tc while locked out"
+    assert!(
+        sb.ns.class(low(ALICE.1)).is_some() && sb.ns.class(low(BOB.1)).is_none(),
+        "nothing changed while locked out"
     );
     assert_eq!(
         std::fs::read(&sb.state).unwrap(),

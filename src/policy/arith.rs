@@ -9,7 +9,7 @@ use crate::mail::compose;
 use crate::report;
 use crate::slivers::Rspec;
 use crate::state::{ClassState, Hierarchy, SliceState, State};
-use crate::tc::{ClassId, KernelClass, PrintedRate};
+use crate::tc::{ClassId, KernelClass};
 use crate::units::{Bytes, Kbit, KiB, Rate};
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
@@ -36,17 +36,15 @@ fn any_class() -> impl Strategy<Value = ClassState> {
 }
 
 fn kernel_class(kind: Kind, xid: u16, sent: u64, ceil: u64) -> KernelClass {
-    let printed = |r| PrintedRate {
-        shown: Rate(r),
-        precision: 1,
-    };
+    let id = kind.class_id(xid);
     KernelClass {
-        id: kind.class_id(xid),
+        id,
         parent: Some(kind.parent()),
-        rate: printed(1000),
-        ceil: printed(ceil),
+        rate: Rate(1000),
+        ceil: Rate(ceil).as_kernel_keeps(),
         quantum: Some(1600),
         sent: Bytes(sent),
+        leaf: Some(ClassId::new(id.minor, 0)),
     }
 }
 

@@ -4,7 +4,6 @@
 //! stay as regression tests.
 
 use super::*;
-use crate::tc::PrintedRate;
 use crate::units::{Kbit, KiB};
 use chrono::TimeDelta;
 use proptest::prelude::*;
@@ -72,13 +71,9 @@ fn live_on(node: &Node, name: &str, xid: u16, rspec: &Rspec) -> Live {
     }
 }
 
-/// How tc prints a rate the kernel holds, at precision 1 (exact). The kernel
-/// keeps bytes/s, so it can only ever show a multiple of 8 bit/s.
-fn printed(r: Rate) -> PrintedRate {
-    PrintedRate {
-        shown: r.as_kernel_keeps(),
-        precision: 1,
-    }
+/// A rate as the kernel holds it: bytes/s, so a multiple of 8 bit/s.
+fn printed(r: Rate) -> Rate {
+    r.as_kernel_keeps()
 }
 
 /// Builder of one kernel class in a slice's form.
@@ -89,13 +84,15 @@ impl Kc {
     /// The class as bwmon creates it with the default limits, counter at 0.
     fn new(kind: Kind, xid: u16) -> Kc {
         let l = *base_limits().get(kind);
+        let id = kind.class_id(xid);
         Kc(KernelClass {
-            id: kind.class_id(xid),
+            id,
             parent: Some(kind.parent()),
             rate: printed(l.min),
             ceil: printed(l.max),
             quantum: Some(quantum(l.share)),
             sent: Bytes(0),
+            leaf: Some(ClassId::new(id.minor, 0)),
         })
     }
     /// A class of any handle and parent.
@@ -116,11 +113,8 @@ impl Kc {
         self.0.ceil = printed(r);
         self
     }
-    fn printed_ceil(mut self, shown: u64, precision: u64) -> Kc {
-        self.0.ceil = PrintedRate {
-            shown: Rate(shown),
-            precision,
-        };
+    fn kernel_ceil(mut self, bits: u64) -> Kc {
+        self.0.ceil = Rate(bits);
         self
     }
     fn quantum(mut self, q: Option<u32>) -> Kc {
@@ -1395,8 +1389,8 @@ fn apply_only_on_change_second_plan_is_quiet() {
 }
 
 #[test]
-fn truncated_kernel_ceil_is_not_a_change() {
-    // Max 1234567bit: the kernel keeps 1234560, tc prints 1234Kbit.
+fn kernel_bytes_per_second_ceil_is_not_a_change() {
+    // Max 1234567bit: the kernel keeps 154320 bytes/s, read back as 1234560bit.
     let n = Node {
         bwcap: Rate(1_234_567),
         ..node()
@@ -1412,10 +1406,7 @@ fn truncated_kernel_ceil_is_not_a_change() {
     let mut kernel = kernel_of_state(&state);
     for k in &mut kernel {
         if Kind::of_kernel_class(k).is_some_and(|(kind, _)| kind == Kind::Low) {
-            k.ceil = PrintedRate {
-                shown: Rate(1_234_000),
-                precision: 1000,
-            };
+            k.ceil = Rate(1_234_560);
         }
     }
     let p = run_on(n, state.clone(), from_ref(&a), &kernel, at(HOUR));
@@ -1427,7 +1418,7 @@ fn truncated_kernel_ceil_is_not_a_change() {
         .iter_mut()
         .find(|k| k.id == Kind::Low.class_id(101))
         .expect("class");
-    *k = Kc(k.clone()).printed_ceil(1_233_000, 1000).build();
+    *k = Kc(k.clone()).kernel_ceil(1_233_000).build();
     let p = run_on(n, state, from_ref(&a), &kernel2, at(HOUR));
     assert_eq!(
         p.ops,
@@ -1750,7 +1741,7 @@ fn regression_9_9_absurd_limits_do_not_stop_others() {
 
 #[test]
 fn regression_9_10_no_change_when_nothing_changed() {
-    // Truncated printing: a capped ceil of 1234567bit, the kernel shows 1234Kbit.
+    // A capped ceil of 1234567bit: the kernel keeps bytes/s, 1234560bit.
     let left_secs = DAY - 3600;
     let mut a = live("pl_a", 101);
     a.limits.lo.quota = Bytes(90_000 + 1_234_567 * left_secs / 8 + 1);
@@ -1767,7 +1758,7 @@ fn regression_9_10_no_change_when_nothing_changed() {
         .iter_mut()
         .find(|k| k.id == Kind::Low.class_id(101))
         .expect("class");
-    *k = Kc(k.clone()).printed_ceil(1_234_000, 1000).build();
+    *k = Kc(k.clone()).kernel_ceil(1_234_560).build();
     let p = run(state, from_ref(&a), &kernel, at(HOUR));
     assert_eq!(sl(&p, 101).lo.ceil, Rate(1_234_567));
     assert!(p.ops.is_empty(), "{:?}", p.ops);
@@ -2093,4 +2084,53 @@ proptest! {
             }
         }
     }
+}
+
+/// A slice class whose leaf is not bwmon's (the leaf add was refused, or the
+/// leaf was replaced behind bwmon's back) gets its leaf at the next run and
+/// at a reset; a class with its own leaf does not.
+#[test]
+fn a_class_without_its_leaf_gets_it() {
+    let a = live("pl_a", 101);
+    let (state, mut kernel) = world(vec![slice_state(&a, t0())]);
+    let p = run(state.clone(), from_ref(&a), &kernel, at(HOUR));
+    assert!(p.ops.is_empty(), "{:?}", p.ops);
+    for k in &mut kernel {
+        if k.id == Kind::I2.class_id(101) {
+            k.leaf = None; // the kernel's default leaf has no handle
+        }
+        if k.id == Kind::Low.class_id(101) {
+            k.leaf = Some(ClassId::new(0x8001, 0)); // somebody else's
+        }
+    }
+    let p = run(state.clone(), from_ref(&a), &kernel, at(HOUR));
+    assert_eq!(
+        p.ops,
+        vec![
+            Op::Leaf {
+                xid: 101,
+                kind: Kind::Low
+            },
+            Op::Leaf {
+                xid: 101,
+                kind: Kind::I2
+            }
+        ]
+    );
+    let mut s = state.slices[&101].clone();
+    let ops = reset(&mut s, &kernel, at(2 * HOUR));
+    assert!(
+        ops.contains(&Op::Leaf {
+            xid: 101,
+            kind: Kind::Low
+        }),
+        "{ops:?}"
+    );
+    assert!(
+        ops.contains(&Op::Leaf {
+            xid: 101,
+            kind: Kind::I2
+        }),
+        "{ops:?}"
+    );
 }

@@ -168,6 +168,10 @@ impl Batch {
                     let id = kind.class_id(xid);
                     self.push(dev, o, Change::DeleteClass { id });
                 }
+                Op::Leaf { xid, kind } => {
+                    let parent = kind.class_id(xid);
+                    self.push(dev, o, Change::Leaf { parent });
+                }
             }
         }
     }

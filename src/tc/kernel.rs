@@ -1,0 +1,150 @@
+//! What the commands ask of the kernel's traffic control, over rtnetlink: one
+//! class dump to read, the root qdisc, and one batch of changes to write. No
+//! `tc` process (SPEC §4): a sync is one dump and one batch, whatever N.
+
+use super::KernelClass;
+use super::batch::Batch;
+use super::decode::{ClassDump, DumpError, Feed, Qdisc, QdiscDump};
+use super::encode::{self, Dump};
+use super::htb::Psched;
+use super::netlink::{Refusal, Rtnl};
+use crate::error::Fatal;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// A dump that keeps changing under us is read this many times at most.
+const DUMP_ATTEMPTS: usize = 3;
+
+/// How a batch went: the changes (by index) the kernel refused, and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub failed: BTreeMap<usize, Refusal>,
+}
+
+/// The device bwmon works on, and the socket to reach its traffic control.
+pub struct Kernel {
+    rtnl: Rtnl,
+    /// The packet scheduler's clock, which sets the bursts as tc would.
+    clock: Psched,
+}
+
+impl Kernel {
+    pub fn open(dev: &str) -> Result<Kernel, Fatal> {
+        // tc reads the clock from here too; every kernel with high-resolution
+        // timers says the same.
+        let clock = std::fs::read_to_string("/proc/net/psched")
+            .ok()
+            .and_then(|t| Psched::parse(&t).ok())
+            .unwrap_or(Psched::HIGH_RES);
+        Ok(Kernel {
+            rtnl: Rtnl::open(dev)?,
+            clock,
+        })
+    }
+
+    pub fn dev(&self) -> &str {
+        &self.rtnl.dev
+    }
+
+    /// Every HTB class on the device with its counter and exact rates. A dump
+    /// the kernel marks interrupted (or that lists a class twice) is read again.
+    pub fn dump_classes(&mut self) -> Result<Vec<KernelClass>, Fatal> {
+        for _ in 0..DUMP_ATTEMPTS {
+            let started = Instant::now();
+            let seq = self.rtnl.reserve_seq(1);
+            let mut dump = ClassDump::new(seq, self.rtnl.ifindex);
+            self.dump(Dump::Classes, seq, &mut |buf| dump.feed(buf))?;
+            match dump.finish() {
+                Ok(classes) => {
+                    log::debug!(
+                        "rtnetlink: class dump of {} classes took {} µs",
+                        classes.len(),
+                        started.elapsed().as_micros()
+                    );
+                    return Ok(classes);
+                }
+                Err(DumpError::Interrupted) => log::debug!("class dump interrupted, reading again"),
+                Err(e) => return Err(self.dump_error("classes", &e)),
+            }
+        }
+        Err(Fatal::Unavailable(format!(
+            "the class dump of {} kept being interrupted; try again",
+            self.dev()
+        )))
+    }
+
+    /// The qdiscs of the device (the root one and the leaves).
+    pub fn dump_qdiscs(&mut self) -> Result<Vec<Qdisc>, Fatal> {
+        for _ in 0..DUMP_ATTEMPTS {
+            let seq = self.rtnl.reserve_seq(1);
+            let mut dump = QdiscDump::new(seq, self.rtnl.ifindex);
+            self.dump(Dump::Qdiscs, seq, &mut |buf| dump.feed(buf))?;
+            match dump.finish() {
+                Ok(q) => return Ok(q),
+                Err(DumpError::Interrupted) => log::debug!("qdisc dump interrupted, reading again"),
+                Err(e) => return Err(self.dump_error("qdiscs", &e)),
+            }
+        }
+        Err(Fatal::Unavailable(format!(
+            "the qdisc dump of {} kept being interrupted; try again",
+            self.dev()
+        )))
+    }
+
+    /// The device's root qdisc (the kernel's default one, `noqueue 0:`, too).
+    pub fn root_qdisc(&mut self) -> Result<Option<Qdisc>, Fatal> {
+        Ok(self.dump_qdiscs()?.into_iter().find(|q| q.parent.is_none()))
+    }
+
+    fn dump(
+        &mut self,
+        what: Dump,
+        seq: u32,
+        feed: &mut dyn FnMut(&[u8]) -> Result<Feed, super::decode::DecodeError>,
+    ) -> Result<(), Fatal> {
+        let request = encode::dump_request(what, self.rtnl.ifindex, seq);
+        let dev = self.rtnl.dev.clone();
+        self.rtnl.dump(&request, &mut |buf| match feed(buf) {
+            Ok(Feed::Done) => Ok(true),
+            Ok(Feed::More) => Ok(false),
+            Err(e) => Err(Fatal::Unavailable(format!(
+                "cannot read the kernel's dump of {dev}: {e}"
+            ))),
+        })
+    }
+
+    fn dump_error(&self, what: &str, e: &DumpError) -> Fatal {
+        Fatal::Unavailable(format!("dumping the {what} of {}: {e}", self.dev()))
+    }
+
+    /// Sends every change of `batch` at once; the kernel applies them in
+    /// order and refuses some on their own (a refused change does not stop the
+    /// others). Nothing is sent for an empty batch.
+    pub fn run_batch(&mut self, batch: &Batch) -> Result<BatchOutcome, Fatal> {
+        if batch.changes.is_empty() {
+            return Ok(BatchOutcome::default());
+        }
+        let started = Instant::now();
+        let first = self.rtnl.reserve_seq(batch.changes.len());
+        let messages: Vec<Vec<u8>> = batch
+            .changes
+            .iter()
+            .zip(0u32..)
+            .map(|(c, i)| {
+                encode::change_message(c, self.rtnl.ifindex, first.wrapping_add(i), &self.clock)
+            })
+            .collect();
+        let answers = self.rtnl.send_batch(&messages, first)?;
+        log::debug!(
+            "rtnetlink: batch of {} changes took {} µs",
+            messages.len(),
+            started.elapsed().as_micros()
+        );
+        let failed = answers
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.map(|r| (i, r)))
+            .collect();
+        Ok(BatchOutcome { failed })
+    }
+}
