@@ -813,3 +813,49 @@ fn sync_exits_75_while_the_lock_is_held() {
     sb.sync(&at(2 * MIN), &alice_and_bob());
     assert!(sb.ns.class(low(BOB.1)).is_some());
 }
+
+/// Issue 10: rates above 4 Gbit/s (the kernel's 32-bit bytes/s field) go
+/// through `TCA_HTB_RATE64`/`CEIL64` and read back exactly, so a steady sync
+/// on a 10/40 Gbit/s node re-applies nothing.
+#[test]
+fn rates_above_4_gbit_are_exact() {
+    let Some(sb) = Sandbox::new(&Settings {
+        extra: "bwmax: 40gbit\n".into(),
+        ..Settings::default()
+    }) else {
+        return;
+    };
+    sb.init(T0, Some("10gbit"));
+    sb.sync(&at(MIN), &alice_only());
+    let classes = sb.ns.classes();
+    let ceil = |minor: u32| classes[&minor].ceil.clone();
+    assert_eq!(ceil(0x10), "10Gbit", "node cap");
+    assert_eq!(ceil(0x1), "40Gbit", "bwmax");
+    assert_eq!(
+        ceil(low(ALICE.1)),
+        "10Gbit",
+        "a slice's max is the node cap"
+    );
+    assert_eq!(ceil(i2(ALICE.1)), "40Gbit", "i2 max is bwmax");
+    let shape = sb.shape();
+    let out = sb.sync(&at(2 * MIN), &alice_only());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let changes = sb.shape().changes_since(&shape);
+    assert!(
+        changes.is_empty(),
+        "a steady sync applies nothing: {changes:?}"
+    );
+    let out = sb.run_bwmon(&at(3 * MIN), &["status", "--format", "json"], None);
+    assert_exit(&out, 0, "status");
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let alice = st["slices"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == ALICE.0))
+        .expect("alice");
+    assert_eq!(alice["low"]["ceil_bps"], 10_000_000_000_u64, "{alice}");
+    assert_eq!(alice["i2"]["ceil_bps"], 40_000_000_000_u64, "{alice}");
+}
