@@ -53,7 +53,7 @@ complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -s c -l config -d 'Con
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l dev -d 'Egress device to shape (overrides `dev` in the config)' -r
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l state -d 'State file (overrides `state_file` in the config)' -r -F
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l now -d 'Act as if this were the current time (RFC 3339), for tests and what-ifs' -r
-complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l dry-run -d 'Print the tc changes and mails it would make; change nothing'
+complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l dry-run -d 'Print the changes (as `tc` commands an operator can replay) and mails it would make; change nothing'
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l allow-mass-removal -d 'Go on even if this run would remove more than `max_removal_percent` of the live slices (and more than 3), or the input yields no live slice'
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l rebuild-state -d 'Start a new state from the kernel\'s current counters, when the state file and its backup are both unusable (usage before now is lost)'
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -s v -l verbose -d 'More output: -v says what changed, -vv why'
@@ -74,7 +74,7 @@ complete -c bwmon -n "__fish_bwmon_using_subcommand reset" -s c -l config -d 'Co
 complete -c bwmon -n "__fish_bwmon_using_subcommand reset" -l dev -d 'Egress device to shape (overrides `dev` in the config)' -r
 complete -c bwmon -n "__fish_bwmon_using_subcommand reset" -l state -d 'State file (overrides `state_file` in the config)' -r -F
 complete -c bwmon -n "__fish_bwmon_using_subcommand reset" -l now -d 'Act as if this were the current time (RFC 3339), for tests and what-ifs' -r
-complete -c bwmon -n "__fish_bwmon_using_subcommand reset" -l dry-run -d 'Print the tc changes it would make; change nothing'
+complete -c bwmon -n "__fish_bwmon_using_subcommand reset" -l dry-run -d 'Print the changes it would make, as `tc` commands; change nothing'
 complete -c bwmon -n "__fish_bwmon_using_subcommand reset" -s v -l verbose -d 'More output: -v says what changed, -vv why'
 complete -c bwmon -n "__fish_bwmon_using_subcommand reset" -s q -l quiet -d 'Only errors'
 complete -c bwmon -n "__fish_bwmon_using_subcommand reset" -s h -l help -d 'Print help'

@@ -103,7 +103,7 @@ pub struct SyncArgs {
     /// Read the slivers JSON from FILE instead of the config's `input` or stdin
     #[arg(long, value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// Print the tc changes and mails it would make; change nothing
+    /// Print the changes (as `tc` commands an operator can replay) and mails it would make; change nothing
     #[arg(long)]
     pub dry_run: bool,
     /// Go on even if this run would remove more than `max_removal_percent`
@@ -145,7 +145,7 @@ pub struct ResetArgs {
     /// The slice to forgive
     #[arg(value_name = "SLICE")]
     pub slice: String,
-    /// Print the tc changes it would make; change nothing
+    /// Print the changes it would make, as `tc` commands; change nothing
     #[arg(long)]
     pub dry_run: bool,
 }

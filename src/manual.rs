@@ -79,6 +79,14 @@ keeps its usage: recreating it buys no fresh quota.
 \fBbwmon\fR is a one\-shot command: cron or a systemd timer runs \fBbwmon sync\fR
 every 15 minutes. Each run takes a lock, loads the state, does its work, saves
 the state atomically and exits. A run with nothing to report prints nothing.
+.PP
+\fBbwmon\fR talks to the kernel's traffic control over rtnetlink itself: a run
+reads one dump of the device's classes and sends all its changes as one batch
+of messages, each acknowledged; no \fBtc\fR process is started. A change the
+kernel refuses is named with the kernel's reason and retried at the next run;
+the others stand. Rates are read back exactly as the kernel keeps them, so a
+class is changed only when its rate, ceil or quantum really differ.
+\fBtc \-s \-d class show dev\fR \fIDEV\fR is how to look.
 "#;
 
 const SECTIONS: &str = r#".SH SLIVERS INPUT
@@ -152,7 +160,6 @@ optional; an unknown key is an error.
 .nf
 .RS
 dev: eth0                  # default: the default route's device
-tc: /sbin/tc               # default: tc on PATH, /usr/sbin, /sbin
 state_file: /var/lib/bwmon/state.yaml
 lock_wait: 60s
 period: 1d                 # recording period: 1d, 6h, 90m
@@ -249,7 +256,9 @@ Bad data: slivers JSON, empty input, an input refused by INPUT SAFETY, or a
 state file that cannot be used. Nothing was changed.
 .TP
 \fB69\fR
-tc or nft missing; no HTB hierarchy to work on (run \fBbwmon init\fR); or an
+No such device, no permission to change its traffic control (bwmon needs
+CAP_NET_ADMIN), or nft missing; no HTB hierarchy to work on (run
+\fBbwmon init\fR); or an
 HTB tree on the device that is not bwmon's (the message names what differs
 from 1:1, 1:10 under 1:1, 1:100 under 1:10, 1:20 under 1:1; nothing was
 changed).
