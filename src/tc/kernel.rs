@@ -134,7 +134,7 @@ impl Kernel {
                 encode::change_message(c, self.rtnl.ifindex, first.wrapping_add(i), &self.clock)
             })
             .collect();
-        let answers = self.rtnl.send_batch(&messages, first)?;
+        let answers = self.rtnl.send_batch(&messages, first);
         log::debug!(
             "rtnetlink: batch of {} changes took {} µs",
             messages.len(),

@@ -125,35 +125,48 @@ impl Rtnl {
 
     /// Sends `messages` (each encoded with `NLM_F_ACK` and sequence number
     /// `first_seq + i`) and returns, per message, the kernel's refusal if any.
-    pub fn send_batch(
-        &mut self,
-        messages: &[Vec<u8>],
-        first_seq: u32,
-    ) -> Result<Vec<Option<Refusal>>, Fatal> {
-        let mut result = vec![None; messages.len()];
+    /// A socket that fails mid-batch (an ack lost to a full receive buffer,
+    /// say) leaves the changes it did not acknowledge unknown: each is
+    /// reported refused, so its slice is named and retried next run.
+    pub fn send_batch(&mut self, messages: &[Vec<u8>], first_seq: u32) -> Vec<Option<Refusal>> {
+        let mut result: Vec<Option<Option<Refusal>>> = vec![None; messages.len()];
         let mut buf: Vec<u8> = Vec::with_capacity(RECV_BUF);
-        for (c, chunk) in messages.chunks(CHUNK).enumerate() {
+        let mut broken: Option<io::Error> = None;
+        'chunks: for (c, chunk) in messages.chunks(CHUNK).enumerate() {
             let start = c * CHUNK;
             let out: Vec<u8> = chunk.concat();
-            self.socket
-                .send(&out, 0)
-                .map_err(|e| self.io_error("sending changes", &e))?;
+            if let Err(e) = self.socket.send(&out, 0) {
+                broken = Some(e);
+                break;
+            }
             let mut answered = 0;
             while answered < chunk.len() {
                 buf.clear();
-                self.socket
-                    .recv(&mut buf, 0)
-                    .map_err(|e| self.io_error("reading the kernel's answers", &e))?;
+                if let Err(e) = self.socket.recv(&mut buf, 0) {
+                    broken = Some(e);
+                    break 'chunks;
+                }
                 for ack in parse_acks(&buf) {
                     let i = ack.seq.wrapping_sub(first_seq) as usize;
-                    if (start..start + chunk.len()).contains(&i) {
-                        result[i] = ack.refusal;
+                    if (start..start + chunk.len()).contains(&i) && result[i].is_none() {
+                        result[i] = Some(ack.refusal);
                         answered += 1;
                     }
                 }
             }
         }
-        Ok(result)
+        let unknown = |e: &io::Error| Refusal {
+            errno: e.raw_os_error().unwrap_or(nix::libc::EIO),
+            message: Some(format!("not acknowledged, the socket failed: {e}")),
+        };
+        result
+            .into_iter()
+            .map(|r| match (r, &broken) {
+                (Some(answer), _) => answer,
+                (None, Some(e)) => Some(unknown(e)),
+                (None, None) => Some(unknown(&io::Error::from_raw_os_error(nix::libc::EIO))),
+            })
+            .collect()
     }
 
     fn io_error(&self, what: &str, e: &io::Error) -> Fatal {
