@@ -74,9 +74,11 @@ fuzz:
 		$(CARGO) $$tc fuzz run $$t fuzz/work/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | tee fuzz/work/$$t.log | tail -n 12 || exit 1; \
 	done
 
-# bwmon against the tc floor at N = 100, 1000, 4000 slices (root; see bench/bench.py).
+# bwmon against the rtnetlink floor (examples/nl_floor), the tc dump and the
+# tc batch at N = 100, 1000, 4000 slices (root; see bench/bench.py, which
+# also compiles its launcher bench/launch.c with $(CC); needs strace).
 bench: deps
-	$(CARGO) build --release --locked --bin bwmon --example send_traffic
+	$(CARGO) build --release --locked --bin bwmon --example send_traffic --example nl_floor
 	python3 bench/bench.py
 
 clean:
