@@ -14,6 +14,8 @@ tools=(
     "python3 python3"          # bench, Prometheus reference parser
     "systemd-analyze systemd"  # the unit's verify and security checks
     "modprobe kmod"            # loading sch_htb where it is a module
+    "strace strace"            # the benchmark counts the processes a run starts
+    "cc gcc"                   # the benchmark's launcher (bench/launch.c)
 )
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
