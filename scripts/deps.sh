@@ -14,6 +14,7 @@ tools=(
     "python3 python3"          # bench, Prometheus reference parser
     "systemd-analyze systemd"  # the unit's verify and security checks
     "modprobe kmod"            # loading sch_htb where it is a module
+    "bpftrace bpftrace"        # the kernel's record of rtnetlink requests (make stress)
 )
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }

@@ -9,7 +9,9 @@
 //! [`node`] is the node the command-line and robustness tests share (a config
 //! sized for real traffic, and the [`node::Snapshot`] a run that must change
 //! nothing is checked against); [`fake`] is the stand-in tc that only
-//! `tests/tc_process.rs` still uses, until issue 10 removes the tc process.
+//! `tests/tc_process.rs` still uses, until issue 10 removes the tc process;
+//! [`rtnl_log`] is the kernel's record of the rtnetlink requests made in a
+//! namespace, whoever makes them (a tc process or bwmon itself).
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
@@ -803,3 +805,4 @@ mod tests {
 
 pub mod fake;
 pub mod node;
+pub mod rtnl_log;
