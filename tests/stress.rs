@@ -160,20 +160,6 @@ fn real_tc() -> PathBuf {
         .expect("tc (iproute2) is installed")
 }
 
-/// A UDP socket bound to 127.0.0.1:9 inside the namespace: the test traffic goes
-/// there, so the kernel sends no ICMP "port unreachable" back through `lo` (those
-/// are rate-limited, so they would make the default class's counter vary).
-fn udp_sink(ns: &Netns) -> UdpSocket {
-    let path = format!("/run/netns/{}", ns.name);
-    std::thread::spawn(move || {
-        let f = fs::File::open(&path).expect("open netns");
-        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        UdpSocket::bind("127.0.0.1:9").expect("bind 127.0.0.1:9 in the namespace")
-    })
-    .join()
-    .expect("sink thread")
-}
-
 fn parse_json(text: &str, what: &str) -> Result<Value, String> {
     serde_json::from_str(text).map_err(|e| format!("{what}: not JSON ({e}): {text:.400}"))
 }
@@ -404,7 +390,7 @@ fn crash_safety_sigkill_during_sync() {
         &format!("#!/bin/sh\n'{}' \"$@\"\nexit $?\n", real_tc().display()),
     );
     let input = dir.join("slivers.json");
-    let _sink = udp_sink(&sb.ns);
+    let _sink = sb.ns.udp_sink();
 
     let init = run_quiet(bwmon(&sb, T0, &["init", "--bwcap", BWCAP]), "init");
     assert_eq!(init.status.code(), Some(0), "init: {}", init.describe());
@@ -672,7 +658,7 @@ fn sync_killed_after_its_batch_keeps_a_removed_slices_usage() {
             trigger = trigger.display()
         ),
     );
-    let _sink = udp_sink(&sb.ns);
+    let _sink = sb.ns.udp_sink();
     let (alice, bob) = (("pl_alice", 257), ("pl_bob", 258));
     let both = slivers(&[(alice.0, alice.1, "{}"), (bob.0, bob.1, "{}")]);
     let bob_only = slivers(&[(bob.0, bob.1, "{}")]);
@@ -1028,7 +1014,7 @@ fn overlap_sandbox(lock_wait: &'static str) -> Option<(Sandbox, UdpSocket)> {
             real_tc().display()
         ),
     );
-    let sink = udp_sink(&sb.ns);
+    let sink = sb.ns.udp_sink();
     let init = run_quiet(bwmon(&sb, T0, &["init", "--bwcap", BWCAP]), "init");
     assert_eq!(init.status.code(), Some(0), "init: {}", init.describe());
     let input = sb.dir.path().join("in-setup.json");

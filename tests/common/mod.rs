@@ -226,6 +226,22 @@ impl Netns {
         self.wait_drained(minor)
     }
 
+    /// A UDP socket bound to 127.0.0.1:9 inside the namespace, where
+    /// [`Netns::send`] sends: while it is open the kernel sends no ICMP "port
+    /// unreachable" back through `lo` (those are rate-limited, so they would
+    /// make the default class's counter vary). Its receive queue fills and the
+    /// surplus is dropped after the HTB class counted it.
+    pub fn udp_sink(&self) -> std::net::UdpSocket {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let f = fs::File::open(&path).expect("open netns");
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            std::net::UdpSocket::bind("127.0.0.1:9").expect("bind 127.0.0.1:9 in the namespace")
+        })
+        .join()
+        .expect("sink thread")
+    }
+
     /// Polls class `1:minor` until `backlog 0b 0p`; returns its `Sent` bytes.
     pub fn wait_drained(&self, minor: u32) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(30);
