@@ -77,6 +77,11 @@ impl Rng {
     }
 }
 
+/// The environment variable every run of this file carries, with its sandbox
+/// directory as the value: whatever a killed run left running (tc, nft,
+/// sendmail, and what they spawned) inherits it, so the test can find it.
+const RUN_MARK: &str = "BWMON_STRESS_SANDBOX";
+
 /// `ip netns exec NS bwmon -c CONFIG --dev lo --now NOW ARGS...`, stdin empty.
 fn bwmon(sb: &Sandbox, now: &str, args: &[&str]) -> Command {
     let mut c = sb.ns.command(BWMON);
@@ -85,6 +90,7 @@ fn bwmon(sb: &Sandbox, now: &str, args: &[&str]) -> Command {
         .args(["--dev", "lo", "--now", now])
         .args(args)
         .env_remove("RUST_LOG")
+        .env(RUN_MARK, sb.dir.path())
         .stdin(Stdio::null());
     c
 }
@@ -192,9 +198,10 @@ fn secs_since_t0(text: &str) -> i64 {
     (t - t0).num_seconds()
 }
 
-/// Processes whose command line mentions `needle` (the sandbox directory): the
-/// tc wrapper or sendmail a killed bwmon left running.
-fn processes_mentioning(needle: &str) -> Vec<u32> {
+/// Processes whose environment holds [`RUN_MARK`]`=sandbox`: children (tc,
+/// nft, sendmail) a killed bwmon left running.
+fn processes_marked(sandbox: &Path) -> Vec<u32> {
+    let mark = format!("{RUN_MARK}={}", sandbox.display());
     let me = std::process::id();
     let mut found = Vec::new();
     let Ok(dir) = fs::read_dir("/proc") else {
@@ -207,8 +214,8 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
         if pid == me {
             continue;
         }
-        if let Ok(cmdline) = fs::read(e.path().join("cmdline"))
-            && String::from_utf8_lossy(&cmdline).contains(needle)
+        if let Ok(environ) = fs::read(e.path().join("environ"))
+            && environ.split(|&b| b == 0).any(|v| v == mark.as_bytes())
         {
             found.push(pid);
         }
@@ -381,14 +388,6 @@ fn crash_safety_sigkill_during_sync() {
     let (mut rng, seed) = Rng::from_env();
     eprintln!("crash safety: STRESS_SEED={seed}");
     let dir = sb.dir.path().to_path_buf();
-    let needle = dir.display().to_string();
-    // The harness's tc wrapper execs tc; this one stays tc's parent, so a tc a
-    // killed bwmon left running still names the sandbox on its command line
-    // and the test can wait for it (cron's next run would come 15 minutes later).
-    write_script(
-        &dir.join("tc"),
-        &format!("#!/bin/sh\n'{}' \"$@\"\nexit $?\n", real_tc().display()),
-    );
     let input = dir.join("slivers.json");
     let _sink = sb.ns.udp_sink();
 
@@ -496,11 +495,12 @@ fn crash_safety_sigkill_during_sync() {
                 kill.push_str("found it exited");
             }
         }
-        // What the killed run left running (a tc batch, sendmail) finishes first.
+        // What the killed run left running (a tc batch, nft, sendmail) finishes
+        // first: cron's next run would come 15 minutes later.
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut waited = false;
         loop {
-            let left = processes_mentioning(&needle);
+            let left = processes_marked(&dir);
             if left.is_empty() {
                 break;
             }
@@ -588,7 +588,7 @@ fn crash_safety_sigkill_during_sync() {
     let wall = started.elapsed();
     eprintln!(
         "crash safety: seed {seed}: {round} rounds, {} SIGKILLs done, {} landed while bwmon was running, \
-         {} after it had already exited; {} rounds waited for a tc/sendmail the killed run left; \
+         {} after it had already exited; {} rounds waited for a child (tc, nft, sendmail) the killed run left; \
          {} rounds found *.tmp debris after the kill; {} slice removals, {} re-adds \
          ({} reinstated within their period); {} period rollovers; {} capped and {} uncapped \
          class checks; {} completed syncs left a state.yaml.bak.tmp ({} of them a second link \
