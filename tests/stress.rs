@@ -166,6 +166,14 @@ fn real_tc() -> PathBuf {
         .expect("tc (iproute2) is installed")
 }
 
+fn real_nft() -> PathBuf {
+    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .expect("nft (nftables) is installed")
+}
+
 fn parse_json(text: &str, what: &str) -> Result<Value, String> {
     serde_json::from_str(text).map_err(|e| format!("{what}: not JSON ({e}): {text:.400}"))
 }
@@ -634,30 +642,44 @@ fn crash_safety_sigkill_during_sync() {
 }
 
 /// The deterministic form of what the crash test finds: a sync killed right
-/// after its tc batch deleted a removed slice's classes, before it saved the
+/// after its batch deleted a removed slice's classes, before it saved the
 /// state. The next sync finds the slice in the state, its classes gone, and
 /// records it dead with the usage of the last *saved* counter: every byte the
 /// slice sent since the previous sync is forgotten (and if it comes back within
 /// its period, forgiven). SPEC §3: "A run killed at any instant leaves the old
 /// state or the new one"; issue 4: no counted byte is ever lost.
+///
+/// The cut: a class the batch deleted took its counter with it, and one it
+/// created starts from zero, so the instant that matters is after the batch
+/// and before the save that follows it, when the kernel has changed and the
+/// state on disk may not know it yet. bwmon runs `nft -f -` (its classifier
+/// table) right there (src/sync.rs: batch → nft → save), so an `nft` that
+/// SIGKILLs its parent cuts the run at that instant, whether the batch went
+/// out as a tc process or as netlink messages. Removing a slice always
+/// rewrites the table (its uid leaves the maps), so the cut always comes.
 #[test]
 #[ignore = "heavy: run by make stress"]
 fn sync_killed_after_its_batch_keeps_a_removed_slices_usage() {
+    // `classify: uid` (the default): the sync runs nft.
     let Some(sb) = Sandbox::new(&Settings::default()) else {
         return;
     };
     let dir = sb.dir.path().to_path_buf();
     let trigger = dir.join("kill-after-batch");
-    // The tc wrapper SIGKILLs bwmon (its parent) once the batch has run, when
-    // the trigger file exists: the instant between batch and save.
+    // Applying the table (`nft -f -`) while the trigger file exists: SIGKILL
+    // bwmon, its parent, before nft touches anything.
+    let nft = dir.join("nft");
     write_script(
-        &dir.join("tc"),
+        &nft,
         &format!(
-            "#!/bin/sh\n'{tc}' \"$@\"\nrc=$?\ncase \"$*\" in *-batch*) [ -f '{trigger}' ] && kill -9 $PPID ;; esac\nexit $rc\n",
-            tc = real_tc().display(),
-            trigger = trigger.display()
+            "#!/bin/sh\nif [ \"$1\" = -f ] && [ -f '{trigger}' ]; then kill -9 $PPID; exit 1; fi\nexec '{real}' \"$@\"\n",
+            trigger = trigger.display(),
+            real = real_nft().display()
         ),
     );
+    let mut config = fs::read_to_string(&sb.config).unwrap();
+    let _ = writeln!(config, "nft: {}", nft.display());
+    fs::write(&sb.config, config).unwrap();
     let _sink = sb.ns.udp_sink();
     let (alice, bob) = (("pl_alice", 257), ("pl_bob", 258));
     let both = slivers(&[(alice.0, alice.1, "{}"), (bob.0, bob.1, "{}")]);
@@ -693,6 +715,10 @@ fn sync_killed_after_its_batch_keeps_a_removed_slices_usage() {
         sb.ns.class(low(alice.1)).is_none(),
         "the killed run's batch removed alice's class"
     );
+    assert!(
+        classified(&sb).contains(&u64::from(alice.1)),
+        "the run was cut before nft applied the table (alice still in its low map)"
+    );
     sb.sync(&at(HOUR + MIN), &bob_only);
     let st = used_now(&at(HOUR + MIN));
     let dead = st["dead"]
@@ -704,11 +730,35 @@ fn sync_killed_after_its_batch_keeps_a_removed_slices_usage() {
     assert_eq!(
         u(dead, "low_used_bytes"),
         sent,
-        "a sync killed between its tc batch and its save lost the removed slice's \
+        "a sync killed between its batch and its save lost the removed slice's \
          usage since the previous sync: status showed {sent} bytes before, the dead record \
          has {}",
         u(dead, "low_used_bytes")
     );
+}
+
+/// The keys (uids) of bwmon's nftables `low` map in the sandbox's namespace.
+fn classified(sb: &Sandbox) -> Vec<u64> {
+    let out = sb
+        .ns
+        .command("nft")
+        .args(["-j", "list", "map", "inet", "bwmon", "low"])
+        .output()
+        .expect("spawn nft");
+    assert!(
+        out.status.success(),
+        "nft list map: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("nft -j prints JSON");
+    doc["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["map"]["elem"].as_array())
+        .flatten()
+        .filter_map(|pair| pair[0].as_u64())
+        .collect()
 }
 
 /// The checks after each completed sync (see the module doc).
