@@ -13,7 +13,7 @@ build:
 	$(CARGO) build --release --locked
 
 # What the tests and the demo need beyond Rust (tc, ip, nft, setpriv,
-# systemd-analyze, prometheus_client): installed when missing, as root.
+# systemd-analyze, bpftrace, prometheus_client): installed when missing, as root.
 deps:
 	@bash scripts/deps.sh
 	@modprobe sch_htb 2>/dev/null || true

@@ -16,6 +16,7 @@ tools=(
     "modprobe kmod"            # loading sch_htb where it is a module
     "strace strace"            # the benchmark counts the processes a run starts
     "cc gcc"                   # the benchmark's launcher (bench/launch.c)
+    "bpftrace bpftrace"        # the kernel's record of rtnetlink requests (make stress)
 )
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }

@@ -7,9 +7,15 @@
 //!    period, and that every slice over its threshold is capped, in the state, in
 //!    `status` and in the kernel.
 //! 2. **Overlapping runs**: 20 `sync`, `reset` and `status` started at once against
-//!    one state: runs are serialised (a tc wrapper logs which run spawned which tc
-//!    call), the final state is byte-identical to a serial replay in the lock order
-//!    in a fresh namespace, and waiters beyond `lock_wait` exit 75 changing nothing.
+//!    one state: runs are serialised (the kernel's record of the rtnetlink
+//!    requests in the namespace, `common::rtnl_log`, shows no run's traffic-control
+//!    requests between an exclusive run's dump and its changes), the final state is
+//!    byte-identical to a serial replay in the lock order in a fresh namespace, and
+//!    waiters beyond `lock_wait` exit 75 changing nothing.
+//!
+//! Neither depends on how bwmon talks to the kernel (a tc process until issue
+//! 10, rtnetlink in-process after it): the kill points and the observations are
+//! the kernel's, or nft's and sendmail's, never tc's.
 //!
 //! Every test is `#[ignore]`d so `make test` skips it; `make stress` runs
 //! `cargo test --release --test stress -- --ignored --test-threads=1`. Needs root;
@@ -20,6 +26,7 @@
 
 mod common;
 
+use common::rtnl_log::{Request, RtnlLog, monotonic_ns};
 use common::{BWMON, Class, HOUR, MIN, Netns, Sandbox, Settings, T0, at, i2, low, slivers};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -77,6 +84,11 @@ impl Rng {
     }
 }
 
+/// The environment variable every run of this file carries, with its sandbox
+/// directory as the value: whatever a killed run left running (tc, nft,
+/// sendmail, and what they spawned) inherits it, so the test can find it.
+const RUN_MARK: &str = "BWMON_STRESS_SANDBOX";
+
 /// `ip netns exec NS bwmon -c CONFIG --dev lo --now NOW ARGS...`, stdin empty.
 fn bwmon(sb: &Sandbox, now: &str, args: &[&str]) -> Command {
     let mut c = sb.ns.command(BWMON);
@@ -85,6 +97,7 @@ fn bwmon(sb: &Sandbox, now: &str, args: &[&str]) -> Command {
         .args(["--dev", "lo", "--now", now])
         .args(args)
         .env_remove("RUST_LOG")
+        .env(RUN_MARK, sb.dir.path())
         .stdin(Stdio::null());
     c
 }
@@ -152,26 +165,12 @@ fn write_script(path: &Path, text: &str) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-fn real_tc() -> PathBuf {
-    ["/usr/sbin/tc", "/sbin/tc", "/usr/bin/tc", "/bin/tc"]
+fn real_nft() -> PathBuf {
+    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft"]
         .iter()
         .map(PathBuf::from)
         .find(|p| p.is_file())
-        .expect("tc (iproute2) is installed")
-}
-
-/// A UDP socket bound to 127.0.0.1:9 inside the namespace: the test traffic goes
-/// there, so the kernel sends no ICMP "port unreachable" back through `lo` (those
-/// are rate-limited, so they would make the default class's counter vary).
-fn udp_sink(ns: &Netns) -> UdpSocket {
-    let path = format!("/run/netns/{}", ns.name);
-    std::thread::spawn(move || {
-        let f = fs::File::open(&path).expect("open netns");
-        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        UdpSocket::bind("127.0.0.1:9").expect("bind 127.0.0.1:9 in the namespace")
-    })
-    .join()
-    .expect("sink thread")
+        .expect("nft (nftables) is installed")
 }
 
 fn parse_json(text: &str, what: &str) -> Result<Value, String> {
@@ -206,9 +205,10 @@ fn secs_since_t0(text: &str) -> i64 {
     (t - t0).num_seconds()
 }
 
-/// Processes whose command line mentions `needle` (the sandbox directory): the
-/// tc wrapper or sendmail a killed bwmon left running.
-fn processes_mentioning(needle: &str) -> Vec<u32> {
+/// Processes whose environment holds [`RUN_MARK`]`=sandbox`: children (tc,
+/// nft, sendmail) a killed bwmon left running.
+fn processes_marked(sandbox: &Path) -> Vec<u32> {
+    let mark = format!("{RUN_MARK}={}", sandbox.display());
     let me = std::process::id();
     let mut found = Vec::new();
     let Ok(dir) = fs::read_dir("/proc") else {
@@ -221,8 +221,8 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
         if pid == me {
             continue;
         }
-        if let Ok(cmdline) = fs::read(e.path().join("cmdline"))
-            && String::from_utf8_lossy(&cmdline).contains(needle)
+        if let Ok(environ) = fs::read(e.path().join("environ"))
+            && environ.split(|&b| b == 0).any(|v| v == mark.as_bytes())
         {
             found.push(pid);
         }
@@ -395,16 +395,8 @@ fn crash_safety_sigkill_during_sync() {
     let (mut rng, seed) = Rng::from_env();
     eprintln!("crash safety: STRESS_SEED={seed}");
     let dir = sb.dir.path().to_path_buf();
-    let needle = dir.display().to_string();
-    // The harness's tc wrapper execs tc; this one stays tc's parent, so a tc a
-    // killed bwmon left running still names the sandbox on its command line
-    // and the test can wait for it (cron's next run would come 15 minutes later).
-    write_script(
-        &dir.join("tc"),
-        &format!("#!/bin/sh\n'{}' \"$@\"\nexit $?\n", real_tc().display()),
-    );
     let input = dir.join("slivers.json");
-    let _sink = udp_sink(&sb.ns);
+    let _sink = sb.ns.udp_sink();
 
     let init = run_quiet(bwmon(&sb, T0, &["init", "--bwcap", BWCAP]), "init");
     assert_eq!(init.status.code(), Some(0), "init: {}", init.describe());
@@ -510,11 +502,12 @@ fn crash_safety_sigkill_during_sync() {
                 kill.push_str("found it exited");
             }
         }
-        // What the killed run left running (a tc batch, sendmail) finishes first.
+        // What the killed run left running (a tc batch, nft, sendmail) finishes
+        // first: cron's next run would come 15 minutes later.
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut waited = false;
         loop {
-            let left = processes_mentioning(&needle);
+            let left = processes_marked(&dir);
             if left.is_empty() {
                 break;
             }
@@ -602,7 +595,7 @@ fn crash_safety_sigkill_during_sync() {
     let wall = started.elapsed();
     eprintln!(
         "crash safety: seed {seed}: {round} rounds, {} SIGKILLs done, {} landed while bwmon was running, \
-         {} after it had already exited; {} rounds waited for a tc/sendmail the killed run left; \
+         {} after it had already exited; {} rounds waited for a child (tc, nft, sendmail) the killed run left; \
          {} rounds found *.tmp debris after the kill; {} slice removals, {} re-adds \
          ({} reinstated within their period); {} period rollovers; {} capped and {} uncapped \
          class checks; {} completed syncs left a state.yaml.bak.tmp ({} of them a second link \
@@ -648,31 +641,45 @@ fn crash_safety_sigkill_during_sync() {
 }
 
 /// The deterministic form of what the crash test finds: a sync killed right
-/// after its tc batch deleted a removed slice's classes, before it saved the
+/// after its batch deleted a removed slice's classes, before it saved the
 /// state. The next sync finds the slice in the state, its classes gone, and
 /// records it dead with the usage of the last *saved* counter: every byte the
 /// slice sent since the previous sync is forgotten (and if it comes back within
 /// its period, forgiven). SPEC §3: "A run killed at any instant leaves the old
 /// state or the new one"; issue 4: no counted byte is ever lost.
+///
+/// The cut: a class the batch deleted took its counter with it, and one it
+/// created starts from zero, so the instant that matters is after the batch
+/// and before the save that follows it, when the kernel has changed and the
+/// state on disk may not know it yet. bwmon runs `nft -f -` (its classifier
+/// table) right there (src/sync.rs: batch → nft → save), so an `nft` that
+/// SIGKILLs its parent cuts the run at that instant, whether the batch went
+/// out as a tc process or as netlink messages. Removing a slice always
+/// rewrites the table (its uid leaves the maps), so the cut always comes.
 #[test]
 #[ignore = "heavy: run by make stress"]
 fn sync_killed_after_its_batch_keeps_a_removed_slices_usage() {
+    // `classify: uid` (the default): the sync runs nft.
     let Some(sb) = Sandbox::new(&Settings::default()) else {
         return;
     };
     let dir = sb.dir.path().to_path_buf();
     let trigger = dir.join("kill-after-batch");
-    // The tc wrapper SIGKILLs bwmon (its parent) once the batch has run, when
-    // the trigger file exists: the instant between batch and save.
+    // Applying the table (`nft -f -`) while the trigger file exists: SIGKILL
+    // bwmon, its parent, before nft touches anything.
+    let nft = dir.join("nft");
     write_script(
-        &dir.join("tc"),
+        &nft,
         &format!(
-            "#!/bin/sh\n'{tc}' \"$@\"\nrc=$?\ncase \"$*\" in *-batch*) [ -f '{trigger}' ] && kill -9 $PPID ;; esac\nexit $rc\n",
-            tc = real_tc().display(),
-            trigger = trigger.display()
+            "#!/bin/sh\nif [ \"$1\" = -f ] && [ -f '{trigger}' ]; then kill -9 $PPID; exit 1; fi\nexec '{real}' \"$@\"\n",
+            trigger = trigger.display(),
+            real = real_nft().display()
         ),
     );
-    let _sink = udp_sink(&sb.ns);
+    let mut config = fs::read_to_string(&sb.config).unwrap();
+    let _ = writeln!(config, "nft: {}", nft.display());
+    fs::write(&sb.config, config).unwrap();
+    let _sink = sb.ns.udp_sink();
     let (alice, bob) = (("pl_alice", 257), ("pl_bob", 258));
     let both = slivers(&[(alice.0, alice.1, "{}"), (bob.0, bob.1, "{}")]);
     let bob_only = slivers(&[(bob.0, bob.1, "{}")]);
@@ -707,6 +714,10 @@ fn sync_killed_after_its_batch_keeps_a_removed_slices_usage() {
         sb.ns.class(low(alice.1)).is_none(),
         "the killed run's batch removed alice's class"
     );
+    assert!(
+        classified(&sb).contains(&u64::from(alice.1)),
+        "the run was cut before nft applied the table (alice still in its low map)"
+    );
     sb.sync(&at(HOUR + MIN), &bob_only);
     let st = used_now(&at(HOUR + MIN));
     let dead = st["dead"]
@@ -718,11 +729,35 @@ fn sync_killed_after_its_batch_keeps_a_removed_slices_usage() {
     assert_eq!(
         u(dead, "low_used_bytes"),
         sent,
-        "a sync killed between its tc batch and its save lost the removed slice's \
+        "a sync killed between its batch and its save lost the removed slice's \
          usage since the previous sync: status showed {sent} bytes before, the dead record \
          has {}",
         u(dead, "low_used_bytes")
     );
+}
+
+/// The keys (uids) of bwmon's nftables `low` map in the sandbox's namespace.
+fn classified(sb: &Sandbox) -> Vec<u64> {
+    let out = sb
+        .ns
+        .command("nft")
+        .args(["-j", "list", "map", "inet", "bwmon", "low"])
+        .output()
+        .expect("spawn nft");
+    assert!(
+        out.status.success(),
+        "nft list map: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("nft -j prints JSON");
+    doc["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["map"]["elem"].as_array())
+        .flatten()
+        .filter_map(|pair| pair[0].as_u64())
+        .collect()
 }
 
 /// The checks after each completed sync (see the module doc).
@@ -948,10 +983,9 @@ impl Invocation {
         }
     }
 
-    /// The command, with its slivers in `dir/in-ID.json`; `RUN_ID` names it in
-    /// the tc log.
+    /// The command, with its slivers in `dir/in-ID.json`.
     fn command(&self, sb: &Sandbox, id: &str) -> Command {
-        let mut c = match self {
+        match self {
             Invocation::Sync { now, slivers } => {
                 let input = sb.dir.path().join(format!("in-{id}.json"));
                 fs::write(&input, slivers).unwrap();
@@ -959,9 +993,7 @@ impl Invocation {
             }
             Invocation::Reset { now, slice } => bwmon(sb, now, &["reset", slice]),
             Invocation::Status { now } => bwmon(sb, now, &["status", "--format", "json"]),
-        };
-        c.env("RUN_ID", id);
-        c
+        }
     }
 }
 
@@ -1006,9 +1038,8 @@ fn invocations() -> Vec<Invocation> {
 
 /// A sandbox in the overlap test's starting state: hierarchy, six slices
 /// synced at T0, deterministic traffic in some of their classes (so resets,
-/// removals and caps have counters to work on). The tc wrapper logs
-/// `RUN_ID TIME_NS ARGS` before exec'ing tc. Built the same way twice, it is
-/// the same state byte for byte (checked).
+/// removals and caps have counters to work on). Built the same way twice, it
+/// is the same state byte for byte (checked).
 fn overlap_sandbox(lock_wait: &'static str) -> Option<(Sandbox, UdpSocket)> {
     let settings = Settings {
         period: "1d",
@@ -1020,15 +1051,7 @@ fn overlap_sandbox(lock_wait: &'static str) -> Option<(Sandbox, UdpSocket)> {
         extra: String::new(),
     };
     let sb = Sandbox::new(&settings)?;
-    write_script(
-        &sb.dir.path().join("tc"),
-        &format!(
-            "#!/bin/sh\nprintf '%s %s %s\\n' \"${{RUN_ID:-setup}}\" \"$(date +%s%N)\" \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
-            sb.tc_log.display(),
-            real_tc().display()
-        ),
-    );
-    let sink = udp_sink(&sb.ns);
+    let sink = sb.ns.udp_sink();
     let init = run_quiet(bwmon(&sb, T0, &["init", "--bwcap", BWCAP]), "init");
     assert_eq!(init.status.code(), Some(0), "init: {}", init.describe());
     let input = sb.dir.path().join("in-setup.json");
@@ -1057,9 +1080,9 @@ fn overlap_sandbox(lock_wait: &'static str) -> Option<(Sandbox, UdpSocket)> {
 type ClassFigures = (u32, Option<String>, String, String, Option<u64>, u64);
 
 /// Everything an overlap run may change: state, backup and last-sync bytes,
-/// the kernel's classes (without leaf handles), the mails, the tc calls, and
-/// every other file of the sandbox but the test's own (`in-*`, `out-*`,
-/// `err-*`, the tc log).
+/// the kernel's classes (without leaf handles), the mails, and every other
+/// file of the sandbox but the test's own (`in-*`, `out-*`, `err-*`) and the
+/// harness's tc wrapper log (`tc.log`, written only while bwmon spawns tc).
 #[derive(Debug, PartialEq, Eq)]
 struct Snapshot {
     state: Option<Vec<u8>>,
@@ -1067,7 +1090,6 @@ struct Snapshot {
     last_sync: Option<Vec<u8>>,
     classes: Vec<ClassFigures>,
     mails: Vec<(Vec<String>, String)>,
-    tc_calls: usize,
     files: BTreeMap<String, Vec<u8>>,
 }
 
@@ -1105,37 +1127,146 @@ fn snapshot(sb: &Sandbox) -> Snapshot {
             .into_iter()
             .map(|m| (m.argv, m.message))
             .collect(),
-        tc_calls: sb.tc_spawns().len(),
     }
 }
 
-/// One line of the tc wrapper's log.
-#[derive(Debug)]
-struct TcCall {
-    run: String,
-    ns: u128,
-    args: String,
+/// What the kernel's record says about the overlapping runs.
+struct Serial {
+    /// Run indices in the order they held the lock (by first request).
+    lock_order: Vec<usize>,
+    /// Runs that waited: another exclusive run's request came between their
+    /// start and their own first one.
+    waited: usize,
+    max_wait_ms: f64,
+    /// Traffic-control requests and messages of the runs; class dumps and
+    /// change messages among the messages.
+    requests: usize,
+    messages: usize,
+    dumps: usize,
+    changes: usize,
 }
 
-fn tc_calls(sb: &Sandbox) -> Vec<TcCall> {
-    sb.tc_spawns()
+/// Checks the kernel's record of the runs' traffic-control requests: every
+/// run starts with the class dump; an exclusive run's requests are adjacent
+/// (no other run's in between: its dump and its changes were made under one
+/// lock) and its changes come after its dump, through one netlink socket
+/// (one batch); a status changes nothing. `pids[i]` is run `i`'s process,
+/// `spawned_at[i]` when it was started (`CLOCK_MONOTONIC`).
+fn check_serialised(
+    runs: &[Invocation],
+    ids: &[String],
+    pids: &[u32],
+    spawned_at: &[u64],
+    record: &[Request],
+) -> Serial {
+    let first_spawn = *spawned_at.iter().min().unwrap();
+    let run_of = |r: &Request| {
+        r.sent_by(pids)
+            .and_then(|p| pids.iter().position(|&q| q == p))
+    };
+    let mut listing = String::new();
+    for r in record.iter().filter(|r| r.at_ns >= first_spawn) {
+        let who = run_of(r).map_or_else(
+            || "(no run)".to_string(),
+            |i| format!("{} {}", ids[i], runs[i].label()),
+        );
+        let _ = writeln!(listing, "  {who:<36} {r}");
+    }
+    // Nobody else makes traffic-control requests in the namespace meanwhile.
+    let tc: Vec<(usize, &Request)> = record
         .iter()
-        .map(|l| {
-            let mut w = l.splitn(3, ' ');
-            TcCall {
-                run: w.next().unwrap_or("").to_string(),
-                ns: w.next().and_then(|t| t.parse().ok()).unwrap_or(0),
-                args: w.next().unwrap_or("").to_string(),
-            }
+        .filter(|r| r.at_ns >= first_spawn && r.has_tc())
+        .map(|r| {
+            let i = run_of(r)
+                .unwrap_or_else(|| panic!("a traffic-control request of no run: {r}\n{listing}"));
+            (i, r)
         })
-        .collect()
+        .collect();
+    let mut first: BTreeMap<usize, usize> = BTreeMap::new();
+    for (i, run) in runs.iter().enumerate() {
+        let what = format!("{} ({})", run.label(), ids[i]);
+        let p: Vec<usize> = (0..tc.len()).filter(|&q| tc[q].0 == i).collect();
+        assert!(
+            !p.is_empty(),
+            "{what} made no traffic-control request:\n{listing}"
+        );
+        first.insert(i, p[0]);
+        let opening = tc[p[0]].1;
+        assert!(
+            opening
+                .messages
+                .iter()
+                .find(|m| m.is_tc())
+                .is_some_and(common::rtnl_log::Message::is_class_dump),
+            "{what} began with {opening}, not the class dump:\n{listing}"
+        );
+        let changes: Vec<usize> = p
+            .iter()
+            .copied()
+            .filter(|&q| tc[q].1.has_tc_change())
+            .collect();
+        if !run.exclusive() {
+            assert!(
+                changes.is_empty(),
+                "{what} changed traffic control:\n{listing}"
+            );
+            continue;
+        }
+        assert_eq!(
+            p.last().unwrap() - p[0] + 1,
+            p.len(),
+            "{what}: another run's request came between its dump and its changes:\n{listing}"
+        );
+        let last_dump = p.iter().rev().find(|&&q| tc[q].1.has_class_dump());
+        assert!(
+            changes.first().is_none_or(|c| Some(c) > last_dump),
+            "{what}: a change before its (last) dump:\n{listing}"
+        );
+        let ports: BTreeSet<u32> = changes.iter().map(|&q| tc[q].1.portid).collect();
+        assert!(
+            ports.len() <= 1,
+            "{what}: changes from {} netlink sockets, not one batch:\n{listing}",
+            ports.len()
+        );
+    }
+    let mut lock_order: Vec<usize> = (0..runs.len()).collect();
+    lock_order.sort_by_key(|i| first[i]);
+    let mut waited = 0;
+    let mut max_wait_ms = 0.0_f64;
+    for i in 0..runs.len() {
+        let from = spawned_at[i];
+        let to = tc[first[&i]].1.at_ns;
+        let blocked = tc
+            .iter()
+            .any(|&(j, r)| j != i && runs[j].exclusive() && r.at_ns > from && r.at_ns < to);
+        if blocked {
+            waited += 1;
+            #[allow(clippy::cast_precision_loss)]
+            let ms = to.saturating_sub(from) as f64 / 1e6;
+            max_wait_ms = max_wait_ms.max(ms);
+        }
+    }
+    let messages = || {
+        tc.iter()
+            .flat_map(|(_, r)| r.messages.iter())
+            .filter(|m| m.is_tc())
+    };
+    Serial {
+        lock_order,
+        waited,
+        max_wait_ms,
+        requests: tc.len(),
+        messages: messages().count(),
+        dumps: messages().filter(|m| m.is_class_dump()).count(),
+        changes: messages().filter(|m| m.is_tc_change()).count(),
+    }
 }
 
-fn epoch_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
+/// Records the namespace's rtnetlink requests, or fails the test: it runs as
+/// root (the sandbox exists), so only a missing `make deps` stops it.
+fn record(ns: &Netns) -> RtnlLog {
+    RtnlLog::start(ns)
+        .unwrap_or_else(|e| panic!("cannot record the namespace's rtnetlink requests: {e}"))
 }
 
 /// Issue 4, item 2: 20 overlapping `sync`/`reset`/`status` runs against one
@@ -1150,7 +1281,6 @@ fn overlapping_runs_are_serialised() {
     };
     let (mut rng, seed) = Rng::from_env();
     let start_snapshot = snapshot(&sb);
-    let calls_before = sb.tc_spawns().len();
     let runs = invocations();
     assert_eq!(runs.len(), 20);
     // Started in a shuffled order, all at once.
@@ -1159,11 +1289,12 @@ fn overlapping_runs_are_serialised() {
         order.swap(k, usize::try_from(rng.below(k as u64 + 1)).unwrap());
     }
     let ids: Vec<String> = (0..runs.len()).map(|i| format!("r{i:02}")).collect();
-    let mut children: Vec<(usize, Child, u128)> = Vec::new();
+    let watch = record(&sb.ns);
+    let mut children: Vec<(usize, Child, u64)> = Vec::new();
     for &i in &order {
         let out = fs::File::create(sb.dir.path().join(format!("out-{}", ids[i]))).unwrap();
         let err = fs::File::create(sb.dir.path().join(format!("err-{}", ids[i]))).unwrap();
-        let spawned = epoch_ns();
+        let spawned = monotonic_ns();
         let child = runs[i]
             .command(&sb, &ids[i])
             .stdout(out)
@@ -1173,12 +1304,16 @@ fn overlapping_runs_are_serialised() {
         children.push((i, child, spawned));
     }
     let mut codes: BTreeMap<usize, Option<i32>> = BTreeMap::new();
-    let mut spawned_at: BTreeMap<usize, u128> = BTreeMap::new();
+    let mut pids = vec![0_u32; runs.len()];
+    let mut spawned_at = vec![0_u64; runs.len()];
     for (i, mut child, t) in children {
+        // `ip netns exec` execs bwmon: the child's pid is bwmon's.
+        pids[i] = child.id();
+        spawned_at[i] = t;
         let status = wait_within(&mut child, RUN_TIMEOUT, &runs[i].label());
         codes.insert(i, status.code());
-        spawned_at.insert(i, t);
     }
+    let requests = watch.stop();
     let stderr_of = |i: usize| {
         fs::read_to_string(sb.dir.path().join(format!("err-{}", ids[i]))).unwrap_or_default()
     };
@@ -1197,75 +1332,15 @@ fn overlapping_runs_are_serialised() {
         parse_json(&text, &runs[i].label()).unwrap();
     }
 
-    // Serialised: each exclusive run's tc calls (its dump, then its batch if
-    // any) are adjacent in the log, with nobody else's call in between.
-    let calls: Vec<TcCall> = tc_calls(&sb).into_iter().skip(calls_before).collect();
-    let id_of = |run: &str| ids.iter().position(|x| x == run);
-    let mut first_call: BTreeMap<usize, usize> = BTreeMap::new();
-    let mut positions: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (p, c) in calls.iter().enumerate() {
-        let i = id_of(&c.run).unwrap_or_else(|| panic!("tc call of an unknown run: {c:?}"));
-        first_call.entry(i).or_insert(p);
-        positions.entry(i).or_default().push(p);
-    }
-    let mut log_text = String::new();
-    for c in &calls {
-        let i = id_of(&c.run).unwrap();
-        let _ = writeln!(log_text, "  {} {:<32} {}", c.run, runs[i].label(), c.args);
-    }
-    for (i, run) in runs.iter().enumerate() {
-        let p = positions
-            .get(&i)
-            .unwrap_or_else(|| panic!("{} ({}) spawned no tc:\n{log_text}", run.label(), ids[i]));
-        assert!(
-            calls[p[0]].args.contains("class show"),
-            "{} ({}) began with `tc {}`, not the dump:\n{log_text}",
-            run.label(),
-            ids[i],
-            calls[p[0]].args
-        );
-        if run.exclusive() {
-            assert_eq!(
-                p.last().unwrap() - p[0] + 1,
-                p.len(),
-                "{} ({}): another run's tc call came between its dump and its batch:\n{log_text}",
-                run.label(),
-                ids[i]
-            );
-            let batches = p
-                .iter()
-                .filter(|&&q| calls[q].args.contains("-batch"))
-                .count();
-            assert!(
-                batches <= 1 && (batches == 0 || calls[*p.last().unwrap()].args.contains("-batch")),
-                "{} ({}): one batch, after the dump:\n{log_text}",
-                run.label(),
-                ids[i]
-            );
-        }
-    }
-    // Lock order: by first tc call.
-    let mut lock_order: Vec<usize> = (0..runs.len()).collect();
-    lock_order.sort_by_key(|i| first_call[i]);
-    // Waited: an exclusive run's tc call came between this run's start and its
-    // own first call, so it could not have held the lock then.
-    let mut waited = 0;
-    let mut max_wait_ms = 0.0_f64;
-    for i in 0..runs.len() {
-        let from = spawned_at[&i];
-        let to = calls[first_call[&i]].ns;
-        let blocked = calls.iter().any(|c| {
-            let j = id_of(&c.run).unwrap();
-            j != i && runs[j].exclusive() && c.ns > from && c.ns < to
-        });
-        if blocked {
-            waited += 1;
-            #[allow(clippy::cast_precision_loss)]
-            let ms = to.saturating_sub(from) as f64 / 1e6;
-            max_wait_ms = max_wait_ms.max(ms);
-        }
-    }
+    // Serialised, as the kernel saw it.
+    let serial = check_serialised(&runs, &ids, &pids, &spawned_at, &requests);
+    let lock_order = &serial.lock_order;
     let concurrent = snapshot(&sb);
+
+    // From here on the record must stay empty but where the test itself
+    // works in this namespace: the replays run in two others.
+    let watch = record(&sb.ns);
+    let replays_from = monotonic_ns();
 
     // Serial replay in a fresh namespace from the same starting state.
     let (replay, _sink2) = overlap_sandbox("30s").expect("a second sandbox");
@@ -1275,7 +1350,7 @@ fn overlapping_runs_are_serialised() {
         (&start_snapshot.state, &start_snapshot.classes),
         "test setup: the two sandboxes must start from the same state and counters"
     );
-    for &i in &lock_order {
+    for &i in lock_order {
         let ran = run_quiet(runs[i].command(&replay, &ids[i]), &runs[i].label());
         assert_eq!(
             ran.status.code(),
@@ -1332,6 +1407,7 @@ fn overlapping_runs_are_serialised() {
         "test design: the final state must depend on the order of the runs"
     );
     drop(other);
+    let replays_to = monotonic_ns();
 
     // Beyond lock_wait: hold the lock for 3 s; with lock_wait 1s every run
     // gives up with 75 and changes nothing.
@@ -1371,6 +1447,7 @@ fn overlapping_runs_are_serialised() {
         Invocation::Status { now: at(15 * HOUR) },
         Invocation::Status { now: at(16 * HOUR) },
     ];
+    let late_from = monotonic_ns();
     let mut late_children = Vec::new();
     for (k, inv) in late.iter().enumerate() {
         let id = format!("late{k}");
@@ -1406,6 +1483,7 @@ fn overlapping_runs_are_serialised() {
         );
         gave_up.push(secs);
     }
+    let late_to = monotonic_ns();
     let held_for = held_since.elapsed();
     assert!(
         held_for < Duration::from_secs(3),
@@ -1413,11 +1491,33 @@ fn overlapping_runs_are_serialised() {
     );
     std::thread::sleep(Duration::from_secs(3).saturating_sub(held_for));
     drop(holder);
+    let quiet = watch.stop();
     let after = snapshot(&sb);
     assert_eq!(
         before, after,
         "runs that gave up on the lock changed nothing (state, backup, last-sync, other files, \
-         classes, mails, tc calls)"
+         classes, mails)"
+    );
+    let in_window = |from: u64, to: u64| -> Vec<String> {
+        quiet
+            .iter()
+            .filter(|r| r.at_ns >= from && r.at_ns <= to)
+            .map(ToString::to_string)
+            .collect()
+    };
+    let leaked = in_window(replays_from, replays_to);
+    assert!(
+        leaked.is_empty(),
+        "the record is of this namespace only, yet it holds requests made while the \
+         replays ran in two others:\n  {}",
+        leaked.join("\n  ")
+    );
+    let touched = in_window(late_from, late_to);
+    assert!(
+        touched.is_empty(),
+        "runs that gave up on the lock made rtnetlink requests (they may not even read \
+         the classes):\n  {}",
+        touched.join("\n  ")
     );
     let (lo, hi) = gave_up
         .iter()
@@ -1435,11 +1535,14 @@ fn overlapping_runs_are_serialised() {
 
     eprintln!(
         "overlapping runs: seed {seed}: {} invocations at once ({} sync, {} reset, {} status), \
-         all exit 0; {waited} waited for the lock (longest {max_wait_ms:.0} ms from start to its \
-         first tc call); every exclusive run's dump and batch adjacent in the tc log; lock order \
-         {}; serial replay in that order in a fresh namespace: state byte-identical, kernel \
-         classes and mails identical (the reversed order gives another state); lock_wait 1s with the lock held 3 s: {} runs exited 75 \
-         after {lo:.2}-{hi:.2} s, nothing changed; wall time {:.1} s",
+         all exit 0; the kernel saw {} traffic-control requests from them ({} messages: {} class \
+         dumps, {} changes); {} waited for the lock (longest {:.0} ms from start to its first \
+         request); every exclusive run's dump and changes adjacent in the kernel's record, \
+         changes after the dump from one socket, no status changed anything; lock order {}; \
+         serial replay in that order in a fresh namespace: state byte-identical, kernel classes \
+         and mails identical (the reversed order gives another state), and none of its requests \
+         in this namespace's record; lock_wait 1s with the lock held 3 s: {} runs exited 75 after \
+         {lo:.2}-{hi:.2} s, no rtnetlink request, nothing changed; wall time {:.1} s",
         runs.len(),
         runs.iter()
             .filter(|r| matches!(r, Invocation::Sync { .. }))
@@ -1450,6 +1553,12 @@ fn overlapping_runs_are_serialised() {
         runs.iter()
             .filter(|r| matches!(r, Invocation::Status { .. }))
             .count(),
+        serial.requests,
+        serial.messages,
+        serial.dumps,
+        serial.changes,
+        serial.waited,
+        serial.max_wait_ms,
         lock_order
             .iter()
             .map(|&i| ids[i].clone())

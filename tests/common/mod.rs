@@ -9,7 +9,9 @@
 //! [`node`] is the node the command-line and robustness tests share (a config
 //! sized for real traffic, and the [`node::Snapshot`] a run that must change
 //! nothing is checked against); [`fake`] is the stand-in tc that only
-//! `tests/tc_process.rs` still uses, until issue 10 removes the tc process.
+//! `tests/tc_process.rs` still uses, until issue 10 removes the tc process;
+//! [`rtnl_log`] is the kernel's record of the rtnetlink requests made in a
+//! namespace, whoever makes them (a tc process or bwmon itself).
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
@@ -222,6 +224,22 @@ impl Netns {
             panic!("sending into 1:{minor:x} failed: {e}");
         }
         self.wait_drained(minor)
+    }
+
+    /// A UDP socket bound to 127.0.0.1:9 inside the namespace, where
+    /// [`Netns::send`] sends: while it is open the kernel sends no ICMP "port
+    /// unreachable" back through `lo` (those are rate-limited, so they would
+    /// make the default class's counter vary). Its receive queue fills and the
+    /// surplus is dropped after the HTB class counted it.
+    pub fn udp_sink(&self) -> std::net::UdpSocket {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let f = fs::File::open(&path).expect("open netns");
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            std::net::UdpSocket::bind("127.0.0.1:9").expect("bind 127.0.0.1:9 in the namespace")
+        })
+        .join()
+        .expect("sink thread")
     }
 
     /// Polls class `1:minor` until `backlog 0b 0p`; returns its `Sent` bytes.
@@ -803,3 +821,4 @@ mod tests {
 
 pub mod fake;
 pub mod node;
+pub mod rtnl_log;
