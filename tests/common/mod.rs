@@ -819,6 +819,5 @@ mod tests {
     }
 }
 
-pub mod fake;
 pub mod node;
 pub mod rtnl_log;
