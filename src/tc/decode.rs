@@ -632,6 +632,45 @@ fn htb_class(
     })
 }
 
+/// The classes a dump has listed: a bitmap over the minors of major 1, where
+/// all of bwmon's classes are, and a set for the few others (a classful
+/// leaf's own).
+struct Seen {
+    major1: Box<[u64; 1024]>,
+    others: HashSet<ClassId>,
+}
+
+impl Seen {
+    fn new() -> Self {
+        Seen {
+            major1: Box::new([0; 1024]),
+            others: HashSet::new(),
+        }
+    }
+
+    /// Notes `id`; `false` when it was noted already.
+    fn insert(&mut self, id: ClassId) -> bool {
+        if id.major != 1 {
+            return self.others.insert(id);
+        }
+        let word = &mut self.major1[usize::from(id.minor >> 6)];
+        let bit = 1u64 << (id.minor & 63);
+        let fresh = *word & bit == 0;
+        *word |= bit;
+        fresh
+    }
+}
+
+impl std::fmt::Debug for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let major1: u32 = self.major1.iter().map(|w| w.count_ones()).sum();
+        f.debug_struct("Seen")
+            .field("major1", &major1)
+            .field("others", &self.others)
+            .finish()
+    }
+}
+
 /// The decoder of one `RTM_GETTCLASS` dump of one device: every HTB class,
 /// in dump order. Classes of other kinds (a classful leaf's own, `mq`'s) are
 /// skipped.
@@ -639,7 +678,7 @@ fn htb_class(
 pub struct ClassDump {
     framing: Framing,
     classes: Vec<DumpedClass>,
-    seen: HashSet<ClassId>,
+    seen: Seen,
     skipped: usize,
     /// HTB classes read in place; `false` only for [`ClassDump::reference`].
     in_place: bool,
@@ -651,7 +690,7 @@ impl ClassDump {
         ClassDump {
             framing: Framing::new(seq, ifindex, RTM_NEWTCLASS),
             classes: Vec::new(),
-            seen: HashSet::new(),
+            seen: Seen::new(),
             skipped: 0,
             in_place: true,
         }
@@ -1428,6 +1467,25 @@ mod tests {
             differ.len(),
             differ.first()
         );
+    }
+
+    #[test]
+    fn the_seen_set_tells_every_class_apart() {
+        let mut seen = Seen::new();
+        for minor in [0, 1, 63, 64, 0x1fff, 0xffff] {
+            assert!(seen.insert(ClassId::new(1, minor)), "1:{minor:x}");
+            assert!(!seen.insert(ClassId::new(1, minor)), "1:{minor:x} twice");
+        }
+        for id in [
+            ClassId::new(0, 1),
+            ClassId::new(2, 1),
+            ClassId::new(0xffff, 0xffff),
+        ] {
+            assert!(seen.insert(id), "{id}");
+            assert!(!seen.insert(id), "{id} twice");
+        }
+        assert!(!seen.insert(ClassId::new(1, 1)));
+        assert!(seen.insert(ClassId::new(1, 2)));
     }
 
     #[test]
