@@ -107,7 +107,7 @@ type Dumps = (
 );
 
 fn dumps(buffers: &[&[u8]], seq: u32) -> Dumps {
-    let mut classes = ClassDump::new(seq, 1);
+    let mut classes = ClassDump::detailed(seq, 1);
     let mut qdiscs = QdiscDump::new(seq, 1);
     for b in buffers {
         // Errors stick: `finish` reports them.

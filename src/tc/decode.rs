@@ -35,6 +35,8 @@ use std::collections::HashSet;
 
 const RTM_NEWQDISC: u16 = 36;
 const RTM_NEWTCLASS: u16 = 40;
+/// `sizeof(struct nlmsghdr)`.
+const NLMSG_HDRLEN: usize = 16;
 /// `sizeof(struct tcmsg)`.
 const TCMSG_LEN: usize = 20;
 /// `TCA_*`, `include/uapi/linux/rtnetlink.h` (`TCA_OPTIONS` is
@@ -92,6 +94,30 @@ pub struct DumpedClass {
     pub stats: QueueStats,
     /// The handle of a leaf's qdisc (`tcm_info`), `None` for interior classes.
     pub leaf: Option<ClassId>,
+}
+
+/// What a [`ClassDump`] keeps of each HTB class: [`KernelClass`], all a sync
+/// needs, or [`DumpedClass`], everything that was read.
+pub trait Kept: Sized {
+    fn keep(class: KernelClass, htb: HtbClass, stats: QueueStats) -> Self;
+}
+
+impl Kept for KernelClass {
+    fn keep(class: KernelClass, _: HtbClass, _: QueueStats) -> Self {
+        class
+    }
+}
+
+impl Kept for DumpedClass {
+    fn keep(class: KernelClass, htb: HtbClass, stats: QueueStats) -> Self {
+        let leaf = class.leaf;
+        DumpedClass {
+            class,
+            htb,
+            stats,
+            leaf,
+        }
+    }
 }
 
 /// One qdisc of a dump.
@@ -331,6 +357,21 @@ impl Framing {
             )))
         }
     }
+}
+
+/// How many netlink messages `buf` holds, from their length fields alone: at
+/// most as many classes as it can add (the framing checks the messages).
+fn messages_in(buf: &[u8]) -> usize {
+    let (mut n, mut off) = (0, 0);
+    while let Some(len) = u32_at(buf, off) {
+        let len = len as usize;
+        if len < NLMSG_HDRLEN {
+            break;
+        }
+        n += 1;
+        off = off.saturating_add(len.saturating_add(3) & !3);
+    }
+    n
 }
 
 /// What can be read of a message netlink-packet-route refused.
@@ -607,7 +648,7 @@ fn htb_class(
     header: &TcmHeader,
     options: Option<&[u8]>,
     stats: Option<QueueStats>,
-) -> Result<DumpedClass, DecodeError> {
+) -> Result<(KernelClass, HtbClass, QueueStats), DecodeError> {
     let class_id = id(header.handle);
     let what = |e: &str| DecodeError::new(format!("class {class_id}: {e}"));
     let options = options.ok_or_else(|| what("no TCA_OPTIONS"))?;
@@ -624,12 +665,7 @@ fn htb_class(
         sent: stats.sent,
         leaf,
     };
-    Ok(DumpedClass {
-        class,
-        htb: h,
-        stats,
-        leaf,
-    })
+    Ok((class, h, stats))
 }
 
 /// The classes a dump has listed: a bitmap over the minors of major 1, where
@@ -672,21 +708,52 @@ impl std::fmt::Debug for Seen {
 }
 
 /// The decoder of one `RTM_GETTCLASS` dump of one device: every HTB class,
-/// in dump order. Classes of other kinds (a classful leaf's own, `mq`'s) are
-/// skipped.
+/// in dump order, as a [`KernelClass`] ([`ClassDump::new`]) or a
+/// [`DumpedClass`] ([`ClassDump::detailed`]). Classes of other kinds (a
+/// classful leaf's own, `mq`'s) are skipped.
 #[derive(Debug)]
-pub struct ClassDump {
+pub struct ClassDump<T: Kept = KernelClass> {
     framing: Framing,
-    classes: Vec<DumpedClass>,
+    classes: Vec<T>,
     seen: Seen,
     skipped: usize,
     /// HTB classes read in place; `false` only for [`ClassDump::reference`].
     in_place: bool,
 }
 
-impl ClassDump {
+impl ClassDump<KernelClass> {
     /// For the dump requested with sequence number `seq` of device `ifindex`.
     pub fn new(seq: u32, ifindex: u32) -> Self {
+        Self::with(seq, ifindex)
+    }
+}
+
+impl ClassDump<DumpedClass> {
+    /// As [`ClassDump::new`], keeping HTB parameters, queue counters and
+    /// leaf handles too.
+    pub fn detailed(seq: u32, ifindex: u32) -> Self {
+        Self::with(seq, ifindex)
+    }
+
+    /// [`Self::finish`] of a detailed dump: the classes with HTB parameters,
+    /// queue counters and leaf handles.
+    pub fn finish_detailed(self) -> Result<Vec<DumpedClass>, DumpError> {
+        self.finish()
+    }
+
+    /// A detailed dump that reads every message through netlink-packet-route,
+    /// as all were before the in-place reader: what the fuzz target holds
+    /// that reader to.
+    pub(crate) fn reference(seq: u32, ifindex: u32) -> Self {
+        ClassDump {
+            in_place: false,
+            ..Self::with(seq, ifindex)
+        }
+    }
+}
+
+impl<T: Kept> ClassDump<T> {
+    fn with(seq: u32, ifindex: u32) -> Self {
         ClassDump {
             framing: Framing::new(seq, ifindex, RTM_NEWTCLASS),
             classes: Vec::new(),
@@ -696,21 +763,12 @@ impl ClassDump {
         }
     }
 
-    /// A dump that reads every message through netlink-packet-route, as all
-    /// were before the in-place reader: what the fuzz target holds that
-    /// reader to.
-    pub(crate) fn reference(seq: u32, ifindex: u32) -> Self {
-        ClassDump {
-            in_place: false,
-            ..Self::new(seq, ifindex)
-        }
-    }
-
     /// Reads one receive buffer (one or more netlink messages). After an
     /// error every later call fails the same way, and so does `finish`.
     pub fn feed(&mut self, buf: &[u8]) -> Result<Feed, DecodeError> {
         let (classes, seen, skipped) = (&mut self.classes, &mut self.seen, &mut self.skipped);
         let in_place = self.in_place;
+        classes.reserve(messages_in(buf));
         self.framing.feed(buf, |framing, message| {
             if in_place && let Some(m) = read_htb(message.payload) {
                 framing.check_device(m.header.index)?;
@@ -719,7 +777,8 @@ impl ClassDump {
                     framing.interrupted = true;
                     return Ok(());
                 }
-                classes.push(htb_class(&m.header, m.options, m.stats)?);
+                let (class, h, stats) = htb_class(&m.header, m.options, m.stats)?;
+                classes.push(T::keep(class, h, stats));
                 return Ok(());
             }
             let m = match message.generic()? {
@@ -749,7 +808,8 @@ impl ClassDump {
                 *skipped += 1;
                 return Ok(());
             }
-            classes.push(htb_class(&header, a.options.as_deref(), a.stats)?);
+            let (class, h, stats) = htb_class(&header, a.options.as_deref(), a.stats)?;
+            classes.push(T::keep(class, h, stats));
             Ok(())
         })
     }
@@ -760,16 +820,7 @@ impl ClassDump {
     }
 
     /// The HTB classes, once the dump reached its end uninterrupted.
-    pub fn finish(self) -> Result<Vec<KernelClass>, DumpError> {
-        Ok(self
-            .finish_detailed()?
-            .into_iter()
-            .map(|c| c.class)
-            .collect())
-    }
-
-    /// [`Self::finish`] with HTB parameters, queue counters and leaf handles.
-    pub fn finish_detailed(self) -> Result<Vec<DumpedClass>, DumpError> {
+    pub fn finish(self) -> Result<Vec<T>, DumpError> {
         self.framing.verdict()?;
         Ok(self.classes)
     }
@@ -888,15 +939,13 @@ mod tests {
     const QDISCS_TXT: &str = include_str!("../../tests/fixtures/netlink/qdiscs.txt");
     /// `lo` in a fresh network namespace.
     const LO: u32 = 1;
-    /// `sizeof(struct nlmsghdr)`.
-    const NLMSG_HDRLEN: usize = 16;
 
     fn seq_of(buf: &[u8]) -> u32 {
         u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]])
     }
 
     fn class_dump(bufs: &[&[u8]]) -> Result<Vec<DumpedClass>, DumpError> {
-        let mut d = ClassDump::new(seq_of(bufs[0]), LO);
+        let mut d = ClassDump::detailed(seq_of(bufs[0]), LO);
         for b in bufs {
             if d.feed(b).is_err() {
                 break;
@@ -1376,7 +1425,7 @@ mod tests {
     fn both_ways(message: &[u8]) -> [(Result<Vec<DumpedClass>, DumpError>, usize); 2] {
         let seq = seq_of(message);
         let bytes = [message, &done(seq, 0)].concat();
-        [ClassDump::new(seq, LO), ClassDump::reference(seq, LO)].map(|mut d| {
+        [ClassDump::detailed(seq, LO), ClassDump::reference(seq, LO)].map(|mut d| {
             let _ = d.feed(&bytes);
             let skipped = d.skipped();
             (d.finish_detailed(), skipped)
