@@ -432,7 +432,9 @@ fn nla(kind: u16, value: Vec<u8>) -> TcOption {
 /// number: the shape, not the kind, tells them apart). What
 /// [`class_options`] builds is the nest's *members* instead, which is what
 /// the emit side wants; the two shapes are not each other's round trip.
-/// A copy, as `DefaultNla` does not lend its bytes.
+/// A copy, as `DefaultNla` does not lend its bytes: only for messages that
+/// go through netlink-packet-route (qdiscs, and classes the in-place reader
+/// leaves to it).
 pub fn options_payload(opts: &[TcOption]) -> Option<Vec<u8>> {
     match opts {
         [TcOption::Other(nest)] if nest.kind() & NLA_TYPE_MASK == TCA_OPTIONS => {
@@ -476,8 +478,10 @@ fn attr_u32(what: &str, b: &[u8]) -> Result<u32, DecodeError> {
         .ok_or_else(|| DecodeError::new(format!("{what} of {} bytes, needs 4", b.len())))
 }
 
-/// Decodes a class's `TCA_OPTIONS` payload (see [`options_payload`]).
-/// Rates are exact in bit/s: `TCA_HTB_RATE64`/`CEIL64` override the
+/// Decodes a class's `TCA_OPTIONS` payload: borrowed from the dump's own
+/// bytes on the class dump's path, or [`options_payload`]'s copy of what
+/// netlink-packet-route parsed. Reads the members where they lie, without
+/// a copy. Rates are exact in bit/s: `TCA_HTB_RATE64`/`CEIL64` override the
 /// saturated 32-bit fields. Unknown attributes are skipped.
 pub fn decode_class_options(nest: &[u8]) -> Result<HtbClass, DecodeError> {
     let mut parms = None;
