@@ -12,7 +12,8 @@
 //! datagram inside the `recvmsg` that asks for it, so time spent decoding
 //! between two receives is added to the kernel's. An HTB class is therefore
 //! read in place, attribute by attribute over the borrowed bytes
-//! (`read_htb`), with no allocation per class. That reader accepts only
+//! (`read_htb`, walking them with [`htb::Nlas`], `NlasIterator`'s rules
+//! without its per-field calls), with no allocation per class. That reader accepts only
 //! what netlink-packet-route would have parsed, and reads it the same way;
 //! every other message (another kind, a malformed or unusual one) and the
 //! whole qdisc dump go through netlink-packet-route's `TcMessage` as before,
@@ -22,12 +23,12 @@
 //! placed from its header and `TCA_KIND` instead of failing the whole dump.
 
 pub use super::htb::DecodeError;
-use super::htb::{self, HtbClass, HtbQdisc};
+use super::htb::{self, HtbClass, HtbQdisc, Nlas};
 use super::{ClassId, KernelClass};
 use crate::units::Bytes;
 use netlink_packet_core::{
-    NLA_HEADER_SIZE, NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NetlinkBuffer,
-    NetlinkMessage, NetlinkPayload, NlaBuffer, NlasIterator, parse_string,
+    NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NetlinkBuffer, NetlinkMessage,
+    NetlinkPayload, NlasIterator, parse_string,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::tc::{TcAttribute, TcHeader, TcMessage, TcStats2};
@@ -589,13 +590,6 @@ struct HtbMessage<'a> {
     stats: Option<QueueStats>,
 }
 
-/// The kind and value of an attribute, the value borrowed for as long as the
-/// bytes it lies in (`NlaBuffer::value` lends it only as long as the buffer).
-fn kind_value(nla: NlaBuffer<&[u8]>) -> Option<(u16, &[u8])> {
-    let (kind, len) = (nla.kind(), usize::from(nla.length()));
-    Some((kind, nla.into_inner().get(NLA_HEADER_SIZE..len)?))
-}
-
 /// Reads a class message in place when it is one netlink-packet-route 0.34
 /// would have parsed as an HTB class (`TCA_KIND` "htb" first, and no other
 /// `TCA_KIND`), the same way it reads it: the attributes it checks checked
@@ -606,27 +600,27 @@ fn kind_value(nla: NlaBuffer<&[u8]>) -> Option<(u16, &[u8])> {
 /// it always did (skips another kind, names the flaw of a broken HTB class).
 fn read_htb(payload: &[u8]) -> Option<HtbMessage<'_>> {
     let header = TcmHeader::read(payload)?;
-    let mut nlas = NlasIterator::new(payload.get(TCMSG_LEN..)?);
+    let mut nlas = Nlas::new(payload.get(TCMSG_LEN..)?);
     // netlink-packet-route's `parse_string` drops one trailing NUL.
-    match kind_value(nlas.next()?.ok()?)? {
+    match nlas.next()?.ok()? {
         (TCA_KIND, b"htb\0" | b"htb") => {}
         _ => return None,
     }
     let mut options = None;
     let mut counters = Counters::default();
     for nla in nlas {
-        let (kind, value) = kind_value(nla.ok()?)?;
+        let (kind, value) = nla.ok()?;
         match kind {
             TCA_KIND => return None,
             htb::TCA_OPTIONS => options = Some(value),
             TCA_STATS => counters.legacy = Some(Counters::read_legacy(value)?),
             TCA_STATS2 => {
-                for s in NlasIterator::new(value) {
-                    let s = s.ok()?;
-                    match s.kind() {
-                        TCA_STATS_BASIC => counters.basic = Some(Counters::read_basic(s.value())?),
-                        TCA_STATS_QUEUE => counters.queue = Some(Counters::read_queue(s.value())?),
-                        TCA_STATS_BASIC_HW if s.value().len() < STATS_BASIC_LEN => return None,
+                for s in Nlas::new(value) {
+                    let (kind, value) = s.ok()?;
+                    match kind {
+                        TCA_STATS_BASIC => counters.basic = Some(Counters::read_basic(value)?),
+                        TCA_STATS_QUEUE => counters.queue = Some(Counters::read_queue(value)?),
+                        TCA_STATS_BASIC_HW if value.len() < STATS_BASIC_LEN => return None,
                         _ => {}
                     }
                 }
