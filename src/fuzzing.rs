@@ -42,6 +42,9 @@ pub fn state(data: &[u8]) {
 /// dump of device 1 (with the sequence number of the first header, so the
 /// fuzzer gets past that check), once whole and once cut after the first
 /// message, must give the same answer; an answer never holds an object twice.
+/// The class dump's in-place reader must answer exactly as netlink-packet-route
+/// does (the same classes, or the same error), and the plain dump a sync
+/// takes must hold the detailed one's classes.
 pub fn netlink_dump(data: &[u8]) {
     let word = |at: usize| {
         data.get(at..at + 4)
@@ -60,6 +63,23 @@ pub fn netlink_dump(data: &[u8]) {
             assert_eq!(kind(b), kind(d), "cutting changed the qdisc verdict");
         }
     }
+    let mut reference = ClassDump::reference(seq, 1);
+    let mut plain = ClassDump::new(seq, 1);
+    let _ = reference.feed(data);
+    let _ = plain.feed(data);
+    assert_eq!(
+        whole.0,
+        reference.finish_detailed(),
+        "the in-place reader disagrees with netlink-packet-route"
+    );
+    assert_eq!(
+        plain.finish(),
+        whole
+            .0
+            .clone()
+            .map(|v| v.into_iter().map(|c| c.class).collect()),
+        "the plain dump is not the detailed one's classes"
+    );
     if let (Ok(classes), _) = &whole {
         let mut seen = std::collections::HashSet::new();
         for c in classes {
@@ -87,7 +107,7 @@ type Dumps = (
 );
 
 fn dumps(buffers: &[&[u8]], seq: u32) -> Dumps {
-    let mut classes = ClassDump::new(seq, 1);
+    let mut classes = ClassDump::detailed(seq, 1);
     let mut qdiscs = QdiscDump::new(seq, 1);
     for b in buffers {
         // Errors stick: `finish` reports them.

@@ -8,13 +8,22 @@
 //!
 //! Pure: bytes in, values out. The socket I/O lives in `netlink.rs`.
 //!
-//! netlink-packet-route parses each message; HTB's options, which it does
-//! not model, go through [`super::htb`]. Where it fails on a message of
-//! another kind (a qdisc it models strictly, say), the message is still
+//! The class dump is a steady sync's critical path: the kernel builds each
+//! datagram inside the `recvmsg` that asks for it, so time spent decoding
+//! between two receives is added to the kernel's. An HTB class is therefore
+//! read in place, attribute by attribute over the borrowed bytes
+//! (`read_htb`, walking them with [`htb::Nlas`], `NlasIterator`'s rules
+//! without its per-field calls), with no allocation per class. That reader accepts only
+//! what netlink-packet-route would have parsed, and reads it the same way;
+//! every other message (another kind, a malformed or unusual one) and the
+//! whole qdisc dump go through netlink-packet-route's `TcMessage` as before,
+//! so the verdict on them is unchanged. HTB's options, which it does not
+//! model, go through [`super::htb`] either way. Where it fails on a message
+//! of another kind (a qdisc it models strictly, say), the message is still
 //! placed from its header and `TCA_KIND` instead of failing the whole dump.
 
 pub use super::htb::DecodeError;
-use super::htb::{self, HtbClass, HtbQdisc};
+use super::htb::{self, HtbClass, HtbQdisc, Nlas};
 use super::{ClassId, KernelClass};
 use crate::units::Bytes;
 use netlink_packet_core::{
@@ -22,15 +31,32 @@ use netlink_packet_core::{
     NetlinkPayload, NlasIterator, parse_string,
 };
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::tc::{TcAttribute, TcHandle, TcHeader, TcMessage, TcStats2};
+use netlink_packet_route::tc::{TcAttribute, TcHeader, TcMessage, TcStats2};
 use std::collections::HashSet;
 
 const RTM_NEWQDISC: u16 = 36;
 const RTM_NEWTCLASS: u16 = 40;
+/// `sizeof(struct nlmsghdr)`.
+const NLMSG_HDRLEN: usize = 16;
 /// `sizeof(struct tcmsg)`.
 const TCMSG_LEN: usize = 20;
-/// `TCA_KIND`.
+/// `TCA_*`, `include/uapi/linux/rtnetlink.h` (`TCA_OPTIONS` is
+/// [`htb::TCA_OPTIONS`]).
 const TCA_KIND: u16 = 1;
+const TCA_STATS: u16 = 3;
+const TCA_STATS2: u16 = 7;
+const TCA_CHAIN: u16 = 11;
+const TCA_HW_OFFLOAD: u16 = 12;
+/// `TCA_STATS_*`, `include/uapi/linux/gen_stats.h`.
+const TCA_STATS_BASIC: u16 = 1;
+const TCA_STATS_QUEUE: u16 = 3;
+const TCA_STATS_BASIC_HW: u16 = 7;
+/// The least netlink-packet-route accepts: `struct gnet_stats_basic` (12
+/// bytes, padded to 8), `struct gnet_stats_queue`, `struct tc_stats` (36,
+/// padded to 8).
+const STATS_BASIC_LEN: usize = 16;
+const STATS_QUEUE_LEN: usize = 20;
+const TC_STATS_LEN: usize = 40;
 
 /// A count of packets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -69,6 +95,30 @@ pub struct DumpedClass {
     pub stats: QueueStats,
     /// The handle of a leaf's qdisc (`tcm_info`), `None` for interior classes.
     pub leaf: Option<ClassId>,
+}
+
+/// What a [`ClassDump`] keeps of each HTB class: [`KernelClass`], all a sync
+/// needs, or [`DumpedClass`], everything that was read.
+pub trait Kept: Sized {
+    fn keep(class: KernelClass, htb: HtbClass, stats: QueueStats) -> Self;
+}
+
+impl Kept for KernelClass {
+    fn keep(class: KernelClass, _: HtbClass, _: QueueStats) -> Self {
+        class
+    }
+}
+
+impl Kept for DumpedClass {
+    fn keep(class: KernelClass, htb: HtbClass, stats: QueueStats) -> Self {
+        let leaf = class.leaf;
+        DumpedClass {
+            class,
+            htb,
+            stats,
+            leaf,
+        }
+    }
 }
 
 /// One qdisc of a dump.
@@ -129,8 +179,17 @@ struct Framing {
     failed: Option<DecodeError>,
 }
 
-/// One message of the requested type: its TC header and, when
-/// netlink-packet-route could parse it, the whole message.
+/// One message of the requested type, as the framing found it.
+#[derive(Clone, Copy)]
+struct Message<'a> {
+    /// The whole message, its netlink header included.
+    bytes: &'a [u8],
+    /// What follows the netlink header: `struct tcmsg`, then the attributes.
+    payload: &'a [u8],
+}
+
+/// A message of the requested type as netlink-packet-route reads it: the
+/// whole message when it could parse it.
 enum Tc {
     Parsed(TcMessage),
     /// netlink-packet-route refused it: the header, the kind if there was
@@ -138,6 +197,27 @@ enum Tc {
     Unparsed(TcHeader, Option<String>, String),
     /// Not even the header.
     Broken(String),
+}
+
+impl Message<'_> {
+    /// The message through netlink-packet-route.
+    fn generic(self) -> Result<Tc, DecodeError> {
+        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(self.bytes) {
+            Ok(NetlinkMessage {
+                payload:
+                    NetlinkPayload::InnerMessage(
+                        RouteNetlinkMessage::NewTrafficClass(m)
+                        | RouteNetlinkMessage::NewQueueDiscipline(m),
+                    ),
+                ..
+            }) => Ok(Tc::Parsed(m)),
+            Ok(m) => Err(DecodeError::new(format!(
+                "message type {} not read as a tc message",
+                m.header.message_type
+            ))),
+            Err(e) => Ok(peek(self.payload, e.to_string())),
+        }
+    }
 }
 
 impl Framing {
@@ -158,7 +238,7 @@ impl Framing {
     fn feed(
         &mut self,
         buf: &[u8],
-        each: &mut dyn FnMut(&mut Self, Tc) -> Result<(), DecodeError>,
+        each: impl FnMut(&mut Self, Message<'_>) -> Result<(), DecodeError>,
     ) -> Result<Feed, DecodeError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
@@ -173,7 +253,7 @@ impl Framing {
     fn feed_inner(
         &mut self,
         buf: &[u8],
-        each: &mut dyn FnMut(&mut Self, Tc) -> Result<(), DecodeError>,
+        mut each: impl FnMut(&mut Self, Message<'_>) -> Result<(), DecodeError>,
     ) -> Result<Feed, DecodeError> {
         let mut off = 0;
         while off < buf.len() {
@@ -203,23 +283,14 @@ impl Framing {
                 NLMSG_NOOP => {}
                 NLMSG_DONE | NLMSG_ERROR => self.end(msg)?,
                 k if k == self.message_type => {
-                    let tc = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg) {
-                        Ok(NetlinkMessage {
-                            payload:
-                                NetlinkPayload::InnerMessage(
-                                    RouteNetlinkMessage::NewTrafficClass(m)
-                                    | RouteNetlinkMessage::NewQueueDiscipline(m),
-                                ),
-                            ..
-                        }) => Tc::Parsed(m),
-                        Ok(_) => {
-                            return Err(DecodeError::new(format!(
-                                "message type {k} not read as a tc message"
-                            )));
-                        }
-                        Err(e) => peek(frame.payload(), e.to_string()),
-                    };
-                    each(self, tc)?;
+                    let payload = frame.payload();
+                    each(
+                        self,
+                        Message {
+                            bytes: msg,
+                            payload,
+                        },
+                    )?;
                 }
                 k => {
                     return Err(DecodeError::new(format!(
@@ -277,16 +348,31 @@ impl Framing {
         Ok(())
     }
 
-    fn check_device(&self, header: &TcHeader) -> Result<(), DecodeError> {
-        if i64::from(header.index) == i64::from(self.ifindex) {
+    fn check_device(&self, index: i32) -> Result<(), DecodeError> {
+        if i64::from(index) == i64::from(self.ifindex) {
             Ok(())
         } else {
             Err(DecodeError::new(format!(
-                "a message of device {} in the dump of device {}",
-                header.index, self.ifindex
+                "a message of device {index} in the dump of device {}",
+                self.ifindex
             )))
         }
     }
+}
+
+/// How many netlink messages `buf` holds, from their length fields alone: at
+/// most as many classes as it can add (the framing checks the messages).
+fn messages_in(buf: &[u8]) -> usize {
+    let (mut n, mut off) = (0, 0);
+    while let Some(len) = u32_at(buf, off) {
+        let len = len as usize;
+        if len < NLMSG_HDRLEN {
+            break;
+        }
+        n += 1;
+        off = off.saturating_add(len.saturating_add(3) & !3);
+    }
+    n
 }
 
 /// What can be read of a message netlink-packet-route refused.
@@ -303,15 +389,143 @@ fn peek(payload: &[u8], error: String) -> Tc {
     Tc::Unparsed(header, kind, error)
 }
 
-fn id(h: TcHandle) -> ClassId {
-    ClassId::new(h.major, h.minor)
+/// The fields of `struct tcmsg` bwmon reads.
+#[derive(Clone, Copy, Debug)]
+struct TcmHeader {
+    index: i32,
+    handle: u32,
+    parent: u32,
+    info: u32,
 }
 
-fn parent(h: TcHandle) -> Option<ClassId> {
-    (h != TcHandle::ROOT).then(|| id(h))
+impl TcmHeader {
+    fn read(payload: &[u8]) -> Option<Self> {
+        let index = u32_at(payload, 4)?.to_ne_bytes();
+        Some(TcmHeader {
+            index: i32::from_ne_bytes(index),
+            handle: u32_at(payload, 8)?,
+            parent: u32_at(payload, 12)?,
+            info: u32_at(payload, 16)?,
+        })
+    }
 }
 
-/// Kind, options payload and counters of a parsed tc message.
+impl From<&TcHeader> for TcmHeader {
+    fn from(h: &TcHeader) -> Self {
+        TcmHeader {
+            index: h.index,
+            handle: h.handle.into(),
+            parent: h.parent.into(),
+            info: h.info,
+        }
+    }
+}
+
+/// A handle as `TC_H_MAJ`/`TC_H_MIN` split it.
+fn id(handle: u32) -> ClassId {
+    let [a, b, c, d] = handle.to_be_bytes();
+    ClassId::new(u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]))
+}
+
+/// `None` for `TC_H_ROOT`.
+fn parent(handle: u32) -> Option<ClassId> {
+    (handle != u32::MAX).then(|| id(handle))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    let w = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    let w: [u8; 8] = b.get(at..at.checked_add(8)?)?.try_into().ok()?;
+    Some(u64::from_ne_bytes(w))
+}
+
+/// Bytes and packets sent: `TCA_STATS_BASIC`, or the front of `TCA_STATS`.
+#[derive(Clone, Copy, Default)]
+struct Sent {
+    bytes: u64,
+    packets: u32,
+}
+
+/// The queue's state: `TCA_STATS_QUEUE`, or the tail of `TCA_STATS`.
+#[derive(Clone, Copy, Default)]
+struct Queued {
+    backlog: u32,
+    qlen: u32,
+    drops: u32,
+}
+
+/// The counters of one message, the last of each kind winning (as they did
+/// when read from netlink-packet-route's attribute list).
+#[derive(Clone, Copy, Default)]
+struct Counters {
+    basic: Option<Sent>,
+    queue: Option<Queued>,
+    legacy: Option<(Sent, Queued)>,
+}
+
+impl Counters {
+    /// `TCA_STATS_BASIC`, `None` when shorter than netlink-packet-route takes.
+    fn read_basic(b: &[u8]) -> Option<Sent> {
+        if b.len() < STATS_BASIC_LEN {
+            return None;
+        }
+        Some(Sent {
+            bytes: u64_at(b, 0)?,
+            packets: u32_at(b, 8)?,
+        })
+    }
+
+    /// `TCA_STATS_QUEUE` (`qlen, backlog, drops, requeues, overlimits`).
+    fn read_queue(b: &[u8]) -> Option<Queued> {
+        if b.len() < STATS_QUEUE_LEN {
+            return None;
+        }
+        Some(Queued {
+            qlen: u32_at(b, 0)?,
+            backlog: u32_at(b, 4)?,
+            drops: u32_at(b, 8)?,
+        })
+    }
+
+    /// `TCA_STATS` (`bytes, packets, drops, overlimits, bps, pps, qlen,
+    /// backlog`).
+    fn read_legacy(b: &[u8]) -> Option<(Sent, Queued)> {
+        if b.len() < TC_STATS_LEN {
+            return None;
+        }
+        let sent = Sent {
+            bytes: u64_at(b, 0)?,
+            packets: u32_at(b, 8)?,
+        };
+        let queued = Queued {
+            drops: u32_at(b, 12)?,
+            qlen: u32_at(b, 28)?,
+            backlog: u32_at(b, 32)?,
+        };
+        Some((sent, queued))
+    }
+
+    /// The counters, `None` without a byte counter (`TCA_STATS_BASIC` or
+    /// `TCA_STATS`).
+    fn stats(&self) -> Option<QueueStats> {
+        let legacy_sent = self.legacy.map(|l| l.0);
+        let sent = self.basic.or(legacy_sent)?;
+        let queued = self.queue.or(self.legacy.map(|l| l.1)).unwrap_or_default();
+        Some(QueueStats {
+            sent: Bytes(sent.bytes),
+            packets: Packets(u64::from(sent.packets)),
+            backlog: Bytes(u64::from(queued.backlog)),
+            qlen: Packets(u64::from(queued.qlen)),
+            drops: Packets(u64::from(queued.drops)),
+        })
+    }
+}
+
+/// Kind, options payload and counters of a tc message netlink-packet-route
+/// parsed.
 struct Attrs<'a> {
     kind: Option<&'a str>,
     options: Option<Vec<u8>>,
@@ -321,9 +535,7 @@ struct Attrs<'a> {
 fn attrs(m: &TcMessage) -> Attrs<'_> {
     let mut kind = None;
     let mut options = None;
-    let mut basic = None;
-    let mut queue = None;
-    let mut legacy = None;
+    let mut counters = Counters::default();
     for a in &m.attributes {
         match a {
             TcAttribute::Kind(k) => kind = Some(k.as_str()),
@@ -331,59 +543,217 @@ fn attrs(m: &TcMessage) -> Attrs<'_> {
             TcAttribute::Stats2(stats) => {
                 for s in stats {
                     match s {
-                        TcStats2::Basic(b) => basic = Some(*b),
-                        TcStats2::Queue(q) => queue = Some(*q),
+                        TcStats2::Basic(b) => {
+                            counters.basic = Some(Sent {
+                                bytes: b.bytes,
+                                packets: b.packets,
+                            });
+                        }
+                        TcStats2::Queue(q) => {
+                            counters.queue = Some(Queued {
+                                backlog: q.backlog,
+                                qlen: q.qlen,
+                                drops: q.drops,
+                            });
+                        }
                         _ => {}
                     }
                 }
             }
-            TcAttribute::Stats(s) => legacy = Some(*s),
+            TcAttribute::Stats(s) => {
+                let sent = Sent {
+                    bytes: s.bytes,
+                    packets: s.packets,
+                };
+                let queued = Queued {
+                    backlog: s.backlog,
+                    qlen: s.qlen,
+                    drops: s.drops,
+                };
+                counters.legacy = Some((sent, queued));
+            }
             _ => {}
         }
     }
-    let stats = (basic.is_some() || legacy.is_some()).then(|| {
-        let (sent, packets) = basic.map_or_else(
-            || legacy.map_or((0, 0), |s| (s.bytes, s.packets)),
-            |b| (b.bytes, b.packets),
-        );
-        let (backlog, qlen, drops) = queue.map_or_else(
-            || legacy.map_or((0, 0, 0), |s| (s.backlog, s.qlen, s.drops)),
-            |q| (q.backlog, q.qlen, q.drops),
-        );
-        QueueStats {
-            sent: Bytes(sent),
-            packets: Packets(u64::from(packets)),
-            backlog: Bytes(u64::from(backlog)),
-            qlen: Packets(u64::from(qlen)),
-            drops: Packets(u64::from(drops)),
-        }
-    });
     Attrs {
         kind,
         options,
-        stats,
+        stats: counters.stats(),
+    }
+}
+
+/// An HTB class message read in place: its header, its `TCA_OPTIONS` payload
+/// (borrowed) and its counters.
+struct HtbMessage<'a> {
+    header: TcmHeader,
+    options: Option<&'a [u8]>,
+    stats: Option<QueueStats>,
+}
+
+/// Reads a class message in place when it is one netlink-packet-route 0.34
+/// would have parsed as an HTB class (`TCA_KIND` "htb" first, and no other
+/// `TCA_KIND`), the same way it reads it: the attributes it checks checked
+/// as it checks them (`TCA_STATS`, `TCA_STATS2`'s `BASIC`/`QUEUE`/`BASIC_HW`
+/// long enough, `TCA_CHAIN` and `TCA_HW_OFFLOAD` of their exact size), the
+/// last `TCA_OPTIONS` and the last of each counter kept. `None` for anything
+/// else, which is left to netlink-packet-route: it decides that message as
+/// it always did (skips another kind, names the flaw of a broken HTB class).
+fn read_htb(payload: &[u8]) -> Option<HtbMessage<'_>> {
+    let header = TcmHeader::read(payload)?;
+    let mut nlas = Nlas::new(payload.get(TCMSG_LEN..)?);
+    // netlink-packet-route's `parse_string` drops one trailing NUL.
+    match nlas.next()?.ok()? {
+        (TCA_KIND, b"htb\0" | b"htb") => {}
+        _ => return None,
+    }
+    let mut options = None;
+    let mut counters = Counters::default();
+    for nla in nlas {
+        let (kind, value) = nla.ok()?;
+        match kind {
+            TCA_KIND => return None,
+            htb::TCA_OPTIONS => options = Some(value),
+            TCA_STATS => counters.legacy = Some(Counters::read_legacy(value)?),
+            TCA_STATS2 => {
+                for s in Nlas::new(value) {
+                    let (kind, value) = s.ok()?;
+                    match kind {
+                        TCA_STATS_BASIC => counters.basic = Some(Counters::read_basic(value)?),
+                        TCA_STATS_QUEUE => counters.queue = Some(Counters::read_queue(value)?),
+                        TCA_STATS_BASIC_HW if value.len() < STATS_BASIC_LEN => return None,
+                        _ => {}
+                    }
+                }
+            }
+            TCA_CHAIN if value.len() != 4 => return None,
+            TCA_HW_OFFLOAD if value.len() != 1 => return None,
+            _ => {}
+        }
+    }
+    Some(HtbMessage {
+        header,
+        options,
+        stats: counters.stats(),
+    })
+}
+
+/// An HTB class from its message, however it was read.
+fn htb_class(
+    header: &TcmHeader,
+    options: Option<&[u8]>,
+    stats: Option<QueueStats>,
+) -> Result<(KernelClass, HtbClass, QueueStats), DecodeError> {
+    let class_id = id(header.handle);
+    let what = |e: &str| DecodeError::new(format!("class {class_id}: {e}"));
+    let options = options.ok_or_else(|| what("no TCA_OPTIONS"))?;
+    let h = htb::decode_class_options(options).map_err(|e| what(&e.0))?;
+    let stats = stats.ok_or_else(|| what("no byte counter (TCA_STATS2 or TCA_STATS)"))?;
+    let leaf = (h.level == 0 && header.info != 0).then(|| id(header.info));
+    let class = KernelClass {
+        id: class_id,
+        parent: parent(header.parent),
+        rate: h.rate,
+        ceil: h.ceil,
+        // As tc shows it: an interior class's figure is stale.
+        quantum: (h.level == 0).then_some(h.quantum),
+        sent: stats.sent,
+        leaf,
+    };
+    Ok((class, h, stats))
+}
+
+/// The classes a dump has listed: a bitmap over the minors of major 1, where
+/// all of bwmon's classes are, and a set for the few others (a classful
+/// leaf's own).
+struct Seen {
+    major1: Box<[u64; 1024]>,
+    others: HashSet<ClassId>,
+}
+
+impl Seen {
+    fn new() -> Self {
+        Seen {
+            major1: Box::new([0; 1024]),
+            others: HashSet::new(),
+        }
+    }
+
+    /// Notes `id`; `false` when it was noted already.
+    fn insert(&mut self, id: ClassId) -> bool {
+        if id.major != 1 {
+            return self.others.insert(id);
+        }
+        let word = &mut self.major1[usize::from(id.minor >> 6)];
+        let bit = 1u64 << (id.minor & 63);
+        let fresh = *word & bit == 0;
+        *word |= bit;
+        fresh
+    }
+}
+
+impl std::fmt::Debug for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let major1: u32 = self.major1.iter().map(|w| w.count_ones()).sum();
+        f.debug_struct("Seen")
+            .field("major1", &major1)
+            .field("others", &self.others)
+            .finish()
     }
 }
 
 /// The decoder of one `RTM_GETTCLASS` dump of one device: every HTB class,
-/// in dump order. Classes of other kinds (a classful leaf's own, `mq`'s) are
-/// skipped.
+/// in dump order, as a [`KernelClass`] ([`ClassDump::new`]) or a
+/// [`DumpedClass`] ([`ClassDump::detailed`]). Classes of other kinds (a
+/// classful leaf's own, `mq`'s) are skipped.
 #[derive(Debug)]
-pub struct ClassDump {
+pub struct ClassDump<T: Kept = KernelClass> {
     framing: Framing,
-    classes: Vec<DumpedClass>,
-    seen: HashSet<ClassId>,
+    classes: Vec<T>,
+    seen: Seen,
     skipped: usize,
+    /// HTB classes read in place; `false` only for [`ClassDump::reference`].
+    in_place: bool,
 }
 
-impl ClassDump {
+impl ClassDump<KernelClass> {
     /// For the dump requested with sequence number `seq` of device `ifindex`.
     pub fn new(seq: u32, ifindex: u32) -> Self {
+        Self::with(seq, ifindex)
+    }
+}
+
+impl ClassDump<DumpedClass> {
+    /// As [`ClassDump::new`], keeping HTB parameters, queue counters and
+    /// leaf handles too.
+    pub fn detailed(seq: u32, ifindex: u32) -> Self {
+        Self::with(seq, ifindex)
+    }
+
+    /// [`Self::finish`] of a detailed dump: the classes with HTB parameters,
+    /// queue counters and leaf handles.
+    pub fn finish_detailed(self) -> Result<Vec<DumpedClass>, DumpError> {
+        self.finish()
+    }
+
+    /// A detailed dump that reads every message through netlink-packet-route,
+    /// as all were before the in-place reader: what the fuzz target holds
+    /// that reader to.
+    pub(crate) fn reference(seq: u32, ifindex: u32) -> Self {
+        ClassDump {
+            in_place: false,
+            ..Self::with(seq, ifindex)
+        }
+    }
+}
+
+impl<T: Kept> ClassDump<T> {
+    fn with(seq: u32, ifindex: u32) -> Self {
         ClassDump {
             framing: Framing::new(seq, ifindex, RTM_NEWTCLASS),
             classes: Vec::new(),
-            seen: HashSet::new(),
+            seen: Seen::new(),
             skipped: 0,
+            in_place: true,
         }
     }
 
@@ -391,29 +761,39 @@ impl ClassDump {
     /// error every later call fails the same way, and so does `finish`.
     pub fn feed(&mut self, buf: &[u8]) -> Result<Feed, DecodeError> {
         let (classes, seen, skipped) = (&mut self.classes, &mut self.seen, &mut self.skipped);
-        self.framing.feed(buf, &mut |framing, tc| {
-            let m = match tc {
+        let in_place = self.in_place;
+        classes.reserve(messages_in(buf));
+        self.framing.feed(buf, |framing, message| {
+            if in_place && let Some(m) = read_htb(message.payload) {
+                framing.check_device(m.header.index)?;
+                if !seen.insert(id(m.header.handle)) {
+                    // SPEC §4: a class twice is a dump that raced a change.
+                    framing.interrupted = true;
+                    return Ok(());
+                }
+                let (class, h, stats) = htb_class(&m.header, m.options, m.stats)?;
+                classes.push(T::keep(class, h, stats));
+                return Ok(());
+            }
+            let m = match message.generic()? {
                 Tc::Parsed(m) => m,
                 Tc::Unparsed(header, kind, error) => {
-                    framing.check_device(&header)?;
-                    if !seen.insert(id(header.handle)) {
+                    framing.check_device(header.index)?;
+                    let class_id = id(header.handle.into());
+                    if !seen.insert(class_id) {
                         framing.interrupted = true;
                     }
                     if kind.as_deref() == Some("htb") {
-                        return Err(DecodeError::new(format!(
-                            "class {}: {error}",
-                            id(header.handle)
-                        )));
+                        return Err(DecodeError::new(format!("class {class_id}: {error}")));
                     }
                     *skipped += 1;
                     return Ok(());
                 }
                 Tc::Broken(error) => return Err(DecodeError::new(error)),
             };
-            framing.check_device(&m.header)?;
-            let class_id = id(m.header.handle);
-            if !seen.insert(class_id) {
-                // SPEC §4: a class twice is a dump that raced a change.
+            let header = TcmHeader::from(&m.header);
+            framing.check_device(header.index)?;
+            if !seen.insert(id(header.handle)) {
                 framing.interrupted = true;
                 return Ok(());
             }
@@ -422,29 +802,8 @@ impl ClassDump {
                 *skipped += 1;
                 return Ok(());
             }
-            let what = |e: &str| DecodeError::new(format!("class {class_id}: {e}"));
-            let options = a.options.ok_or_else(|| what("no TCA_OPTIONS"))?;
-            let h = htb::decode_class_options(&options).map_err(|e| what(&e.0))?;
-            let stats = a
-                .stats
-                .ok_or_else(|| what("no byte counter (TCA_STATS2 or TCA_STATS)"))?;
-            let leaf =
-                (h.level == 0 && m.header.info != 0).then(|| id(TcHandle::from(m.header.info)));
-            classes.push(DumpedClass {
-                class: KernelClass {
-                    id: class_id,
-                    parent: parent(m.header.parent),
-                    rate: h.rate,
-                    ceil: h.ceil,
-                    // As tc shows it: an interior class's figure is stale.
-                    quantum: (h.level == 0).then_some(h.quantum),
-                    sent: stats.sent,
-                    leaf,
-                },
-                htb: h,
-                stats,
-                leaf,
-            });
+            let (class, h, stats) = htb_class(&header, a.options.as_deref(), a.stats)?;
+            classes.push(T::keep(class, h, stats));
             Ok(())
         })
     }
@@ -455,23 +814,15 @@ impl ClassDump {
     }
 
     /// The HTB classes, once the dump reached its end uninterrupted.
-    pub fn finish(self) -> Result<Vec<KernelClass>, DumpError> {
-        Ok(self
-            .finish_detailed()?
-            .into_iter()
-            .map(|c| c.class)
-            .collect())
-    }
-
-    /// [`Self::finish`] with HTB parameters, queue counters and leaf handles.
-    pub fn finish_detailed(self) -> Result<Vec<DumpedClass>, DumpError> {
+    pub fn finish(self) -> Result<Vec<T>, DumpError> {
         self.framing.verdict()?;
         Ok(self.classes)
     }
 }
 
 /// The decoder of one `RTM_GETQDISC` dump. The kernel answers it for every
-/// device of the network namespace; only `ifindex`'s qdiscs are kept.
+/// device of the network namespace; only `ifindex`'s qdiscs are kept. Not on
+/// a sync's path: every message goes through netlink-packet-route.
 #[derive(Debug)]
 pub struct QdiscDump {
     framing: Framing,
@@ -491,33 +842,35 @@ impl QdiscDump {
     /// Reads one receive buffer, as [`ClassDump::feed`].
     pub fn feed(&mut self, buf: &[u8]) -> Result<Feed, DecodeError> {
         let (qdiscs, seen) = (&mut self.qdiscs, &mut self.seen);
-        self.framing.feed(buf, &mut |framing, tc| {
-            let (header, qdisc) = match tc {
+        self.framing.feed(buf, |framing, message| {
+            let (header, qdisc) = match message.generic()? {
                 Tc::Parsed(m) => {
+                    let header = TcmHeader::from(&m.header);
                     let a = attrs(&m);
                     let kind = a.kind.unwrap_or_default().to_string();
                     let htb = match (kind.as_str(), a.options) {
                         ("htb", Some(o)) => Some(htb::decode_qdisc_options(&o).map_err(|e| {
-                            DecodeError::new(format!("qdisc {}: {e}", id(m.header.handle)))
+                            DecodeError::new(format!("qdisc {}: {e}", id(header.handle)))
                         })?),
                         ("htb", None) => {
                             return Err(DecodeError::new(format!(
                                 "htb qdisc {} without TCA_OPTIONS",
-                                id(m.header.handle)
+                                id(header.handle)
                             )));
                         }
                         _ => None,
                     };
                     let q = Qdisc {
-                        handle: id(m.header.handle),
-                        parent: parent(m.header.parent),
+                        handle: id(header.handle),
+                        parent: parent(header.parent),
                         kind,
                         htb,
                         stats: a.stats,
                     };
-                    (m.header, q)
+                    (header, q)
                 }
                 Tc::Unparsed(header, kind, error) => {
+                    let header = TcmHeader::from(&header);
                     let kind = kind.unwrap_or_default();
                     if kind == "htb" {
                         return Err(DecodeError::new(format!(
@@ -536,7 +889,7 @@ impl QdiscDump {
                 }
                 Tc::Broken(error) => return Err(DecodeError::new(error)),
             };
-            if framing.check_device(&header).is_err() {
+            if framing.check_device(header.index).is_err() {
                 return Ok(());
             }
             // Several qdiscs may share `0:` (mq's children); with their
@@ -586,7 +939,7 @@ mod tests {
     }
 
     fn class_dump(bufs: &[&[u8]]) -> Result<Vec<DumpedClass>, DumpError> {
-        let mut d = ClassDump::new(seq_of(bufs[0]), LO);
+        let mut d = ClassDump::detailed(seq_of(bufs[0]), LO);
         for b in bufs {
             if d.feed(b).is_err() {
                 break;
@@ -1029,6 +1382,153 @@ mod tests {
             (qdiscs[0].handle, qdiscs[0].parent, qdiscs[0].stats),
             (ClassId::new(0x8001, 0), None, None)
         );
+    }
+
+    /// The messages of the fixture's class dump, one by one (`NLMSG_DONE`
+    /// left out).
+    fn class_messages() -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for buf in CLASSES {
+            let mut off = 0;
+            while off < buf.len() {
+                let frame = NetlinkBuffer::new_checked(&buf[off..]).expect("the kernel's framing");
+                let len = frame.length() as usize;
+                if frame.message_type() == RTM_NEWTCLASS {
+                    out.push(buf[off..off + len].to_vec());
+                }
+                off += len.next_multiple_of(4);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_htb_class_the_kernel_sent_is_read_in_place() {
+        let messages = class_messages();
+        let in_place: Vec<bool> = messages
+            .iter()
+            .map(|m| read_htb(&m[NLMSG_HDRLEN..]).is_some())
+            .collect();
+        // All but tbf's own class 1102:1, which goes to netlink-packet-route.
+        assert_eq!(in_place.iter().filter(|&&b| b).count(), 18);
+        assert_eq!(in_place.len(), 19);
+    }
+
+    /// One message and the end of its dump, through the in-place reader and
+    /// through netlink-packet-route alone.
+    fn both_ways(message: &[u8]) -> [(Result<Vec<DumpedClass>, DumpError>, usize); 2] {
+        let seq = seq_of(message);
+        let bytes = [message, &done(seq, 0)].concat();
+        [ClassDump::detailed(seq, LO), ClassDump::reference(seq, LO)].map(|mut d| {
+            let _ = d.feed(&bytes);
+            let skipped = d.skipped();
+            (d.finish_detailed(), skipped)
+        })
+    }
+
+    #[test]
+    fn the_in_place_reader_answers_as_netlink_packet_route() {
+        let seq = 21;
+        let mut messages = class_messages();
+        let mut legacy = vec![0u8; 40];
+        legacy[..8].copy_from_slice(&99u64.to_ne_bytes());
+        let queue = nla(
+            3,
+            &[1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
+        for extra in [
+            vec![stats2(5)],
+            vec![nla(3, &legacy)],
+            vec![nla(3, &legacy), stats2(5)],
+            vec![stats2(5), nla(7, &queue), nla(11, &[0; 4]), nla(12, &[1])],
+            vec![stats2(5), nla(7, &nla(7, &[0; 16]))],
+            vec![stats2(5), nla(TCA_KIND, b"htb\0")],
+            // Each counter one byte shorter than netlink-packet-route takes,
+            // and each exact-size attribute the wrong size.
+            vec![nla(7, &nla(1, &[0; 15]))],
+            vec![stats2(5), nla(7, &nla(3, &[0; 19]))],
+            vec![stats2(5), nla(7, &nla(7, &[0; 15]))],
+            vec![nla(3, &legacy[..39])],
+            vec![stats2(5), nla(11, &[0; 8])],
+            vec![stats2(5), nla(12, &[0; 4])],
+            vec![stats2(5), nla(12, &[])],
+        ] {
+            messages.push(htb_class(seq, LO, 0x1101, &extra));
+        }
+        // `TCA_KIND` without its NUL, and with two.
+        let mut bare = htb_class(seq, LO, 0x1101, &[stats2(5)]);
+        bare[NLMSG_HDRLEN + TCMSG_LEN] = 7;
+        let twice = message(
+            RTM_NEWTCLASS,
+            2,
+            seq,
+            &tcmsg(
+                LO,
+                0x1_1101,
+                0x1_0100,
+                &[nla(TCA_KIND, b"htb\0\0"), stats2(5)],
+            ),
+        );
+        messages.extend([bare, twice]);
+        let mut differ = Vec::new();
+        for (n, m) in messages.iter().enumerate() {
+            let [fast, reference] = both_ways(m);
+            assert_eq!(fast, reference, "message {n} as it is");
+            // Every byte after the netlink header, set to a few values.
+            for at in NLMSG_HDRLEN..m.len() {
+                for v in [
+                    0,
+                    1,
+                    3,
+                    0x7f,
+                    0xff,
+                    m[at] ^ 0x01,
+                    m[at] ^ 0x80,
+                    m[at].wrapping_add(4),
+                ] {
+                    let mut bent = m.clone();
+                    bent[at] = v;
+                    let [fast, reference] = both_ways(&bent);
+                    if fast != reference {
+                        differ.push((n, at, v, fast, reference));
+                    }
+                }
+            }
+            // Cut short, the length fields left as they were.
+            for len in NLMSG_HDRLEN..m.len() {
+                let mut cut = m[..len].to_vec();
+                cut[..4].copy_from_slice(&u32::try_from(len).expect("small").to_ne_bytes());
+                let [fast, reference] = both_ways(&cut);
+                if fast != reference {
+                    differ.push((n, len, 0, fast, reference));
+                }
+            }
+        }
+        assert!(
+            differ.is_empty(),
+            "{} differences, first {:?}",
+            differ.len(),
+            differ.first()
+        );
+    }
+
+    #[test]
+    fn the_seen_set_tells_every_class_apart() {
+        let mut seen = Seen::new();
+        for minor in [0, 1, 63, 64, 0x1fff, 0xffff] {
+            assert!(seen.insert(ClassId::new(1, minor)), "1:{minor:x}");
+            assert!(!seen.insert(ClassId::new(1, minor)), "1:{minor:x} twice");
+        }
+        for id in [
+            ClassId::new(0, 1),
+            ClassId::new(2, 1),
+            ClassId::new(0xffff, 0xffff),
+        ] {
+            assert!(seen.insert(id), "{id}");
+            assert!(!seen.insert(id), "{id} twice");
+        }
+        assert!(!seen.insert(ClassId::new(1, 1)));
+        assert!(seen.insert(ClassId::new(1, 2)));
     }
 
     #[test]
