@@ -7,18 +7,29 @@
 //! *held* (its state and classes stay as they were), never dropped and never
 //! silently aliased onto another slice's xid. A malformed whole input, or a
 //! record that names no slice (so the live set is unknown), is an
-//! [`InputError`] and stops the run.
+//! [`InputError`] and stops the run. Everything that reaches a message is one
+//! printable line: names with odd characters are escaped with `{:?}` and
+//! clipped, values are rendered as compact JSON, clipped and escaped.
 //!
-//! Everything that reaches a message is one printable line: names with odd
-//! characters are escaped with `{:?}` and clipped, values are rendered as
-//! compact JSON, clipped and escaped.
+//! Reading is typed serde over the borrowed input, judged once all of it has
+//! parsed: a record is a struct of [`Raw`] values, so one bad value costs
+//! only its key or its record. Three parts are by hand, each measured with
+//! `examples/slivers_parse`: [`Json`]'s one visitor, since
+//! `#[serde(untagged)]` buffers every value and formats an error for each
+//! variant it misses (a third of all instructions at 4,000 records); the
+//! loops over an object's keys, since a derived struct refuses a repeated key
+//! (here the last value counts, as in `serde_json::Map`, and a repeated
+//! top-level key is two records); and [`Skip`] for unknown keys, since
+//! `IgnoredAny` checks neither UTF-8, escapes, numbers nor nesting depth.
 
 use crate::units::{Kbit, KiB};
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
+use serde::Deserialize;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Number, Value};
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
+use std::marker::PhantomData;
 
 /// Per-slice resource keys as given; `None` = key missing or its value
 /// invalid (→ the caller uses the default).
@@ -118,6 +129,20 @@ const EXPECTED: &str =
 const RESERVED: [&str; 2] = ["root", "default"];
 /// What an invalid name's reason tells the operator to use.
 const NAME_RULE: &str = "use 1-64 characters of A-Z a-z 0-9 _ . -";
+/// The rspec keys read, in [`Rspec`]'s order: four rates, four volumes, two
+/// shares.
+const KEYS: [&str; 10] = [
+    "net_min_rate",
+    "net_max_rate",
+    "net_i2_min_rate",
+    "net_i2_max_rate",
+    "net_max_kbyte",
+    "net_i2_max_kbyte",
+    "net_thresh_kbyte",
+    "net_i2_thresh_kbyte",
+    "net_share",
+    "net_i2_share",
+];
 
 /// Parses the slivers JSON. `uid_of` resolves the name of a record without
 /// `xid` to its uid (in production [`uid_from_nss`]); it is called only for
@@ -134,36 +159,34 @@ pub fn parse(
     bytes: &[u8],
     uid_of: &dyn Fn(&str) -> Result<Option<u32>, String>,
 ) -> Result<Input, InputError> {
+    let error = |what: &str| Err(InputError(format!("slivers input {what}: {EXPECTED}")));
     if bytes.is_empty() {
-        return Err(InputError(format!("slivers input is empty: {EXPECTED}")));
+        return error("is empty");
     }
-    if bytes
-        .iter()
-        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-    {
-        return Err(InputError(format!(
-            "slivers input is only whitespace: {EXPECTED}"
-        )));
+    if bytes.iter().all(|b| b" \t\n\r".contains(b)) {
+        return error("is only whitespace");
     }
-    let top: Top = serde_json::from_slice(bytes)
-        .map_err(|e| InputError(format!("slivers input is not valid JSON ({e}): {EXPECTED}")))?;
-    let records: Vec<Record> = match top {
-        Top::Object(entries) => entries
-            .iter()
-            .enumerate()
-            .map(|(i, (key, value))| Record::read(i + 1, Some(key), value, uid_of))
-            .collect::<Result<_, _>>()?,
-        Top::Array(values) => values
-            .iter()
-            .enumerate()
-            .map(|(i, value)| Record::read(i + 1, None, value, uid_of))
-            .collect::<Result<_, _>>()?,
-        Top::Other(kind) => {
-            return Err(InputError(format!(
-                "slivers input is {kind}, not an object or array of slivers: {EXPECTED}"
-            )));
-        }
+    // UTF-8 checked once here need not be checked string by string; invalid
+    // UTF-8 goes the slow way, for serde_json's own message.
+    let top = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
     };
+    let records = match top {
+        Ok(Json::Object(Top(recs)) | Json::Array(Top(recs))) => recs,
+        Ok(other) => {
+            return error(&format!(
+                "is {}, not an object or array of slivers",
+                other.kind()
+            ));
+        }
+        Err(e) => return error(&format!("is not valid JSON ({e})")),
+    };
+    let records = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, rec))| Record::read(i + 1, key.as_deref(), rec, uid_of))
+        .collect::<Result<_, _>>()?;
     Ok(assemble(hold_duplicates(records)))
 }
 
@@ -177,68 +200,246 @@ pub fn uid_from_nss(name: &str) -> Result<Option<u32>, String> {
         .map_err(|e| format!("looking up user {:?} failed: {e}", clip(name)))
 }
 
-/// The top level of the input. Object entries keep their order and their
-/// duplicates (a repeated key is two records, so both get held).
-enum Top {
-    Object(Vec<(String, Value)>),
-    Array(Vec<Value>),
-    /// Any other JSON value, described for the error message.
-    Other(&'static str),
+/// One JSON value: a scalar as given (strings borrowed unless escaped), an
+/// object or array as `T` reads it.
+enum Json<'a, T> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(Cow<'a, str>),
+    Array(T),
+    Object(T),
 }
 
-impl<'de> Deserialize<'de> for Top {
+/// How [`Json`] reads the containers of one place in the input.
+trait Container<'de>: Sized {
+    fn seq<A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error>;
+    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
+}
+
+impl<'de, T: Container<'de>> Deserialize<'de> for Json<'de, T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(TopVisitor)
+        deserializer.deserialize_any(JsonVisitor(PhantomData))
     }
 }
 
-struct TopVisitor;
+struct JsonVisitor<T>(PhantomData<T>);
 
-impl<'de> Visitor<'de> for TopVisitor {
-    type Value = Top;
+impl<'de, T: Container<'de>> Visitor<'de> for JsonVisitor<T> {
+    type Value = Json<'de, T>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object of slivers keyed by name, or an array of them")
+        f.write_str("any JSON value")
     }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Top, E> {
-        Ok(Top::Other("a boolean"))
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Json::Null)
     }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Top, E> {
-        Ok(Top::Other("a number"))
+    fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
+        Ok(Json::Bool(b))
     }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Top, E> {
-        Ok(Top::Other("a number"))
+    fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
+        Ok(Json::Number(n.into()))
     }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Top, E> {
-        Ok(Top::Other("a number"))
+    fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(Json::Number(n.into()))
     }
-
-    fn visit_str<E>(self, _: &str) -> Result<Top, E> {
-        Ok(Top::Other("a string"))
+    fn visit_f64<E>(self, f: f64) -> Result<Self::Value, E> {
+        // serde_json gives only finite floats; `Value` makes any other null.
+        Ok(Number::from_f64(f).map_or(Json::Null, Json::Number))
     }
-
-    fn visit_unit<E>(self) -> Result<Top, E> {
-        Ok(Top::Other("null"))
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+        Ok(Json::String(Cow::Borrowed(s)))
     }
+    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(Json::String(Cow::Owned(s.to_owned())))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        T::seq(seq).map(Json::Array)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::map(map).map(Json::Object)
+    }
+}
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top, A::Error> {
-        let mut values = Vec::new();
-        while let Some(value) = seq.next_element::<Value>()? {
-            values.push(value);
+impl<T> Json<'_, T> {
+    /// The value's kind, for messages.
+    fn kind(&self) -> &'static str {
+        match self {
+            Json::Null => "null",
+            Json::Bool(_) => "a boolean",
+            Json::Number(_) => "a number",
+            Json::String(_) => "a string",
+            Json::Array(_) => "an array",
+            Json::Object(_) => "an object",
         }
-        Ok(Top::Array(values))
+    }
+}
+
+/// Any value, checked as a `Value` would be (UTF-8, escapes, numbers in
+/// range, nesting depth) and dropped.
+struct Skip;
+
+impl<'de> Container<'de> for Skip {
+    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<Json<Skip>>()?.is_some() {}
+        Ok(Skip)
+    }
+    fn map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        while map.next_entry::<Json<Skip>, Json<Skip>>()?.is_some() {}
+        Ok(Skip)
+    }
+}
+
+/// A value kept for reading and messages; containers are never valid, so
+/// they are built (as `Value`) only on that rare path.
+type Raw<'a> = Json<'a, Box<Value>>;
+
+impl<'de> Container<'de> for Box<Value> {
+    fn seq<A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error> {
+        Value::deserialize(SeqAccessDeserializer::new(seq)).map(Box::new)
+    }
+    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        Value::deserialize(MapAccessDeserializer::new(map)).map(Box::new)
+    }
+}
+
+impl Raw<'_> {
+    /// A whole number ≥ 0 that fits u64: a JSON number (`5000`, `5000.0`) or
+    /// a string of one (`"5000"`, `"5000.0"`, no surrounding whitespace).
+    fn whole(&self) -> Option<u64> {
+        match self {
+            Json::Number(n) => whole_number(n),
+            Json::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                s.parse().ok()
+            }
+            // `Number::from_str` takes exactly one JSON number: no whitespace.
+            Json::String(s) => s.parse::<Number>().ok().as_ref().and_then(whole_number),
+            _ => None,
+        }
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(entry) = map.next_entry::<String, Value>()? {
-            entries.push(entry);
+    /// Compact JSON for a message, clipped, with anything that could break
+    /// the line or fool a terminal escaped.
+    fn render(&self) -> String {
+        let json = match self {
+            Json::Null => Ok("null".to_owned()),
+            Json::Bool(b) => Ok(b.to_string()),
+            Json::Number(n) => serde_json::to_string(n),
+            Json::String(s) => serde_json::to_string(s),
+            Json::Array(v) | Json::Object(v) => serde_json::to_string(v),
+        };
+        let json = json.unwrap_or_else(|_| "?".to_owned());
+        let mut out = String::new();
+        for c in clip(&json).chars() {
+            if c.is_ascii_graphic() || c == ' ' || c == '…' {
+                out.push(c);
+            } else {
+                out.extend(c.escape_debug());
+            }
         }
-        Ok(Top::Object(entries))
+        out
+    }
+}
+
+/// 2^64 as f64: the first integral float that no longer fits u64.
+const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+
+fn whole_number(n: &Number) -> Option<u64> {
+    if let Some(u) = n.as_u64() {
+        return Some(u);
+    }
+    let f = n.as_f64()?;
+    // A minus sign always means a mistake, even on `-0`.
+    let fits = f.is_finite() && f.is_sign_positive() && f.fract() == 0.0 && f < TWO_POW_64;
+    // Exact: `f` is integral, non-negative and below 2^64.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    fits.then_some(f as u64)
+}
+
+/// The records, each with its key in the object form. Object entries keep
+/// their order and their duplicates (a repeated key is two records, so both
+/// get held).
+struct Top<'a>(Vec<(Option<Cow<'a, str>>, Json<'a, Fields<'a>>)>);
+
+/// An object's key, borrowed unless escaped.
+#[derive(Deserialize)]
+struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de> Container<'de> for Top<'de> {
+    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut recs = Vec::new();
+        while let Some(rec) = seq.next_element()? {
+            recs.push((None, rec));
+        }
+        Ok(Top(recs))
+    }
+    fn map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut recs = Vec::new();
+        while let Some((Key(key), rec)) = map.next_entry()? {
+            recs.push((Some(key), rec));
+        }
+        Ok(Top(recs))
+    }
+}
+
+/// The keys of a record that bwmon reads.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum Field {
+    Name,
+    Xid,
+    #[serde(rename = "_rspec")]
+    Effective,
+    Rspec,
+    #[serde(other)]
+    Other,
+}
+
+/// A record as given (an array stands for no keys; the kind tells).
+#[derive(Default)]
+struct Fields<'a> {
+    name: Option<Raw<'a>>,
+    xid: Option<Raw<'a>>,
+    effective: Option<Json<'a, Keys<'a>>>,
+    rspec: Option<Json<'a, Keys<'a>>>,
+}
+
+impl<'de> Container<'de> for Fields<'de> {
+    fn seq<A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error> {
+        Skip::seq(seq).map(|_| Fields::default())
+    }
+    fn map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut rec = Fields::default();
+        while let Some(field) = map.next_key()? {
+            match field {
+                Field::Name => rec.name = Some(map.next_value()?),
+                Field::Xid => rec.xid = Some(map.next_value()?),
+                Field::Effective => rec.effective = Some(map.next_value()?),
+                Field::Rspec => rec.rspec = Some(map.next_value()?),
+                Field::Other => drop(map.next_value::<Json<Skip>>()?),
+            }
+        }
+        Ok(rec)
+    }
+}
+
+/// An rspec's values of the [`KEYS`], as given; other keys are dropped.
+#[derive(Default)]
+struct Keys<'a>(Box<[Option<Raw<'a>>; KEYS.len()]>);
+
+impl<'de> Container<'de> for Keys<'de> {
+    fn seq<A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error> {
+        Skip::seq(seq).map(|_| Keys::default())
+    }
+    fn map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut keys = Keys::default();
+        while let Some(Key(key)) = map.next_key()? {
+            match KEYS.iter().position(|k| *k == key) {
+                Some(i) => keys.0[i] = Some(map.next_value()?),
+                None => drop(map.next_value::<Json<Skip>>()?),
+            }
+        }
+        Ok(keys)
     }
 }
 
@@ -254,7 +455,8 @@ struct Record {
     /// 1-based position in the input.
     pos: usize,
     label: String,
-    name: Option<String>,
+    /// Whether `label` is the record's valid name.
+    named: bool,
     xid: Option<u16>,
     fate: Fate,
 }
@@ -269,119 +471,91 @@ impl Record {
     fn read(
         pos: usize,
         key: Option<&str>,
-        value: &Value,
+        rec: Json<'_, Fields<'_>>,
         uid_of: &dyn Fn(&str) -> Result<Option<u32>, String>,
     ) -> Result<Record, InputError> {
-        let whose = || match key {
-            Some(k) => format!("record #{pos} ({})", label_of(k)),
-            None => format!("record #{pos}"),
-        };
         let names_none = |why: String| {
-            InputError(format!(
-                "slivers input: {} {why}, so the live slices cannot be known: {EXPECTED}",
-                whose()
-            ))
+            let whose = key.map_or(String::new(), |k| format!(" ({})", label_of(k)));
+            Err(InputError(format!(
+                "slivers input: record #{pos}{whose} {why}, so the live slices cannot be known: \
+                 {EXPECTED}"
+            )))
         };
-        let Value::Object(rec) = value else {
-            return Err(names_none(format!("is {}, not an object", kind(value))));
+        let Json::Object(rec) = rec else {
+            return names_none(format!("is {}, not an object", rec.kind()));
         };
-        let mut reasons = Vec::new();
-
         // The record's own name is its identity; the key only stands in for
         // a missing one.
-        let given = match (rec.get("name"), key) {
-            (Some(Value::String(n)), _) => n.as_str(),
+        let given = match (&rec.name, key) {
+            (Some(Json::String(n)), _) => n,
             (None, Some(k)) => k,
             (Some(other), _) => {
-                return Err(names_none(format!(
-                    "has name {}, not a string",
-                    render(other)
-                )));
+                return names_none(format!("has name {}, not a string", other.render()));
             }
-            (None, None) => return Err(names_none("has no \"name\"".to_owned())),
+            (None, None) => return names_none("has no \"name\"".to_owned()),
         };
-        let (label, name) = if !valid_name(given) {
+        let mut reasons = Vec::new();
+        if !valid_name(given) {
             reasons.push(format!(
                 "name {} is invalid: {NAME_RULE}",
                 quote_name(given)
             ));
-            (label_of(given), None)
         } else if RESERVED.contains(&given) {
+            let whose = if given == "root" {
+                "root (xid 0)"
+            } else {
+                "unclassified-traffic (xid 4095)"
+            };
             reasons.push(format!(
-                "name {given} is reserved for bwmon's own {} class: rename the slice",
-                if given == "root" {
-                    "root (xid 0)"
-                } else {
-                    "unclassified-traffic (xid 4095)"
-                }
+                "name {given} is reserved for bwmon's own {whose} class: rename the slice"
             ));
-            (given.to_owned(), None)
-        } else {
-            (given.to_owned(), Some(given.to_owned()))
-        };
-
-        let xid = match read_xid(rec.get("xid"), name.as_deref(), uid_of) {
-            Ok(Some(x)) => Some(x),
-            Ok(None) if reasons.is_empty() => {
-                let note = format!(
-                    "{label} has no xid and no user of that name \
-                     (delegated, not instantiated yet): skipped"
-                );
-                let fate = Fate::Skipped(note);
-                return Ok(Record {
-                    pos,
-                    label,
-                    name,
-                    xid: None,
-                    fate,
-                });
-            }
-            Ok(None) => None,
-            Err(reason) => {
-                reasons.push(reason);
-                None
-            }
-        };
-        let (true, Some(slice), Some(x)) = (reasons.is_empty(), &name, xid) else {
-            // Every way to lack a valid name or xid pushed a reason.
-            return Ok(Record {
-                pos,
-                label,
-                name,
-                xid,
-                fate: Fate::Held(reasons),
-            });
-        };
-
-        let fate = match rec
-            .get("_rspec")
-            .map(|v| ("_rspec", v))
-            .or_else(|| rec.get("rspec").map(|v| ("rspec", v)))
-        {
-            // Not "gone": a renamed key or a half-written record must not
-            // remove a live slice's classes.
-            None => Fate::Held(vec!["record has neither _rspec nor rspec".to_owned()]),
-            Some((_, Value::Object(map))) => {
-                let mut warnings = Vec::new();
-                let rspec = read_rspec(slice, map, &mut warnings);
-                let sliver = Sliver {
-                    name: slice.clone(),
-                    xid: x,
-                    rspec,
-                };
-                Fate::Live(sliver, warnings)
-            }
-            Some((which, other)) => {
-                Fate::Held(vec![format!("{which} is {}, not an object", kind(other))])
-            }
-        };
-        Ok(Record {
+        }
+        let named = reasons.is_empty();
+        let label = label_of(given);
+        let mut r = Record {
             pos,
             label,
-            name,
-            xid,
-            fate,
-        })
+            named,
+            xid: None,
+            fate: Fate::Held(Vec::new()),
+        };
+        match read_xid(rec.xid.as_ref(), r.name(), uid_of) {
+            Ok(Some(x)) => r.xid = Some(x),
+            Ok(None) if named => {
+                r.fate = Fate::Skipped(format!(
+                    "{} has no xid and no user of that name \
+                     (delegated, not instantiated yet): skipped",
+                    r.label
+                ));
+                return Ok(r);
+            }
+            Ok(None) => {}
+            Err(reason) => reasons.push(reason),
+        }
+        // Every way to lack a valid name or xid pushed a reason.
+        let (true, Some(xid)) = (reasons.is_empty(), r.xid) else {
+            r.fate = Fate::Held(reasons);
+            return Ok(r);
+        };
+        let not_object = |which, kind| vec![format!("{which} is {kind}, not an object")];
+        r.fate = match (rec.effective, rec.rspec) {
+            // Not "gone": a renamed key or a half-written record must not
+            // remove a live slice's classes.
+            (None, None) => Fate::Held(vec!["record has neither _rspec nor rspec".to_owned()]),
+            (Some(Json::Object(keys)), _) | (None, Some(Json::Object(keys))) => {
+                let (rspec, warnings) = read_rspec(&r.label, &keys);
+                let name = r.label.clone();
+                Fate::Live(Sliver { name, xid, rspec }, warnings)
+            }
+            (Some(other), _) => Fate::Held(not_object("_rspec", other.kind())),
+            (None, Some(other)) => Fate::Held(not_object("rspec", other.kind())),
+        };
+        Ok(r)
+    }
+
+    /// The record's name, if valid.
+    fn name(&self) -> Option<&str> {
+        self.named.then_some(self.label.as_str())
     }
 }
 
@@ -389,19 +563,19 @@ impl Record {
 /// name is valid). `Ok(None)`: no xid to be had — no valid name, or no such
 /// user.
 fn read_xid(
-    given: Option<&Value>,
+    given: Option<&Raw<'_>>,
     name: Option<&str>,
     uid_of: &dyn Fn(&str) -> Result<Option<u32>, String>,
 ) -> Result<Option<u16>, String> {
     let valid = |n: u64| u16::try_from(n).ok().filter(|x| (1..=XID_MAX).contains(x));
     match (given, name) {
-        (Some(v), _) => match whole(v) {
+        (Some(v), _) => match v.whole() {
             Some(n) => valid(n)
                 .map(Some)
                 .ok_or_else(|| format!("xid {n} is outside 1..=4094{}", xid_note(n))),
             None => Err(format!(
                 "xid {} is not a whole number in 1..=4094",
-                render(v)
+                v.render()
             )),
         },
         (None, Some(n)) => match uid_of(n)? {
@@ -423,102 +597,39 @@ fn xid_note(xid: u64) -> &'static str {
     }
 }
 
-/// What a rate key must hold, for warnings.
-const RATE: &str = "a whole number of kbit/s";
-/// What a volume key must hold, for warnings.
-const VOLUME: &str = "a whole number of KiB";
-/// What a share key must hold, for warnings.
-const SHARE: &str = "a whole number in 1..=4294967295";
-
-/// Reads the ten `net_*` keys; unknown keys are ignored.
-fn read_rspec(slice: &str, map: &Map<String, Value>, warnings: &mut Vec<String>) -> Rspec {
-    let mut r = RspecReader {
-        slice,
-        map,
-        warnings,
-    };
-    Rspec {
-        min_rate: r.rate("net_min_rate"),
-        max_rate: r.rate("net_max_rate"),
-        i2_min_rate: r.rate("net_i2_min_rate"),
-        i2_max_rate: r.rate("net_i2_max_rate"),
-        max_kbyte: r.volume("net_max_kbyte"),
-        i2_max_kbyte: r.volume("net_i2_max_kbyte"),
-        thresh_kbyte: r.volume("net_thresh_kbyte"),
-        i2_thresh_kbyte: r.volume("net_i2_thresh_kbyte"),
-        share: r.share("net_share"),
-        i2_share: r.share("net_i2_share"),
-    }
-}
-
-/// Reads one slice's rspec keys, warning about each invalid value.
-struct RspecReader<'a> {
-    slice: &'a str,
-    map: &'a Map<String, Value>,
-    warnings: &'a mut Vec<String>,
-}
-
-impl RspecReader<'_> {
-    /// The key's value if present and accepted by `convert`; a warning if
-    /// present and not.
-    fn get<T>(
-        &mut self,
-        key: &str,
-        what: &str,
-        convert: impl FnOnce(u64) -> Option<T>,
-    ) -> Option<T> {
-        let value = self.map.get(key)?;
-        let got = whole(value).and_then(convert);
+/// The [`KEYS`] as an [`Rspec`], and a warning for each invalid value.
+fn read_rspec(slice: &str, keys: &Keys<'_>) -> (Rspec, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut n = [None; KEYS.len()];
+    for (i, (value, got)) in keys.0.iter().zip(&mut n).enumerate() {
+        let Some(value) = value else { continue };
+        let (what, min, max) = match i {
+            0..4 => ("a whole number of kbit/s", 0, u64::MAX),
+            4..8 => ("a whole number of KiB", 0, u64::MAX),
+            _ => ("a whole number in 1..=4294967295", 1, u32::MAX.into()),
+        };
+        *got = value.whole().filter(|v| (min..=max).contains(v));
         if got.is_none() {
-            self.warnings.push(format!(
-                "slice {}: {key} {} is not {what}: using the default",
-                self.slice,
-                render(value)
+            let (key, value) = (KEYS[i], value.render());
+            warnings.push(format!(
+                "slice {slice}: {key} {value} is not {what}: using the default"
             ));
         }
-        got
     }
-
-    fn rate(&mut self, key: &str) -> Option<Kbit> {
-        self.get(key, RATE, |n| Some(Kbit(n)))
-    }
-
-    fn volume(&mut self, key: &str) -> Option<KiB> {
-        self.get(key, VOLUME, |n| Some(KiB(n)))
-    }
-
-    fn share(&mut self, key: &str) -> Option<u32> {
-        self.get(key, SHARE, |n| u32::try_from(n).ok().filter(|&s| s >= 1))
-    }
-}
-
-/// A whole number ≥ 0 that fits u64: a JSON number (`5000`, `5000.0`) or a
-/// string of one (`"5000"`, `"5000.0"`, no surrounding whitespace).
-fn whole(value: &Value) -> Option<u64> {
-    match value {
-        Value::Number(n) => whole_number(n),
-        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            s.parse().ok()
-        }
-        // `Number::from_str` takes exactly one JSON number: no whitespace.
-        Value::String(s) => s.parse::<Number>().ok().as_ref().and_then(whole_number),
-        _ => None,
-    }
-}
-
-/// 2^64 as f64: the first integral float that no longer fits u64.
-const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
-
-fn whole_number(n: &Number) -> Option<u64> {
-    if let Some(u) = n.as_u64() {
-        return Some(u);
-    }
-    let f = n.as_f64()?;
-    // A minus sign always means a mistake, even on `-0`.
-    let fits = f.is_finite() && f.is_sign_positive() && f.fract() == 0.0 && f < TWO_POW_64;
-    // Exact: `f` is integral, non-negative and below 2^64.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    fits.then_some(f as u64)
+    let share = |v: Option<u64>| v.and_then(|s| u32::try_from(s).ok());
+    let rspec = Rspec {
+        min_rate: n[0].map(Kbit),
+        max_rate: n[1].map(Kbit),
+        i2_min_rate: n[2].map(Kbit),
+        i2_max_rate: n[3].map(Kbit),
+        max_kbyte: n[4].map(KiB),
+        i2_max_kbyte: n[5].map(KiB),
+        thresh_kbyte: n[6].map(KiB),
+        i2_thresh_kbyte: n[7].map(KiB),
+        share: share(n[8]),
+        i2_share: share(n[9]),
+    };
+    (rspec, warnings)
 }
 
 /// A valid slice name: 1–64 characters of `[A-Za-z0-9_.-]`.
@@ -549,21 +660,6 @@ fn quote_name(name: &str) -> String {
     }
 }
 
-/// A JSON value for a message: compact JSON, clipped, with anything that
-/// could break the line or fool a terminal escaped.
-fn render(value: &Value) -> String {
-    let json = serde_json::to_string(value).unwrap_or_else(|_| "?".to_owned());
-    let mut out = String::new();
-    for c in clip(&json).chars() {
-        if c.is_ascii_graphic() || c == ' ' || c == '…' {
-            out.push(c);
-        } else {
-            out.extend(c.escape_debug());
-        }
-    }
-    out
-}
-
 /// The first [`CLIP`] characters of `s`, with `…` if there were more.
 fn clip(s: &str) -> Cow<'_, str> {
     match s.char_indices().nth(CLIP) {
@@ -572,61 +668,47 @@ fn clip(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// A JSON value's kind, for messages.
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// Holds every record whose xid or name another record also claims: which
 /// of them is meant cannot be known, and guessing would alias one slice's
 /// classes onto another's.
 fn hold_duplicates(mut records: Vec<Record>) -> Vec<Record> {
-    let mut by_xid: HashMap<u16, Vec<usize>> = HashMap::new();
-    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, r) in records.iter().enumerate() {
-        if let Some(x) = r.xid {
-            by_xid.entry(x).or_default().push(i);
-        }
-        if let Some(n) = &r.name {
-            by_name.entry(n).or_default().push(i);
-        }
-    }
-    let mut extra: Vec<Vec<String>> = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        let mut reasons = Vec::new();
-        if let Some(x) = r.xid {
-            let claimants = &by_xid[&x];
-            if claimants.len() > 1 {
-                let others = others(&records, i, claimants);
-                reasons.push(format!("xid {x} is also claimed by {others}"));
-            }
-        }
-        if let Some(n) = &r.name {
-            let users = &by_name[n.as_str()];
-            if users.len() > 1 {
-                let others = others(&records, i, users);
-                reasons.push(format!("name {n} is also used by {others}"));
-            }
-        }
-        extra.push(reasons);
-    }
+    let mut extra = vec![Vec::new(); records.len()];
+    claims(&records, |r| r.xid, "xid", "claimed", &mut extra);
+    claims(&records, Record::name, "name", "used", &mut extra);
     for (r, reasons) in records.iter_mut().zip(extra) {
-        if reasons.is_empty() {
-            continue;
-        }
         match &mut r.fate {
+            _ if reasons.is_empty() => {}
             Fate::Held(had) => had.extend(reasons),
             fate => *fate = Fate::Held(reasons),
         }
     }
     records
+}
+
+/// A reason for each record that shares its `key` with others, e.g. `xid 9
+/// is also claimed by b, c`.
+fn claims<'r, K: Ord + fmt::Display>(
+    records: &'r [Record],
+    key: impl Fn(&'r Record) -> Option<K>,
+    what: &str,
+    verb: &str,
+    extra: &mut [Vec<String>],
+) {
+    let mut keyed: Vec<(K, usize)> = records
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((key(r)?, i)))
+        .collect();
+    // Stable: each group keeps input order.
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    for group in keyed.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
+        let group: Vec<usize> = group.iter().map(|&(_, i)| i).collect();
+        for &i in &group {
+            let k = key(&records[i]).map(|k| k.to_string()).unwrap_or_default();
+            let others = others(records, i, &group);
+            extra[i].push(format!("{what} {k} is also {verb} by {others}"));
+        }
+    }
 }
 
 /// The other records in `group` as seen from record `me`: by label where
@@ -663,8 +745,8 @@ fn assemble(records: Vec<Record>) -> Input {
                 input.warnings.extend(warnings);
             }
             Fate::Held(reasons) => input.held.push(Held {
+                name: r.named.then(|| r.label.clone()),
                 label: r.label,
-                name: r.name,
                 xid: r.xid,
                 reason: reasons.join("; "),
             }),

@@ -3,6 +3,7 @@
 use super::*;
 use proptest::prelude::*;
 use serde_json::json;
+use serde_json::{Map, Value};
 
 /// The NSS of the tests: `pl_user` is uid 1234, `pl_root` is root,
 /// `pl_big` has a uid above any xid; nobody else exists.
