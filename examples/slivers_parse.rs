@@ -4,15 +4,24 @@
 //! node manager's other fields and a second copy of the keys as `rspec`.
 //! The xids are given, so no NSS lookup is timed.
 //!
-//! usage: `slivers_parse [N] [RUNS] [rspec|nm]` (default 4000, 101, rspec)
-//! → input size, then the median and spread of RUNS parses in ms. With
-//! RUNS = 1 it parses once, for an instruction count of `parse` alone:
+//! usage: `slivers_parse [N] [RUNS] [rspec|nm] [parse|value|derive]`
+//! (default 4000, 101, rspec, parse) → the median and spread of RUNS reads
+//! in ms. The readers: `parse` is `slivers::parse`; the other two only
+//! deserialize, as the baselines its module doc cites: `value` into a
+//! `serde_json::Value`, `derive` into derived structs whose values are an
+//! `#[serde(untagged)]` number-or-string (the derive-based reader, which
+//! would also turn a repeated key into an error). With RUNS = 1 it reads
+//! once, for an instruction count of that reader alone:
 //!
 //! ```text
-//! valgrind --tool=callgrind --toggle-collect='bwmon::slivers::parse*' \
+//! valgrind --tool=callgrind --toggle-collect='slivers_parse::read_*' \
 //!     target/release/examples/slivers_parse 4000 1
 //! ```
 
+use serde::Deserialize;
+use serde_json::{Number, Value};
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
@@ -50,39 +59,108 @@ fn dump(n: u32, nm: bool) -> String {
     out
 }
 
+/// A value as a derive-based reader would take it: a number, a string of
+/// one, or anything else (kept for the warning).
+// The baselines only build these: what is read is not looked at.
+#[allow(dead_code)]
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Raw<'a> {
+    Number(Number),
+    String(#[serde(borrow)] Cow<'a, str>),
+    Other(Value),
+}
+
+// Named as the input's keys are.
+#[allow(dead_code, clippy::struct_field_names)]
+#[derive(Deserialize)]
+struct Keys<'a> {
+    #[serde(borrow)]
+    net_min_rate: Option<Raw<'a>>,
+    #[serde(borrow)]
+    net_max_rate: Option<Raw<'a>>,
+    #[serde(borrow)]
+    net_i2_min_rate: Option<Raw<'a>>,
+    #[serde(borrow)]
+    net_i2_max_rate: Option<Raw<'a>>,
+    #[serde(borrow)]
+    net_max_kbyte: Option<Raw<'a>>,
+    #[serde(borrow)]
+    net_i2_max_kbyte: Option<Raw<'a>>,
+    #[serde(borrow)]
+    net_thresh_kbyte: Option<Raw<'a>>,
+    #[serde(borrow)]
+    net_i2_thresh_kbyte: Option<Raw<'a>>,
+    #[serde(borrow)]
+    net_share: Option<Raw<'a>>,
+    #[serde(borrow)]
+    net_i2_share: Option<Raw<'a>>,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize)]
+struct Record<'a> {
+    #[serde(borrow)]
+    name: Option<Raw<'a>>,
+    #[serde(borrow)]
+    xid: Option<Raw<'a>>,
+    #[serde(borrow, rename = "_rspec")]
+    effective: Option<Keys<'a>>,
+    #[serde(borrow)]
+    rspec: Option<Keys<'a>>,
+}
+
+#[inline(never)]
+fn read_parse(text: &str) -> usize {
+    let uid_of = |_: &str| -> Result<Option<u32>, String> { Ok(None) };
+    let input = bwmon::slivers::parse(text.as_bytes(), &uid_of).expect("parses");
+    assert!(input.warnings.is_empty(), "{:?}", input.warnings);
+    input.live.len()
+}
+
+#[inline(never)]
+fn read_value(text: &str) -> usize {
+    let value: Value = serde_json::from_str(text).expect("parses");
+    value.as_object().map_or(0, serde_json::Map::len)
+}
+
+#[inline(never)]
+fn read_derive(text: &str) -> usize {
+    let records: HashMap<&str, Record> = serde_json::from_str(text).expect("parses");
+    records.len()
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let n: u32 = args.next().map_or(4000, |a| a.parse().expect("N"));
     assert!((1..=4094).contains(&n), "N is one xid a slice: 1..=4094");
     let runs: usize = args.next().map_or(101, |a| a.parse().expect("RUNS"));
-    let nm = match args.next().as_deref() {
-        None | Some("rspec") => false,
-        Some("nm") => true,
-        Some(other) => panic!("shape {other:?}: rspec or nm"),
+    let shape = args.next().unwrap_or_else(|| "rspec".to_owned());
+    let nm = match shape.as_str() {
+        "rspec" => false,
+        "nm" => true,
+        other => panic!("shape {other:?}: rspec or nm"),
+    };
+    let reader = args.next().unwrap_or_else(|| "parse".to_owned());
+    let read: fn(&str) -> usize = match reader.as_str() {
+        "parse" => read_parse,
+        "value" => read_value,
+        "derive" => read_derive,
+        other => panic!("reader {other:?}: parse, value or derive"),
     };
     let text = dump(n, nm);
-    let uid_of = |_: &str| -> Result<Option<u32>, String> { Ok(None) };
-    let check = |input: &bwmon::slivers::Input| {
-        assert_eq!(input.live.len(), n as usize, "{:?}", input.held.first());
-        assert!(input.warnings.is_empty(), "{:?}", input.warnings);
-    };
-    if runs == 1 {
-        check(&bwmon::slivers::parse(text.as_bytes(), &uid_of).expect("parses"));
-        return;
-    }
     let mut ms: Vec<f64> = (0..runs)
         .map(|_| {
             let start = Instant::now();
-            let input = bwmon::slivers::parse(text.as_bytes(), &uid_of).expect("parses");
+            let got = read(&text);
             let took = start.elapsed().as_secs_f64() * 1e3;
-            check(&input);
+            assert_eq!(got, n as usize);
             took
         })
         .collect();
     ms.sort_by(f64::total_cmp);
     println!(
-        "N={n} shape={} input={} KB runs={runs} median={:.3} ms spread={:.3}..{:.3} ms",
-        if nm { "nm" } else { "rspec" },
+        "N={n} shape={shape} reader={reader} input={} KB runs={runs} median={:.3} ms spread={:.3}..{:.3} ms",
         text.len() / 1000,
         ms[runs / 2],
         ms[0],
