@@ -2,34 +2,32 @@
 //! held records and one-line warnings. This module owns what a valid slice
 //! name, xid and resource value are; it touches no state and no kernel.
 //!
-//! Every record of the input ends up in exactly one of [`Input::live`],
-//! [`Input::held`] or [`Input::skipped`]. A record with a per-slice error is
-//! *held* (its state and classes stay as they were), never dropped and never
-//! silently aliased onto another slice's xid. A malformed whole input, or a
-//! record that names no slice (so the live set is unknown), is an
-//! [`InputError`] and stops the run. Everything that reaches a message is one
-//! printable line: names with odd characters are escaped with `{:?}` and
-//! clipped, values are rendered as compact JSON, clipped and escaped.
+//! Every record ends up in exactly one of [`Input::live`], [`Input::held`]
+//! (a per-slice error: its state and classes stay as they were, never
+//! dropped, never aliased onto another slice's xid) or [`Input::skipped`]. A
+//! malformed input, or a record that names no slice (the live set is then
+//! unknown), is an [`InputError`]. Every message is one printable line: odd
+//! names are escaped with `{:?}` and clipped, values are compact JSON,
+//! clipped and escaped.
 //!
 //! Reading is typed serde over the borrowed input, judged once all of it has
-//! parsed: a record is a struct of [`Raw`] values, so one bad value costs
-//! only its key or its record. Three parts are by hand, each measured with
-//! `examples/slivers_parse`: [`Json`]'s one visitor, since
-//! `#[serde(untagged)]` buffers every value and formats an error for each
-//! variant it misses (a third of all instructions at 4,000 records); the
-//! loops over an object's keys, since a derived struct refuses a repeated key
-//! (here the last value counts, as in `serde_json::Map`, and a repeated
-//! top-level key is two records); and [`Skip`] for unknown keys, since
-//! `IgnoredAny` checks neither UTF-8, escapes, numbers nor nesting depth.
+//! parsed: a record is a struct of `Raw` values, so one bad value costs
+//! only its key or its record. Parts are by hand where derive would cost
+//! speed or behaviour, as `examples/slivers_parse` shows at 4,000 records
+//! (this whole parse: 47 M instructions; only deserializing into a
+//! `serde_json::Value`: 77 M, into derived structs of `#[serde(untagged)]`
+//! values: 85 M): `Json`'s one visitor (untagged formats an error for each
+//! variant a value misses), the loops over keys (a derived struct refuses a
+//! repeated key; here the last one counts, as in `serde_json::Map`, and a
+//! repeated top-level key is two records), and `Skip` (`IgnoredAny` checks
+//! neither UTF-8, escapes, numbers nor nesting depth).
 
 use crate::units::{Kbit, KiB};
 use serde::Deserialize;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
-use std::borrow::Cow;
-use std::fmt;
-use std::marker::PhantomData;
+use std::{borrow::Cow, fmt, marker::PhantomData};
 
 /// Per-slice resource keys as given; `None` = key missing or its value
 /// invalid (→ the caller uses the default).
@@ -124,24 +122,11 @@ const OTHERS_LISTED: usize = 3;
 /// What every whole-input error ends with: what the input must be.
 const EXPECTED: &str =
     "expected a JSON object of slivers keyed by name (`{}` means no slice is live)";
-/// Names of bwmon's own records (xid 0 and 4095): a tenant of that name would
-/// show twice in status and give duplicate Prometheus series.
-const RESERVED: [&str; 2] = ["root", "default"];
-/// What an invalid name's reason tells the operator to use.
-const NAME_RULE: &str = "use 1-64 characters of A-Z a-z 0-9 _ . -";
-/// The rspec keys read, in [`Rspec`]'s order: four rates, four volumes, two
-/// shares.
-const KEYS: [&str; 10] = [
-    "net_min_rate",
-    "net_max_rate",
-    "net_i2_min_rate",
-    "net_i2_max_rate",
-    "net_max_kbyte",
-    "net_i2_max_kbyte",
-    "net_thresh_kbyte",
-    "net_i2_thresh_kbyte",
-    "net_share",
-    "net_i2_share",
+/// Names of bwmon's own records: a tenant of that name would show twice in
+/// status and give duplicate Prometheus series.
+const RESERVED: [(&str, &str); 2] = [
+    ("root", "root (xid 0)"),
+    ("default", "unclassified-traffic (xid 4095)"),
 ];
 
 /// Parses the slivers JSON. `uid_of` resolves the name of a record without
@@ -166,7 +151,7 @@ pub fn parse(
     if bytes.iter().all(|b| b" \t\n\r".contains(b)) {
         return error("is only whitespace");
     }
-    // UTF-8 checked once here need not be checked string by string; invalid
+    // UTF-8 checked once here is not checked again string by string; invalid
     // UTF-8 goes the slow way, for serde_json's own message.
     let top = match std::str::from_utf8(bytes) {
         Ok(text) => serde_json::from_str(text),
@@ -175,19 +160,18 @@ pub fn parse(
     let records = match top {
         Ok(Json::Object(Top(recs)) | Json::Array(Top(recs))) => recs,
         Ok(other) => {
-            return error(&format!(
-                "is {}, not an object or array of slivers",
-                other.kind()
-            ));
+            let kind = other.kind();
+            return error(&format!("is {kind}, not an object or array of slivers"));
         }
         Err(e) => return error(&format!("is not valid JSON ({e})")),
     };
-    let records = records
+    let mut records = records
         .into_iter()
         .enumerate()
         .map(|(i, (key, rec))| Record::read(i + 1, key.as_deref(), rec, uid_of))
-        .collect::<Result<_, _>>()?;
-    Ok(assemble(hold_duplicates(records)))
+        .collect::<Result<Vec<_>, _>>()?;
+    hold_duplicates(&mut records);
+    Ok(assemble(records))
 }
 
 /// The real NSS lookup for `uid_of`: the uid of the user named `name`.
@@ -201,7 +185,7 @@ pub fn uid_from_nss(name: &str) -> Result<Option<u32>, String> {
 }
 
 /// One JSON value: a scalar as given (strings borrowed unless escaped), an
-/// object or array as `T` reads it.
+/// array or object as `T` reads it.
 enum Json<'a, T> {
     Null,
     Bool(bool),
@@ -211,7 +195,7 @@ enum Json<'a, T> {
     Object(T),
 }
 
-/// How [`Json`] reads the containers of one place in the input.
+/// How [`Json`] reads the arrays and objects of one place in the input.
 trait Container<'de>: Sized {
     fn seq<A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error>;
     fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
@@ -244,7 +228,7 @@ impl<'de, T: Container<'de>> Visitor<'de> for JsonVisitor<T> {
         Ok(Json::Number(n.into()))
     }
     fn visit_f64<E>(self, f: f64) -> Result<Self::Value, E> {
-        // serde_json gives only finite floats; `Value` makes any other null.
+        // Finite from serde_json; as in a `Value`, anything else is null.
         Ok(Number::from_f64(f).map_or(Json::Null, Json::Number))
     }
     fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
@@ -262,7 +246,6 @@ impl<'de, T: Container<'de>> Visitor<'de> for JsonVisitor<T> {
 }
 
 impl<T> Json<'_, T> {
-    /// The value's kind, for messages.
     fn kind(&self) -> &'static str {
         match self {
             Json::Null => "null",
@@ -276,7 +259,7 @@ impl<T> Json<'_, T> {
 }
 
 /// Any value, checked as a `Value` would be (UTF-8, escapes, numbers in
-/// range, nesting depth) and dropped.
+/// range, depth), and dropped.
 struct Skip;
 
 impl<'de> Container<'de> for Skip {
@@ -290,8 +273,8 @@ impl<'de> Container<'de> for Skip {
     }
 }
 
-/// A value kept for reading and messages; containers are never valid, so
-/// they are built (as `Value`) only on that rare path.
+/// A value to read a number from. An array or object is never valid: it is
+/// built, as a `Value` for the message, only on that rare path.
 type Raw<'a> = Json<'a, Box<Value>>;
 
 impl<'de> Container<'de> for Box<Value> {
@@ -313,13 +296,13 @@ impl Raw<'_> {
                 s.parse().ok()
             }
             // `Number::from_str` takes exactly one JSON number: no whitespace.
-            Json::String(s) => s.parse::<Number>().ok().as_ref().and_then(whole_number),
+            Json::String(s) => whole_number(&s.parse().ok()?),
             _ => None,
         }
     }
 
-    /// Compact JSON for a message, clipped, with anything that could break
-    /// the line or fool a terminal escaped.
+    /// Compact JSON for a message (as a `Value` prints it), clipped, with
+    /// anything that could break the line or fool a terminal escaped.
     fn render(&self) -> String {
         let json = match self {
             Json::Null => Ok("null".to_owned()),
@@ -356,12 +339,25 @@ fn whole_number(n: &Number) -> Option<u64> {
     fits.then_some(f as u64)
 }
 
-/// The records, each with its key in the object form. Object entries keep
-/// their order and their duplicates (a repeated key is two records, so both
-/// get held).
+/// The rspec keys read, in [`Rspec`]'s order: rates, volumes, shares.
+const KEYS: [&str; 10] = [
+    "net_min_rate",
+    "net_max_rate",
+    "net_i2_min_rate",
+    "net_i2_max_rate",
+    "net_max_kbyte",
+    "net_i2_max_kbyte",
+    "net_thresh_kbyte",
+    "net_i2_thresh_kbyte",
+    "net_share",
+    "net_i2_share",
+];
+
+/// The records, each with its key in the object form, in order, repeated
+/// keys included (a repeated key is two records, so both get held).
 struct Top<'a>(Vec<(Option<Cow<'a, str>>, Json<'a, Fields<'a>>)>);
 
-/// An object's key, borrowed unless escaped.
+/// An object's key.
 #[derive(Deserialize)]
 struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
 
@@ -382,20 +378,7 @@ impl<'de> Container<'de> for Top<'de> {
     }
 }
 
-/// The keys of a record that bwmon reads.
-#[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "lowercase")]
-enum Field {
-    Name,
-    Xid,
-    #[serde(rename = "_rspec")]
-    Effective,
-    Rspec,
-    #[serde(other)]
-    Other,
-}
-
-/// A record as given (an array stands for no keys; the kind tells).
+/// A record's keys that bwmon reads, as given (none for an array).
 #[derive(Default)]
 struct Fields<'a> {
     name: Option<Raw<'a>>,
@@ -410,20 +393,20 @@ impl<'de> Container<'de> for Fields<'de> {
     }
     fn map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
         let mut rec = Fields::default();
-        while let Some(field) = map.next_key()? {
-            match field {
-                Field::Name => rec.name = Some(map.next_value()?),
-                Field::Xid => rec.xid = Some(map.next_value()?),
-                Field::Effective => rec.effective = Some(map.next_value()?),
-                Field::Rspec => rec.rspec = Some(map.next_value()?),
-                Field::Other => drop(map.next_value::<Json<Skip>>()?),
+        while let Some(Key(key)) = map.next_key()? {
+            match &*key {
+                "name" => rec.name = Some(map.next_value()?),
+                "xid" => rec.xid = Some(map.next_value()?),
+                "_rspec" => rec.effective = Some(map.next_value()?),
+                "rspec" => rec.rspec = Some(map.next_value()?),
+                _ => drop(map.next_value::<Json<Skip>>()?),
             }
         }
         Ok(rec)
     }
 }
 
-/// An rspec's values of the [`KEYS`], as given; other keys are dropped.
+/// An rspec's values of the [`KEYS`], as given (none for an array).
 #[derive(Default)]
 struct Keys<'a>(Box<[Option<Raw<'a>>; KEYS.len()]>);
 
@@ -476,60 +459,36 @@ impl Record {
     ) -> Result<Record, InputError> {
         let names_none = |why: String| {
             let whose = key.map_or(String::new(), |k| format!(" ({})", label_of(k)));
-            Err(InputError(format!(
-                "slivers input: record #{pos}{whose} {why}, so the live slices cannot be known: \
-                 {EXPECTED}"
-            )))
+            let why = format!("record #{pos}{whose} {why}, so the live slices cannot be known");
+            Err(InputError(format!("slivers input: {why}: {EXPECTED}")))
         };
         let Json::Object(rec) = rec else {
             return names_none(format!("is {}, not an object", rec.kind()));
         };
-        // The record's own name is its identity; the key only stands in for
-        // a missing one.
+        // Its own name is its identity; the key only stands in for a missing one.
         let given = match (&rec.name, key) {
             (Some(Json::String(n)), _) => n,
             (None, Some(k)) => k,
-            (Some(other), _) => {
-                return names_none(format!("has name {}, not a string", other.render()));
-            }
+            (Some(n), _) => return names_none(format!("has name {}, not a string", n.render())),
             (None, None) => return names_none("has no \"name\"".to_owned()),
         };
-        let mut reasons = Vec::new();
-        if !valid_name(given) {
-            reasons.push(format!(
-                "name {} is invalid: {NAME_RULE}",
-                quote_name(given)
-            ));
-        } else if RESERVED.contains(&given) {
-            let whose = if given == "root" {
-                "root (xid 0)"
-            } else {
-                "unclassified-traffic (xid 4095)"
-            };
-            reasons.push(format!(
-                "name {given} is reserved for bwmon's own {whose} class: rename the slice"
-            ));
-        }
-        let named = reasons.is_empty();
-        let label = label_of(given);
+        let mut reasons: Vec<String> = name_fault(given).into_iter().collect();
+        let (label, named) = (label_of(given), reasons.is_empty());
+        let fate = Fate::Held(Vec::new());
         let mut r = Record {
             pos,
             label,
             named,
             xid: None,
-            fate: Fate::Held(Vec::new()),
+            fate,
         };
         match read_xid(rec.xid.as_ref(), r.name(), uid_of) {
-            Ok(Some(x)) => r.xid = Some(x),
             Ok(None) if named => {
-                r.fate = Fate::Skipped(format!(
-                    "{} has no xid and no user of that name \
-                     (delegated, not instantiated yet): skipped",
-                    r.label
-                ));
+                let why = "has no xid and no user of that name (delegated, not instantiated yet)";
+                r.fate = Fate::Skipped(format!("{} {why}: skipped", r.label));
                 return Ok(r);
             }
-            Ok(None) => {}
+            Ok(xid) => r.xid = xid,
             Err(reason) => reasons.push(reason),
         }
         // Every way to lack a valid name or xid pushed a reason.
@@ -537,18 +496,18 @@ impl Record {
             r.fate = Fate::Held(reasons);
             return Ok(r);
         };
-        let not_object = |which, kind| vec![format!("{which} is {kind}, not an object")];
-        r.fate = match (rec.effective, rec.rspec) {
-            // Not "gone": a renamed key or a half-written record must not
-            // remove a live slice's classes.
-            (None, None) => Fate::Held(vec!["record has neither _rspec nor rspec".to_owned()]),
-            (Some(Json::Object(keys)), _) | (None, Some(Json::Object(keys))) => {
+        let effective = rec.effective.map(|v| ("_rspec", v));
+        let rspec = effective.or(rec.rspec.map(|v| ("rspec", v)));
+        r.fate = match rspec {
+            Some((_, Json::Object(keys))) => {
                 let (rspec, warnings) = read_rspec(&r.label, &keys);
                 let name = r.label.clone();
                 Fate::Live(Sliver { name, xid, rspec }, warnings)
             }
-            (Some(other), _) => Fate::Held(not_object("_rspec", other.kind())),
-            (None, Some(other)) => Fate::Held(not_object("rspec", other.kind())),
+            // Not "gone": a renamed key or a half-written record must not
+            // remove a live slice's classes.
+            None => Fate::Held(vec!["record has neither _rspec nor rspec".to_owned()]),
+            Some((which, v)) => Fate::Held(vec![format!("{which} is {}, not an object", v.kind())]),
         };
         Ok(r)
     }
@@ -557,6 +516,18 @@ impl Record {
     fn name(&self) -> Option<&str> {
         self.named.then_some(self.label.as_str())
     }
+}
+
+/// Why `name` cannot name a slice, if it cannot.
+fn name_fault(name: &str) -> Option<String> {
+    if !valid_name(name) {
+        let rule = "use 1-64 characters of A-Z a-z 0-9 _ . -";
+        return Some(format!("name {} is invalid: {rule}", quote_name(name)));
+    }
+    let (_, own) = RESERVED.iter().find(|(n, _)| *n == name)?;
+    Some(format!(
+        "name {name} is reserved for bwmon's own {own} class: rename the slice"
+    ))
 }
 
 /// The record's xid, else the uid of the user `name` (asked only when the
@@ -569,15 +540,22 @@ fn read_xid(
 ) -> Result<Option<u16>, String> {
     let valid = |n: u64| u16::try_from(n).ok().filter(|x| (1..=XID_MAX).contains(x));
     match (given, name) {
-        (Some(v), _) => match v.whole() {
-            Some(n) => valid(n)
+        (Some(v), _) => {
+            let Some(n) = v.whole() else {
+                return Err(format!(
+                    "xid {} is not a whole number in 1..=4094",
+                    v.render()
+                ));
+            };
+            let note = match n {
+                0 => " (0 is root)",
+                4095 => " (4095 is the default class)",
+                _ => "",
+            };
+            valid(n)
                 .map(Some)
-                .ok_or_else(|| format!("xid {n} is outside 1..=4094{}", xid_note(n))),
-            None => Err(format!(
-                "xid {} is not a whole number in 1..=4094",
-                v.render()
-            )),
-        },
+                .ok_or_else(|| format!("xid {n} is outside 1..=4094{note}"))
+        }
         (None, Some(n)) => match uid_of(n)? {
             None => Ok(None),
             Some(uid) => valid(uid.into()).map(Some).ok_or_else(|| {
@@ -588,35 +566,26 @@ fn read_xid(
     }
 }
 
-/// Why an out-of-range xid is reserved, where it is.
-fn xid_note(xid: u64) -> &'static str {
-    match xid {
-        0 => " (0 is root)",
-        4095 => " (4095 is the default class)",
-        _ => "",
-    }
-}
-
 /// The [`KEYS`] as an [`Rspec`], and a warning for each invalid value.
 fn read_rspec(slice: &str, keys: &Keys<'_>) -> (Rspec, Vec<String>) {
     let mut warnings = Vec::new();
     let mut n = [None; KEYS.len()];
-    for (i, (value, got)) in keys.0.iter().zip(&mut n).enumerate() {
+    for (i, (key, value)) in KEYS.iter().zip(keys.0.iter()).enumerate() {
         let Some(value) = value else { continue };
-        let (what, min, max) = match i {
+        let (what, least, most) = match i {
             0..4 => ("a whole number of kbit/s", 0, u64::MAX),
             4..8 => ("a whole number of KiB", 0, u64::MAX),
             _ => ("a whole number in 1..=4294967295", 1, u32::MAX.into()),
         };
-        *got = value.whole().filter(|v| (min..=max).contains(v));
-        if got.is_none() {
-            let (key, value) = (KEYS[i], value.render());
+        n[i] = value.whole().filter(|v| (least..=most).contains(v));
+        if n[i].is_none() {
+            let value = value.render();
             warnings.push(format!(
                 "slice {slice}: {key} {value} is not {what}: using the default"
             ));
         }
     }
-    let share = |v: Option<u64>| v.and_then(|s| u32::try_from(s).ok());
+    let share = |i: usize| n[i].and_then(|s| u32::try_from(s).ok());
     let rspec = Rspec {
         min_rate: n[0].map(Kbit),
         max_rate: n[1].map(Kbit),
@@ -626,8 +595,8 @@ fn read_rspec(slice: &str, keys: &Keys<'_>) -> (Rspec, Vec<String>) {
         i2_max_kbyte: n[5].map(KiB),
         thresh_kbyte: n[6].map(KiB),
         i2_thresh_kbyte: n[7].map(KiB),
-        share: share(n[8]),
-        i2_share: share(n[9]),
+        share: share(8),
+        i2_share: share(9),
     };
     (rspec, warnings)
 }
@@ -652,11 +621,9 @@ fn label_of(name: &str) -> String {
 
 /// An invalid name for a reason: escaped, clipped, with its length if long.
 fn quote_name(name: &str) -> String {
-    let chars = name.chars().count();
-    if chars > NAME_MAX {
-        format!("{:?} ({chars} characters)", clip(name))
-    } else {
-        format!("{:?}", clip(name))
+    match name.chars().count() {
+        chars if chars > NAME_MAX => format!("{:?} ({chars} characters)", clip(name)),
+        _ => format!("{:?}", clip(name)),
     }
 }
 
@@ -671,10 +638,10 @@ fn clip(s: &str) -> Cow<'_, str> {
 /// Holds every record whose xid or name another record also claims: which
 /// of them is meant cannot be known, and guessing would alias one slice's
 /// classes onto another's.
-fn hold_duplicates(mut records: Vec<Record>) -> Vec<Record> {
+fn hold_duplicates(records: &mut [Record]) {
     let mut extra = vec![Vec::new(); records.len()];
-    claims(&records, |r| r.xid, "xid", "claimed", &mut extra);
-    claims(&records, Record::name, "name", "used", &mut extra);
+    claims(records, |r| r.xid, "xid", "claimed by", &mut extra);
+    claims(records, Record::name, "name", "used by", &mut extra);
     for (r, reasons) in records.iter_mut().zip(extra) {
         match &mut r.fate {
             _ if reasons.is_empty() => {}
@@ -682,7 +649,6 @@ fn hold_duplicates(mut records: Vec<Record>) -> Vec<Record> {
             fate => *fate = Fate::Held(reasons),
         }
     }
-    records
 }
 
 /// A reason for each record that shares its `key` with others, e.g. `xid 9
@@ -694,32 +660,27 @@ fn claims<'r, K: Ord + fmt::Display>(
     verb: &str,
     extra: &mut [Vec<String>],
 ) {
-    let mut keyed: Vec<(K, usize)> = records
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| Some((key(r)?, i)))
-        .collect();
-    // Stable: each group keeps input order.
+    let keyed = records.iter().enumerate();
+    let mut keyed: Vec<(K, usize)> = keyed.filter_map(|(i, r)| Some((key(r)?, i))).collect();
+    // Stable: a group keeps input order.
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
     for group in keyed.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
-        let group: Vec<usize> = group.iter().map(|&(_, i)| i).collect();
-        for &i in &group {
-            let k = key(&records[i]).map(|k| k.to_string()).unwrap_or_default();
-            let others = others(records, i, &group);
-            extra[i].push(format!("{what} {k} is also {verb} by {others}"));
+        for (k, me) in group {
+            let others = others(records, *me, group);
+            extra[*me].push(format!("{what} {k} is also {verb} {others}"));
         }
     }
 }
 
-/// The other records in `group` as seen from record `me`: by label where
+/// The other records of a group as seen from record `me`: by label where
 /// that tells them apart, else by position; at most [`OTHERS_LISTED`].
-fn others(records: &[Record], me: usize, group: &[usize]) -> String {
+fn others<K>(records: &[Record], me: usize, group: &[(K, usize)]) -> String {
     let mine = &records[me];
     let mut listed: Vec<String> = group
         .iter()
-        .filter(|&&j| j != me)
+        .filter(|&&(_, j)| j != me)
         .take(OTHERS_LISTED)
-        .map(|&j| {
+        .map(|&(_, j)| {
             let other = &records[j];
             if other.label == mine.label {
                 format!("record #{}", other.pos)
