@@ -112,6 +112,11 @@ fn main() {
     match mode.as_str() {
         "time" => {
             assert_eq!(
+                text,
+                bwmon::fuzzing::serde_yaml(&state),
+                "to_yaml writes what serde_json wrote"
+            );
+            assert_eq!(
                 State::from_yaml(&text, path).expect("what bwmon writes loads"),
                 state
             );

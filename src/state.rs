@@ -4,6 +4,16 @@
 //! atomically (temp file, fsync, rename, fsync directory) after the previous
 //! good file is kept as `<state>.bak`, so a run killed at any instant leaves the
 //! old state or the new one and never a torn file (SPEC §9.8).
+//!
+//! **Writing fast.** A sync that changes anything saves this file, on its
+//! critical path (BENCHMARKS.md). At 4,000 slices (`examples/state_bench`,
+//! callgrind) `serde_json` per value cost 32 M instructions, most of it
+//! escaping the keys of every record. `to_yaml` now writes literals,
+//! integers two digits a step and times by hand into one buffer (11.2 M);
+//! strings that need escaping, and times chrono writes its own way (years
+//! beyond 0..=9999, leap seconds), still go through `serde_json`, so the
+//! bytes are what it wrote. `fuzzing::serde_yaml` keeps the serde writer as
+//! the reference the tests and the fuzz target compare with.
 
 use crate::error::Fatal;
 use crate::units::{Bytes, Rate};
@@ -151,32 +161,80 @@ struct VersionOnly {
 
 impl State {
     /// The file's text: YAML in its JSON-compatible flow style, one slice per
-    /// line. Any YAML parser reads it; bwmon reads it back at JSON speed
-    /// (serde-saphyr takes ~0.3 s for 4,000 slices, `serde_json` ~10 ms) and
-    /// falls back to serde-saphyr for anything a person may have edited.
+    /// line. Any YAML parser reads it. bwmon reads it back at JSON
+    /// speed (serde-saphyr takes ~0.3 s for 4,000 slices, `serde_json` ~10 ms)
+    /// and falls back to serde-saphyr for anything a person may have edited.
+    /// Written by hand into one buffer, byte for byte what `serde_json` wrote
+    /// for the same state (the fuzz target compares the two); see the module doc.
     pub fn to_yaml(&self) -> String {
-        // About 330 bytes a slice: one allocation for the whole file.
-        let mut out: Vec<u8> =
-            Vec::with_capacity(512 + 400 * (self.slices.len() + self.dead.len()));
-        out.extend_from_slice(b"# bwmon state: written by bwmon, do not edit while it runs\n");
-        out.extend_from_slice(format!("{{\"version\": {VERSION}, \"last_sync\": ").as_bytes());
-        line(&mut out, &self.last_sync);
-        out.extend_from_slice(b",\n \"hierarchy\": ");
-        line(&mut out, &self.hierarchy);
-        out.extend_from_slice(b",\n \"classified\": ");
-        line(&mut out, &self.classified);
-        out.extend_from_slice(b",\n \"slices\": [");
+        // A slice line is ~330 bytes with today's counters, ~600 at most.
+        let mut out: Vec<u8> = Vec::with_capacity(
+            256 + 400 * self.slices.len() + 120 * self.dead.len() + 6 * self.classified.len(),
+        );
+        out.extend_from_slice(HEADER);
+        out.extend_from_slice(b"{\"version\": ");
+        put_u64(&mut out, u64::from(VERSION));
+        out.extend_from_slice(b", \"last_sync\": ");
+        match &self.last_sync {
+            Some(t) => put_time(&mut out, t),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\n \"hierarchy\": {");
+        for (i, (dev, h)) in self.hierarchy.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let Hierarchy {
+                bwcap,
+                bwmax,
+                removed,
+            } = h;
+            put_str(&mut out, dev);
+            out.extend_from_slice(b":{\"bwcap\":");
+            put_u64(&mut out, bwcap.0);
+            out.extend_from_slice(b",\"bwmax\":");
+            put_u64(&mut out, bwmax.0);
+            if *removed {
+                out.extend_from_slice(b",\"removed\":true");
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"},\n \"classified\": [");
+        for (i, xid) in self.classified.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            put_u64(&mut out, u64::from(*xid));
+        }
+        out.extend_from_slice(b"],\n \"slices\": [");
         for (i, s) in self.slices.values().enumerate() {
             out.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
-            line(&mut out, s);
+            put_slice(&mut out, s);
         }
         out.extend_from_slice(b"],\n \"dead\": [");
         for (i, d) in self.dead.values().enumerate() {
             out.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
-            line(&mut out, d);
+            let DeadState {
+                name,
+                start,
+                lo,
+                i2,
+                mailed,
+            } = d;
+            out.extend_from_slice(b"{\"name\":");
+            put_str(&mut out, name);
+            out.extend_from_slice(b",\"start\":");
+            put_time(&mut out, start);
+            out.extend_from_slice(b",\"lo\":");
+            put_u64(&mut out, lo.0);
+            out.extend_from_slice(b",\"i2\":");
+            put_u64(&mut out, i2.0);
+            out.extend_from_slice(b",\"mailed\":");
+            put_bool(&mut out, *mailed);
+            out.push(b'}');
         }
         out.extend_from_slice(b"]}\n");
-        String::from_utf8(out).unwrap_or_else(|e| unreachable!("serde_json writes UTF-8: {e}"))
+        String::from_utf8(out).unwrap_or_else(|e| unreachable!("only UTF-8 is written: {e}"))
     }
 
     /// Parses a state file's text; `what` names it in errors.
@@ -253,10 +311,163 @@ fn skip_comment_lines(mut text: &str) -> &str {
     text
 }
 
+/// The file's first line, so a person who opens it knows not to edit it live.
+const HEADER: &[u8] = b"# bwmon state: written by bwmon, do not edit while it runs\n";
+
 /// One value as one line of JSON (which is YAML flow style).
 fn line<T: Serialize>(out: &mut Vec<u8>, value: &T) {
     serde_json::to_writer(out, value)
         .unwrap_or_else(|e| unreachable!("state always serialises: {e}"));
+}
+
+/// One live slice's line. The destructuring is exhaustive so that a new
+/// field cannot be forgotten here.
+fn put_slice(out: &mut Vec<u8>, s: &SliceState) {
+    let SliceState {
+        name,
+        xid,
+        start,
+        mailed,
+        lo,
+        i2,
+    } = s;
+    out.extend_from_slice(b"{\"name\":");
+    put_str(out, name);
+    out.extend_from_slice(b",\"xid\":");
+    put_u64(out, u64::from(*xid));
+    out.extend_from_slice(b",\"start\":");
+    put_time(out, start);
+    out.extend_from_slice(b",\"mailed\":");
+    put_bool(out, *mailed);
+    out.extend_from_slice(b",\"lo\":");
+    put_class(out, lo);
+    out.extend_from_slice(b",\"i2\":");
+    put_class(out, i2);
+    out.push(b'}');
+}
+
+fn put_class(out: &mut Vec<u8>, c: &ClassState) {
+    let ClassState {
+        base,
+        carry,
+        last,
+        ceil,
+        min,
+        max,
+        quota,
+        thresh,
+        share,
+    } = c;
+    out.extend_from_slice(b"{\"base\":");
+    put_u64(out, base.0);
+    out.extend_from_slice(b",\"carry\":");
+    put_u64(out, carry.0);
+    out.extend_from_slice(b",\"last\":");
+    put_u64(out, last.0);
+    out.extend_from_slice(b",\"ceil\":");
+    put_u64(out, ceil.0);
+    out.extend_from_slice(b",\"min\":");
+    put_u64(out, min.0);
+    out.extend_from_slice(b",\"max\":");
+    put_u64(out, max.0);
+    out.extend_from_slice(b",\"quota\":");
+    put_u64(out, quota.0);
+    out.extend_from_slice(b",\"thresh\":");
+    put_u64(out, thresh.0);
+    out.extend_from_slice(b",\"share\":");
+    put_u64(out, u64::from(*share));
+    out.push(b'}');
+}
+
+fn put_bool(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
+/// "00" to "99": integers are written two digits a step, as `itoa` does.
+#[allow(clippy::cast_possible_truncation)] // i < 100
+const PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
+
+#[allow(clippy::cast_possible_truncation)] // every cast is of a value < 100
+fn put_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    while n >= 100 {
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&PAIRS[(n % 100) as usize]);
+        n /= 100;
+    }
+    if n >= 10 {
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&PAIRS[n as usize]);
+    } else {
+        at -= 1;
+        buf[at] = b'0' + n as u8;
+    }
+    out.extend_from_slice(&buf[at..]);
+}
+
+/// A JSON string. Names and device names need no escaping; anything that
+/// does goes through `serde_json`, so the bytes are always what it writes.
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        line(out, &s);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// A time as chrono's `Serialize` writes it (RFC 3339, `Z`, the fraction in
+/// 3, 6 or 9 digits when there is one). Years beyond 0..=9999 and leap
+/// seconds, which chrono writes its own way, go through chrono itself.
+fn put_time(out: &mut Vec<u8>, time: &DateTime<Utc>) {
+    use chrono::{Datelike, Timelike};
+    let naive = time.naive_utc();
+    let (year, nano) = (naive.year(), naive.nanosecond());
+    if !(0..=9999).contains(&year) || nano >= 1_000_000_000 {
+        return line(out, time);
+    }
+    let year = year.unsigned_abs();
+    // `"YYYY-MM-DDTHH:MM:SS`, each field two digits from PAIRS.
+    let mut text = *b"\"0000-00-00T00:00:00";
+    let fields = [
+        (1, year / 100),
+        (3, year % 100),
+        (6, naive.month()),
+        (9, naive.day()),
+        (12, naive.hour()),
+        (15, naive.minute()),
+        (18, naive.second()),
+    ];
+    for (at, value) in fields {
+        text[at..at + 2].copy_from_slice(&PAIRS[usize::try_from(value % 100).unwrap_or(0)]);
+    }
+    out.extend_from_slice(&text);
+    if nano != 0 {
+        let (mut value, digits) = if nano.is_multiple_of(1_000_000) {
+            (nano / 1_000_000, 3)
+        } else if nano.is_multiple_of(1000) {
+            (nano / 1000, 6)
+        } else {
+            (nano, 9)
+        };
+        let mut fraction = *b".000000000";
+        for at in (1..=digits).rev() {
+            fraction[at] = b'0' + u8::try_from(value % 10).unwrap_or(0);
+            value /= 10;
+        }
+        out.extend_from_slice(&fraction[..=digits]);
+    }
+    out.extend_from_slice(b"Z\"");
 }
 
 /// Where the state lives, and its companions.
@@ -424,6 +635,12 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Datelike;
+
+    /// A load's outcome with the error as the message a person reads.
+    fn load(text: &str) -> Result<State, String> {
+        State::from_yaml(text, Path::new("s")).map_err(|e| e.to_string())
+    }
 
     fn sample() -> State {
         let class = ClassState {
@@ -531,5 +748,189 @@ mod tests {
         let cut = &text[..text.len() / 2];
         let err = State::from_yaml(cut, Path::new("s"));
         assert!(matches!(err, Err(Fatal::BadData(_))), "{err:?}");
+    }
+
+    fn time(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("valid")
+            .with_timezone(&Utc)
+    }
+
+    /// The hand-written writer against the serde writer it replaced.
+    fn same_bytes_as_serde(s: &State) {
+        assert_eq!(s.to_yaml(), crate::fuzzing::serde_yaml(s));
+    }
+
+    #[test]
+    fn written_bytes_are_serde_jsons_at_the_edges() {
+        let mut s = sample();
+        same_bytes_as_serde(&s);
+        same_bytes_as_serde(&State::default());
+        s.last_sync = Some(time("2026-11-25T00:01:00.5Z"));
+        s.hierarchy.get_mut("lo").expect("lo").removed = true;
+        s.hierarchy.insert(
+            "e\"th\\0\n\u{1}\u{7f}é".into(),
+            Hierarchy::new(Rate(0), Rate(u64::MAX)),
+        );
+        s.classified = [0, 1, 9, 10, 99, 100, 4094, u16::MAX].into();
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_nano_opt(23, 59, 59, 1_500_000_000))
+            .expect("a leap second")
+            .and_utc();
+        let starts = [
+            time("2026-11-25T00:01:00.123Z"),
+            time("2026-11-25T00:01:00.123456Z"),
+            time("2026-11-25T00:01:00.123456789Z"),
+            time("2026-11-25T00:01:00.000000001Z"),
+            time("0000-01-01T00:00:00Z"),
+            time("9999-12-31T23:59:59.999999999Z"),
+            leap,
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
+        ];
+        let template = s.slices[&257].clone();
+        for (i, start) in (1u16..).zip(starts) {
+            let mut slice = template.clone();
+            slice.xid = i;
+            slice.start = start;
+            slice.name = format!("s{i}\t\"{}\"", "\\".repeat(usize::from(i)));
+            slice.lo.base = Bytes(10u64.pow(u32::from(i)) - 1);
+            slice.i2.carry = Bytes(u64::MAX - u64::from(i));
+            slice.i2.share = u32::MAX;
+            s.slices.insert(i, slice);
+            let dead = DeadState {
+                name: format!("d{i}\u{0}"),
+                start,
+                ..s.dead["pl_bob"].clone()
+            };
+            s.dead.insert(dead.name.clone(), dead);
+        }
+        same_bytes_as_serde(&s);
+        // What needs escaping, or chrono's own forms, still reads back.
+        s.slices
+            .retain(|_, v| v.start.year() <= 9999 && v.start.year() >= 0);
+        s.dead
+            .retain(|_, v| v.start.year() <= 9999 && v.start.year() >= 0);
+        assert_eq!(load(&s.to_yaml()), Ok(s));
+    }
+
+    mod props {
+        use super::super::*;
+        use super::load;
+        use chrono::{Datelike, TimeZone, Timelike};
+        use proptest::prelude::*;
+
+        fn any_time() -> impl Strategy<Value = DateTime<Utc>> {
+            // Whole seconds, each fraction length, and years beyond RFC 3339.
+            let nanos = prop_oneof![
+                Just(0u32),
+                (1u32..1000).prop_map(|n| n * 1_000_000),
+                (1u32..1_000_000).prop_map(|n| n * 1000),
+                0u32..2_000_000_000,
+            ];
+            let secs = prop_oneof![
+                -62_167_219_200i64..253_402_300_800,
+                DateTime::<Utc>::MIN_UTC.timestamp()..DateTime::<Utc>::MAX_UTC.timestamp(),
+            ];
+            (secs, nanos).prop_map(|(s, n)| {
+                let t = Utc
+                    .timestamp_opt(s, n % 1_000_000_000)
+                    .single()
+                    .unwrap_or_default();
+                // A leap second only where chrono allows one (second 59).
+                if n >= 1_000_000_000 && t.second() == 59 {
+                    t.with_nanosecond(n).unwrap_or(t)
+                } else {
+                    t
+                }
+            })
+        }
+
+        fn any_class() -> impl Strategy<Value = ClassState> {
+            (any::<[u64; 8]>(), any::<u32>()).prop_map(|(v, share)| ClassState {
+                base: Bytes(v[0]),
+                carry: Bytes(v[1]),
+                last: Bytes(v[2]),
+                ceil: Rate(v[3]),
+                min: Rate(v[4]),
+                max: Rate(v[5]),
+                quota: Bytes(v[6]),
+                thresh: Bytes(v[7]),
+                share,
+            })
+        }
+
+        fn any_state(name: &'static str) -> impl Strategy<Value = State> {
+            let slice = (
+                name,
+                any::<u16>(),
+                any_time(),
+                any::<bool>(),
+                any_class(),
+                any_class(),
+            )
+                .prop_map(|(name, xid, start, mailed, lo, i2)| SliceState {
+                    name,
+                    xid: xid % 4096,
+                    start,
+                    mailed,
+                    lo,
+                    i2,
+                });
+            let dead = (name, any_time(), any::<[u64; 2]>(), any::<bool>()).prop_map(
+                |(name, start, [lo, i2], mailed)| DeadState {
+                    name,
+                    start,
+                    lo: Bytes(lo),
+                    i2: Bytes(i2),
+                    mailed,
+                },
+            );
+            let hierarchy =
+                (name, any::<[u64; 2]>(), any::<bool>()).prop_map(|(dev, [cap, max], removed)| {
+                    (
+                        dev,
+                        Hierarchy {
+                            bwcap: Rate(cap),
+                            bwmax: Rate(max),
+                            removed,
+                        },
+                    )
+                });
+            (
+                proptest::collection::vec(hierarchy, 0..3),
+                proptest::option::of(any_time()),
+                proptest::collection::vec(slice, 0..6),
+                proptest::collection::vec(dead, 0..3),
+                proptest::collection::btree_set(any::<u16>(), 0..6),
+            )
+                .prop_map(|(h, last_sync, slices, dead, classified)| State {
+                    hierarchy: h.into_iter().collect(),
+                    last_sync,
+                    slices: slices.into_iter().map(|s| (s.xid, s)).collect(),
+                    dead: dead.into_iter().map(|d| (d.name.clone(), d)).collect(),
+                    classified,
+                })
+        }
+
+        fn readable(t: DateTime<Utc>) -> bool {
+            (0..=9999).contains(&t.year())
+        }
+
+        proptest! {
+            // Any names and times: the bytes serde_json wrote, read back the
+            // same wherever chrono reads its own writing.
+            #[test]
+            fn any_state_is_written_as_serde_wrote_it(s in any_state("\\PC{0,12}|[\"\\\\\u{0}-\u{1f}a]{0,4}")) {
+                let text = s.to_yaml();
+                prop_assert_eq!(&text, &crate::fuzzing::serde_yaml(&s));
+                let times = s.slices.values().map(|v| v.start)
+                    .chain(s.dead.values().map(|d| d.start))
+                    .chain(s.last_sync);
+                if times.clone().all(readable) {
+                    prop_assert_eq!(load(&text), Ok(s));
+                }
+            }
+        }
     }
 }
