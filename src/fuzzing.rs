@@ -29,11 +29,18 @@ pub fn slivers(data: &[u8]) {
 }
 
 /// The state loader: whatever it accepts, it writes back and reads again
-/// the same, and the hand-written writer gives the bytes the serde writer
-/// gave.
+/// the same. Its fast path for bwmon's own layout agrees with the serde path
+/// wherever it answers, and the hand-written writer gives the bytes the serde
+/// writer gave.
 pub fn state(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let what = Path::new("fuzz");
+    if let Some(fast) = State::from_own_yaml(&text) {
+        match State::from_yaml_serde(&text, what) {
+            Ok(general) => assert_eq!(fast, general, "the fast path reads another state"),
+            Err(e) => panic!("the fast path accepts what serde refuses: {e}"),
+        }
+    }
     if let Ok(s) = State::from_yaml(&text, what) {
         let written = s.to_yaml();
         assert_eq!(
