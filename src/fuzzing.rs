@@ -28,14 +28,60 @@ pub fn slivers(data: &[u8]) {
     }
 }
 
-/// The state loader: whatever it accepts, it writes back and reads again the same.
+/// The state loader: whatever it accepts, it writes back and reads again
+/// the same. Its fast path for bwmon's own layout agrees with the serde path
+/// wherever it answers, and the hand-written writer gives the bytes the serde
+/// writer gave.
 pub fn state(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    if let Ok(s) = State::from_yaml(&text, Path::new("fuzz")) {
-        let again = State::from_yaml(&s.to_yaml(), Path::new("fuzz"))
+    let what = Path::new("fuzz");
+    if let Some(fast) = State::from_own_yaml(&text) {
+        match State::from_yaml_serde(&text, what) {
+            Ok(general) => assert_eq!(fast, general, "the fast path reads another state"),
+            Err(e) => panic!("the fast path accepts what serde refuses: {e}"),
+        }
+    }
+    if let Ok(s) = State::from_yaml(&text, what) {
+        let written = s.to_yaml();
+        assert_eq!(
+            written,
+            serde_yaml(&s),
+            "to_yaml differs from the serde writer"
+        );
+        let again = State::from_yaml(&written, what)
             .unwrap_or_else(|e| panic!("a state bwmon wrote does not load: {e}"));
         assert_eq!(again, s);
     }
+}
+
+/// The state file as `serde_json` wrote it before `State::to_yaml` was
+/// written by hand: the reference that writer must match byte for byte.
+pub fn serde_yaml(s: &State) -> String {
+    fn line<T: serde::Serialize>(out: &mut Vec<u8>, value: &T) {
+        serde_json::to_writer(out, value).expect("state serialises");
+    }
+    let mut out: Vec<u8> = Vec::new();
+    out.extend_from_slice(b"# bwmon state: written by bwmon, do not edit while it runs\n");
+    out.extend_from_slice(
+        format!("{{\"version\": {}, \"last_sync\": ", crate::state::VERSION).as_bytes(),
+    );
+    line(&mut out, &s.last_sync);
+    out.extend_from_slice(b",\n \"hierarchy\": ");
+    line(&mut out, &s.hierarchy);
+    out.extend_from_slice(b",\n \"classified\": ");
+    line(&mut out, &s.classified);
+    out.extend_from_slice(b",\n \"slices\": [");
+    for (i, slice) in s.slices.values().enumerate() {
+        out.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
+        line(&mut out, slice);
+    }
+    out.extend_from_slice(b"],\n \"dead\": [");
+    for (i, d) in s.dead.values().enumerate() {
+        out.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
+        line(&mut out, d);
+    }
+    out.extend_from_slice(b"]}\n");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 /// The rtnetlink dump decoders: any bytes, fed to a class dump and a qdisc

@@ -4,6 +4,35 @@
 //! atomically (temp file, fsync, rename, fsync directory) after the previous
 //! good file is kept as `<state>.bak`, so a run killed at any instant leaves the
 //! old state or the new one and never a torn file (SPEC §9.8).
+//!
+//! **Reading and writing fast.** Every sync loads this file on the main
+//! thread while the kernel's class dump runs, and a sync that changes
+//! anything saves it, so both are on the critical path (BENCHMARKS.md). At
+//! 4,000 slices (`examples/state_bench`, callgrind):
+//!
+//! - *Load*: `serde_json` into `Disk` cost 55 M instructions, nearly all in
+//!   its tokenizer and field matching (integers 12.6 M, strings and keys
+//!   12.4 M); chrono's general RFC 3339 parser took 7.2 M and the `Vec`s
+//!   before the maps ~2 M. A custom visitor straight into the maps with a
+//!   fast time parser would have removed only those last two. So the file
+//!   as `to_yaml` lays it out is read by `Scan`, a byte-for-byte reader of
+//!   that one layout (16.9 M, one allocation a name): keys compared as
+//!   literals in their order, integers digit by digit, times of bwmon's own
+//!   form by hand and any other through chrono's deserializer. At the first
+//!   thing it does not expect it gives up and the text goes through the
+//!   serde path unchanged: `serde_json` into `Disk`, then serde-saphyr for
+//!   any other YAML a person wrote. It never reports an error itself (a
+//!   duplicate or out-of-range xid also sends the text down the serde path),
+//!   so every check and message is the serde path's. Where it answers, it
+//!   gives what the serde path would: `fuzzing::state` checks exactly that.
+//!   Tried and dropped: eight digits a step (SWAR), no faster here.
+//! - *Save*: `serde_json` per value cost 32 M, most of it escaping the keys
+//!   of every record. `to_yaml` now writes literals, integers two digits a
+//!   step and times by hand into one buffer (11.2 M); strings that need
+//!   escaping, and times chrono writes its own way (years beyond 0..=9999,
+//!   leap seconds), still go through `serde_json`, so the bytes are what it
+//!   wrote. `fuzzing::serde_yaml` keeps the serde writer as the reference
+//!   the tests and the fuzz target compare with.
 
 use crate::error::Fatal;
 use crate::units::{Bytes, Rate};
@@ -151,42 +180,100 @@ struct VersionOnly {
 
 impl State {
     /// The file's text: YAML in its JSON-compatible flow style, one slice per
-    /// line. Any YAML parser reads it; bwmon reads it back at JSON speed
-    /// (serde-saphyr takes ~0.3 s for 4,000 slices, `serde_json` ~10 ms) and
-    /// falls back to serde-saphyr for anything a person may have edited.
+    /// line. Any YAML parser reads it. Written by hand into one buffer, byte
+    /// for byte what `serde_json` wrote for the same state (the fuzz target
+    /// compares the two); see the module doc.
     pub fn to_yaml(&self) -> String {
-        // About 330 bytes a slice: one allocation for the whole file.
-        let mut out: Vec<u8> =
-            Vec::with_capacity(512 + 400 * (self.slices.len() + self.dead.len()));
-        out.extend_from_slice(b"# bwmon state: written by bwmon, do not edit while it runs\n");
-        out.extend_from_slice(format!("{{\"version\": {VERSION}, \"last_sync\": ").as_bytes());
-        line(&mut out, &self.last_sync);
-        out.extend_from_slice(b",\n \"hierarchy\": ");
-        line(&mut out, &self.hierarchy);
-        out.extend_from_slice(b",\n \"classified\": ");
-        line(&mut out, &self.classified);
-        out.extend_from_slice(b",\n \"slices\": [");
+        // A slice line is ~330 bytes with today's counters, ~600 at most.
+        let mut out: Vec<u8> = Vec::with_capacity(
+            256 + 400 * self.slices.len() + 120 * self.dead.len() + 6 * self.classified.len(),
+        );
+        out.extend_from_slice(HEADER);
+        out.extend_from_slice(b"{\"version\": ");
+        put_u64(&mut out, u64::from(VERSION));
+        out.extend_from_slice(b", \"last_sync\": ");
+        match &self.last_sync {
+            Some(t) => put_time(&mut out, t),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\n \"hierarchy\": {");
+        for (i, (dev, h)) in self.hierarchy.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let Hierarchy {
+                bwcap,
+                bwmax,
+                removed,
+            } = h;
+            put_str(&mut out, dev);
+            out.extend_from_slice(b":{\"bwcap\":");
+            put_u64(&mut out, bwcap.0);
+            out.extend_from_slice(b",\"bwmax\":");
+            put_u64(&mut out, bwmax.0);
+            if *removed {
+                out.extend_from_slice(b",\"removed\":true");
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"},\n \"classified\": [");
+        for (i, xid) in self.classified.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            put_u64(&mut out, u64::from(*xid));
+        }
+        out.extend_from_slice(b"],\n \"slices\": [");
         for (i, s) in self.slices.values().enumerate() {
             out.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
-            line(&mut out, s);
+            put_slice(&mut out, s);
         }
         out.extend_from_slice(b"],\n \"dead\": [");
         for (i, d) in self.dead.values().enumerate() {
             out.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
-            line(&mut out, d);
+            let DeadState {
+                name,
+                start,
+                lo,
+                i2,
+                mailed,
+            } = d;
+            out.extend_from_slice(b"{\"name\":");
+            put_str(&mut out, name);
+            out.extend_from_slice(b",\"start\":");
+            put_time(&mut out, start);
+            out.extend_from_slice(b",\"lo\":");
+            put_u64(&mut out, lo.0);
+            out.extend_from_slice(b",\"i2\":");
+            put_u64(&mut out, i2.0);
+            out.extend_from_slice(b",\"mailed\":");
+            put_bool(&mut out, *mailed);
+            out.push(b'}');
         }
         out.extend_from_slice(b"]}\n");
-        String::from_utf8(out).unwrap_or_else(|e| unreachable!("serde_json writes UTF-8: {e}"))
+        String::from_utf8(out).unwrap_or_else(|e| unreachable!("only UTF-8 is written: {e}"))
     }
 
     /// Parses a state file's text; `what` names it in errors.
     pub fn from_yaml(text: &str, what: &Path) -> Result<State, Fatal> {
+        match Self::from_own_yaml(text) {
+            Some(state) => Ok(state),
+            None => Self::from_yaml_serde(text, what),
+        }
+    }
+
+    /// The fast path: the file exactly as `to_yaml` lays it out, read by
+    /// [`Scan`]. `None` on anything else, errors included: the serde path
+    /// then reads it, or names what is wrong with it.
+    pub(crate) fn from_own_yaml(text: &str) -> Option<State> {
+        Scan::new(json_body(text)).state()
+    }
+
+    /// The general path: any JSON of the file's shape through `serde_json`,
+    /// anything else through serde-saphyr, and every check with its message.
+    pub(crate) fn from_yaml_serde(text: &str, what: &Path) -> Result<State, Fatal> {
         let bad = |msg: String| Fatal::BadData(format!("state file {}: {msg}", what.display()));
-        // The fast path: the file as bwmon writes it, read as JSON once the
-        // comment lines are skipped.
-        let body = text.trim_start_matches(|c: char| c.is_whitespace());
-        let body = skip_comment_lines(body);
-        let disk = match serde_json::from_str::<Disk>(body) {
+        let disk = match serde_json::from_str::<Disk>(json_body(text)) {
             Ok(d) if d.version == VERSION => d,
             _ => Self::from_any_yaml(text).map_err(bad)?,
         };
@@ -245,6 +332,15 @@ impl State {
     }
 }
 
+/// The file's first line, so a person who opens it knows not to edit it live.
+const HEADER: &[u8] = b"# bwmon state: written by bwmon, do not edit while it runs\n";
+
+/// The text after leading whitespace and comment lines: JSON when bwmon wrote it.
+fn json_body(text: &str) -> &str {
+    let body = text.trim_start_matches(|c: char| c.is_whitespace());
+    skip_comment_lines(body)
+}
+
 fn skip_comment_lines(mut text: &str) -> &str {
     while text.starts_with('#') {
         text = text.split_once('\n').map_or("", |(_, rest)| rest);
@@ -253,10 +349,474 @@ fn skip_comment_lines(mut text: &str) -> &str {
     text
 }
 
-/// One value as one line of JSON (which is YAML flow style).
+/// One value as `serde_json` writes it: for what the fast writers leave to it.
 fn line<T: Serialize>(out: &mut Vec<u8>, value: &T) {
     serde_json::to_writer(out, value)
         .unwrap_or_else(|e| unreachable!("state always serialises: {e}"));
+}
+
+/// One live slice's line. The destructuring is exhaustive so that a new
+/// field cannot be forgotten here (nor in [`Scan::slice`], a struct literal).
+fn put_slice(out: &mut Vec<u8>, s: &SliceState) {
+    let SliceState {
+        name,
+        xid,
+        start,
+        mailed,
+        lo,
+        i2,
+    } = s;
+    out.extend_from_slice(b"{\"name\":");
+    put_str(out, name);
+    out.extend_from_slice(b",\"xid\":");
+    put_u64(out, u64::from(*xid));
+    out.extend_from_slice(b",\"start\":");
+    put_time(out, start);
+    out.extend_from_slice(b",\"mailed\":");
+    put_bool(out, *mailed);
+    out.extend_from_slice(b",\"lo\":");
+    put_class(out, lo);
+    out.extend_from_slice(b",\"i2\":");
+    put_class(out, i2);
+    out.push(b'}');
+}
+
+fn put_class(out: &mut Vec<u8>, c: &ClassState) {
+    let ClassState {
+        base,
+        carry,
+        last,
+        ceil,
+        min,
+        max,
+        quota,
+        thresh,
+        share,
+    } = c;
+    out.extend_from_slice(b"{\"base\":");
+    put_u64(out, base.0);
+    out.extend_from_slice(b",\"carry\":");
+    put_u64(out, carry.0);
+    out.extend_from_slice(b",\"last\":");
+    put_u64(out, last.0);
+    out.extend_from_slice(b",\"ceil\":");
+    put_u64(out, ceil.0);
+    out.extend_from_slice(b",\"min\":");
+    put_u64(out, min.0);
+    out.extend_from_slice(b",\"max\":");
+    put_u64(out, max.0);
+    out.extend_from_slice(b",\"quota\":");
+    put_u64(out, quota.0);
+    out.extend_from_slice(b",\"thresh\":");
+    put_u64(out, thresh.0);
+    out.extend_from_slice(b",\"share\":");
+    put_u64(out, u64::from(*share));
+    out.push(b'}');
+}
+
+fn put_bool(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
+/// "00" to "99": integers are written two digits a step, as `itoa` does.
+#[allow(clippy::cast_possible_truncation)] // i < 100
+const PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
+
+#[allow(clippy::cast_possible_truncation)] // every cast is of a value < 100
+fn put_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    while n >= 100 {
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&PAIRS[(n % 100) as usize]);
+        n /= 100;
+    }
+    if n >= 10 {
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&PAIRS[n as usize]);
+    } else {
+        at -= 1;
+        buf[at] = b'0' + n as u8;
+    }
+    out.extend_from_slice(&buf[at..]);
+}
+
+/// A JSON string. Names and device names need no escaping; anything that
+/// does goes through `serde_json`, so the bytes are always what it writes.
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        line(out, &s);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// A time as chrono's `Serialize` writes it (RFC 3339, `Z`, the fraction in
+/// 3, 6 or 9 digits when there is one). Years beyond 0..=9999 and leap
+/// seconds, which chrono writes its own way, go through chrono itself.
+fn put_time(out: &mut Vec<u8>, time: &DateTime<Utc>) {
+    use chrono::{Datelike, Timelike};
+    let naive = time.naive_utc();
+    let (year, nano) = (naive.year(), naive.nanosecond());
+    if !(0..=9999).contains(&year) || nano >= 1_000_000_000 {
+        return line(out, time);
+    }
+    let year = year.unsigned_abs();
+    // `"YYYY-MM-DDTHH:MM:SS`, each field two digits from PAIRS.
+    let mut text = *b"\"0000-00-00T00:00:00";
+    let fields = [
+        (1, year / 100),
+        (3, year % 100),
+        (6, naive.month()),
+        (9, naive.day()),
+        (12, naive.hour()),
+        (15, naive.minute()),
+        (18, naive.second()),
+    ];
+    for (at, value) in fields {
+        text[at..at + 2].copy_from_slice(&PAIRS[usize::try_from(value % 100).unwrap_or(0)]);
+    }
+    out.extend_from_slice(&text);
+    if nano != 0 {
+        let (mut value, digits) = if nano.is_multiple_of(1_000_000) {
+            (nano / 1_000_000, 3)
+        } else if nano.is_multiple_of(1000) {
+            (nano / 1000, 6)
+        } else {
+            (nano, 9)
+        };
+        let mut fraction = *b".000000000";
+        for at in (1..=digits).rev() {
+            fraction[at] = b'0' + u8::try_from(value % 10).unwrap_or(0);
+            value /= 10;
+        }
+        out.extend_from_slice(&fraction[..=digits]);
+    }
+    out.extend_from_slice(b"Z\"");
+}
+
+/// Reads the file exactly as [`State::to_yaml`] lays it out, key for key and
+/// byte for byte; every method answers `None` at the first thing that is not
+/// (other whitespace or key order, escapes in a string, a number with a
+/// sign, fraction, exponent, leading zero or overflow, xids out of order or
+/// beyond 4095, a time chrono refuses). Where it answers, `serde_json` into
+/// `Disk` would have given the same `State`: the fuzz target checks this.
+struct Scan<'a> {
+    text: &'a str,
+    at: usize,
+    /// The last time read, text and value: most slices share a period start.
+    time: (&'a str, DateTime<Utc>),
+}
+
+impl<'a> Scan<'a> {
+    fn new(text: &'a str) -> Scan<'a> {
+        Scan {
+            text,
+            at: 0,
+            time: ("", DateTime::UNIX_EPOCH),
+        }
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        &self.text.as_bytes()[self.at..]
+    }
+
+    #[inline]
+    fn eat(&mut self, literal: &[u8]) -> Option<()> {
+        self.eat_if(literal).then_some(())
+    }
+
+    #[inline]
+    fn eat_if(&mut self, literal: &[u8]) -> bool {
+        let found = self.rest().starts_with(literal);
+        if found {
+            self.at += literal.len();
+        }
+        found
+    }
+
+    /// Digits only, no leading zero, within u64: what JSON and `u64` agree on.
+    /// (Eight digits a step, SWAR-style, measured no faster: most numbers
+    /// here have one to eleven digits.)
+    fn u64(&mut self) -> Option<u64> {
+        let digits = self.rest();
+        let mut n: u64 = 0;
+        let mut len = 0;
+        // Nineteen digits always fit: no overflow check in the loop.
+        while let Some(&d) = digits.get(len)
+            && d.is_ascii_digit()
+            && len < 19
+        {
+            n = n * 10 + u64::from(d - b'0');
+            len += 1;
+        }
+        if let Some(&d) = digits.get(len)
+            && d.is_ascii_digit()
+        {
+            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            len += 1;
+            if digits.get(len).is_some_and(u8::is_ascii_digit) {
+                return None;
+            }
+        }
+        if len == 0 || (len > 1 && digits[0] == b'0') {
+            return None;
+        }
+        self.at += len;
+        Some(n)
+    }
+
+    /// A string with nothing to unescape (and no control character, which
+    /// JSON refuses), borrowed from the text.
+    fn str(&mut self) -> Option<&'a str> {
+        self.eat(b"\"")?;
+        let rest = self.rest();
+        let len = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest[len] != b'"' {
+            return None;
+        }
+        let s = self.text.get(self.at..self.at + len)?;
+        self.at += len + 1;
+        Some(s)
+    }
+
+    fn bool(&mut self) -> Option<bool> {
+        if self.eat_if(b"true") {
+            Some(true)
+        } else if self.eat_if(b"false") {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    fn time(&mut self) -> Option<DateTime<Utc>> {
+        let s = self.str()?;
+        if s != self.time.0 {
+            let t = own_time(s).or_else(|| {
+                use serde::de::IntoDeserializer;
+                // Any other form: chrono's own deserializer, as serde's path calls it.
+                DateTime::<Utc>::deserialize(
+                    IntoDeserializer::<serde::de::value::Error>::into_deserializer(s),
+                )
+                .ok()
+            })?;
+            self.time = (s, t);
+        }
+        Some(self.time.1)
+    }
+
+    fn state(mut self) -> Option<State> {
+        let mut state = State::default();
+        self.eat(b"{\"version\": ")?;
+        if self.u64()? != u64::from(VERSION) {
+            return None;
+        }
+        self.eat(b", \"last_sync\": ")?;
+        if !self.eat_if(b"null") {
+            state.last_sync = Some(self.time()?);
+        }
+        self.eat(b",\n \"hierarchy\": {")?;
+        if !self.eat_if(b"}") {
+            loop {
+                let dev = self.str()?;
+                self.eat(b":{\"bwcap\":")?;
+                let bwcap = Rate(self.u64()?);
+                self.eat(b",\"bwmax\":")?;
+                let bwmax = Rate(self.u64()?);
+                let removed = self.eat_if(b",\"removed\":true");
+                self.eat(b"}")?;
+                let h = Hierarchy {
+                    bwcap,
+                    bwmax,
+                    removed,
+                };
+                state.hierarchy.insert(dev.to_owned(), h);
+                if self.eat_if(b"}") {
+                    break;
+                }
+                self.eat(b",")?;
+            }
+        }
+        self.eat(b",\n \"classified\": [")?;
+        if !self.eat_if(b"]") {
+            let mut xids = Vec::new();
+            loop {
+                xids.push(u16::try_from(self.u64()?).ok()?);
+                if self.eat_if(b"]") {
+                    break;
+                }
+                self.eat(b",")?;
+            }
+            state.classified = xids.into_iter().collect();
+        }
+        self.eat(b",\n \"slices\": [")?;
+        if !self.eat_if(b"]") {
+            self.eat(b"\n  ")?;
+            // Rising xids, collected and then built into the map in one go.
+            let mut slices: Vec<(u16, SliceState)> = Vec::with_capacity(self.rest().len() / 256);
+            loop {
+                let s = self.slice()?;
+                // Strictly rising: no duplicate (serde's path names that error).
+                if s.xid > DEFAULT_XID || slices.last().is_some_and(|l| l.0 >= s.xid) {
+                    return None;
+                }
+                slices.push((s.xid, s));
+                if self.eat_if(b"]") {
+                    break;
+                }
+                self.eat(b",\n  ")?;
+            }
+            state.slices = slices.into_iter().collect();
+        }
+        self.eat(b",\n \"dead\": [")?;
+        if !self.eat_if(b"]") {
+            self.eat(b"\n  ")?;
+            loop {
+                let d = self.dead()?;
+                state.dead.insert(d.name.clone(), d);
+                if self.eat_if(b"]") {
+                    break;
+                }
+                self.eat(b",\n  ")?;
+            }
+        }
+        self.eat(b"}")?;
+        // serde_json allows trailing JSON whitespace and nothing else.
+        self.rest()
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\n' | b'\t' | b'\r'))
+            .then_some(state)
+    }
+
+    fn slice(&mut self) -> Option<SliceState> {
+        self.eat(b"{\"name\":")?;
+        let name = self.str()?.to_owned();
+        self.eat(b",\"xid\":")?;
+        let xid = u16::try_from(self.u64()?).ok()?;
+        self.eat(b",\"start\":")?;
+        let start = self.time()?;
+        self.eat(b",\"mailed\":")?;
+        let mailed = self.bool()?;
+        self.eat(b",\"lo\":")?;
+        let lo = self.class()?;
+        self.eat(b",\"i2\":")?;
+        let i2 = self.class()?;
+        self.eat(b"}")?;
+        Some(SliceState {
+            name,
+            xid,
+            start,
+            mailed,
+            lo,
+            i2,
+        })
+    }
+
+    fn class(&mut self) -> Option<ClassState> {
+        self.eat(b"{\"base\":")?;
+        let base = Bytes(self.u64()?);
+        self.eat(b",\"carry\":")?;
+        let carry = Bytes(self.u64()?);
+        self.eat(b",\"last\":")?;
+        let last = Bytes(self.u64()?);
+        self.eat(b",\"ceil\":")?;
+        let ceil = Rate(self.u64()?);
+        self.eat(b",\"min\":")?;
+        let min = Rate(self.u64()?);
+        self.eat(b",\"max\":")?;
+        let max = Rate(self.u64()?);
+        self.eat(b",\"quota\":")?;
+        let quota = Bytes(self.u64()?);
+        self.eat(b",\"thresh\":")?;
+        let thresh = Bytes(self.u64()?);
+        self.eat(b",\"share\":")?;
+        let share = u32::try_from(self.u64()?).ok()?;
+        self.eat(b"}")?;
+        Some(ClassState {
+            base,
+            carry,
+            last,
+            ceil,
+            min,
+            max,
+            quota,
+            thresh,
+            share,
+        })
+    }
+
+    fn dead(&mut self) -> Option<DeadState> {
+        self.eat(b"{\"name\":")?;
+        let name = self.str()?.to_owned();
+        self.eat(b",\"start\":")?;
+        let start = self.time()?;
+        self.eat(b",\"lo\":")?;
+        let lo = Bytes(self.u64()?);
+        self.eat(b",\"i2\":")?;
+        let i2 = Bytes(self.u64()?);
+        self.eat(b",\"mailed\":")?;
+        let mailed = self.bool()?;
+        self.eat(b"}")?;
+        Some(DeadState {
+            name,
+            start,
+            lo,
+            i2,
+            mailed,
+        })
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.F]Z` with 1 to 9 fraction digits and seconds below
+/// 60: the form bwmon writes, read without chrono's general parser (which
+/// gives the same instant for it). `None` for any other form.
+fn own_time(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    let num = |from: usize, to: usize| -> Option<u32> {
+        let digits = b.get(from..to)?;
+        digits.iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    if b.len() < 20
+        || [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')]
+            .iter()
+            .any(|&(at, c)| b[at] != c)
+        || b[b.len() - 1] != b'Z'
+    {
+        return None;
+    }
+    let nano = match &b[19..b.len() - 1] {
+        [] => 0,
+        [b'.', frac @ ..] if (1..=9).contains(&frac.len()) => {
+            num(20, 20 + frac.len())? * 10u32.pow(9 - u32::try_from(frac.len()).ok()?)
+        }
+        _ => return None,
+    };
+    let year = i32::try_from(num(0, 4)?).ok()?;
+    let (month, day) = (num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    if second > 59 {
+        return None;
+    }
+    Some(
+        chrono::NaiveDate::from_ymd_opt(year, month, day)?
+            .and_hms_nano_opt(hour, minute, second, nano)?
+            .and_utc(),
+    )
 }
 
 /// Where the state lives, and its companions.
@@ -424,6 +984,16 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Datelike;
+
+    /// A load's outcome with the error as the message a person reads.
+    fn load(text: &str) -> Result<State, String> {
+        State::from_yaml(text, Path::new("s")).map_err(|e| e.to_string())
+    }
+
+    fn load_serde(text: &str) -> Result<State, String> {
+        State::from_yaml_serde(text, Path::new("s")).map_err(|e| e.to_string())
+    }
 
     fn sample() -> State {
         let class = ClassState {
@@ -531,5 +1101,399 @@ mod tests {
         let cut = &text[..text.len() / 2];
         let err = State::from_yaml(cut, Path::new("s"));
         assert!(matches!(err, Err(Fatal::BadData(_))), "{err:?}");
+    }
+
+    fn time(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .expect("valid")
+            .with_timezone(&Utc)
+    }
+
+    /// The hand-written writer against the serde writer it replaced.
+    fn same_bytes_as_serde(s: &State) {
+        assert_eq!(s.to_yaml(), crate::fuzzing::serde_yaml(s));
+    }
+
+    #[test]
+    fn written_bytes_are_serde_jsons_at_the_edges() {
+        let mut s = sample();
+        same_bytes_as_serde(&s);
+        same_bytes_as_serde(&State::default());
+        s.last_sync = Some(time("2026-11-25T00:01:00.5Z"));
+        s.hierarchy.get_mut("lo").expect("lo").removed = true;
+        s.hierarchy.insert(
+            "e\"th\\0\n\u{1}\u{7f}é".into(),
+            Hierarchy::new(Rate(0), Rate(u64::MAX)),
+        );
+        s.classified = [0, 1, 9, 10, 99, 100, 4094, u16::MAX].into();
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_nano_opt(23, 59, 59, 1_500_000_000))
+            .expect("a leap second")
+            .and_utc();
+        let starts = [
+            time("2026-11-25T00:01:00.123Z"),
+            time("2026-11-25T00:01:00.123456Z"),
+            time("2026-11-25T00:01:00.123456789Z"),
+            time("2026-11-25T00:01:00.000000001Z"),
+            time("0000-01-01T00:00:00Z"),
+            time("9999-12-31T23:59:59.999999999Z"),
+            leap,
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
+        ];
+        let template = s.slices[&257].clone();
+        for (i, start) in (1u16..).zip(starts) {
+            let mut slice = template.clone();
+            slice.xid = i;
+            slice.start = start;
+            slice.name = format!("s{i}\t\"{}\"", "\\".repeat(usize::from(i)));
+            slice.lo.base = Bytes(10u64.pow(u32::from(i)) - 1);
+            slice.i2.carry = Bytes(u64::MAX - u64::from(i));
+            slice.i2.share = u32::MAX;
+            s.slices.insert(i, slice);
+            let dead = DeadState {
+                name: format!("d{i}\u{0}"),
+                start,
+                ..s.dead["pl_bob"].clone()
+            };
+            s.dead.insert(dead.name.clone(), dead);
+        }
+        same_bytes_as_serde(&s);
+        // What needs escaping, or chrono's own forms, still reads back.
+        s.slices
+            .retain(|_, v| v.start.year() <= 9999 && v.start.year() >= 0);
+        s.dead
+            .retain(|_, v| v.start.year() <= 9999 && v.start.year() >= 0);
+        assert_eq!(load(&s.to_yaml()), Ok(s));
+    }
+
+    #[test]
+    fn bwmon_s_own_file_takes_the_fast_path() {
+        let mut s = sample();
+        s.last_sync = Some(time("2026-11-25T00:01:00.25Z"));
+        s.classified = [257].into();
+        // A leap second is read by chrono, in the fast path all the same.
+        let mut leap = s.slices[&257].clone();
+        leap.xid = 4095;
+        leap.start = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_nano_opt(23, 59, 59, 1_000_000_000))
+            .expect("a leap second")
+            .and_utc();
+        s.slices.insert(4095, leap);
+        assert_eq!(State::from_own_yaml(&s.to_yaml()), Some(s.clone()));
+        assert_eq!(
+            State::from_own_yaml(&State::default().to_yaml()),
+            Some(State::default())
+        );
+    }
+
+    /// Texts in bwmon's layout that the fast path must leave to serde, which
+    /// then reads them or names what is wrong, as before.
+    #[test]
+    fn the_fast_path_leaves_anything_else_to_serde() {
+        let own = sample().to_yaml();
+        let object = |s: &SliceState| {
+            let mut out = Vec::new();
+            put_slice(&mut out, s);
+            String::from_utf8(out).expect("UTF-8")
+        };
+        let alice = &sample().slices[&257];
+        let line = object(alice);
+        assert!(own.contains(&line));
+        let other = object(&SliceState {
+            name: "pl_carol".into(),
+            xid: 100,
+            ..alice.clone()
+        });
+        // (text, the fast path reads it, the error serde's path gives)
+        let cases: &[(String, bool, Option<&str>)] = &[
+            // duplicate xid, xid beyond 4095, u16 overflow
+            (
+                own.replace(&line, &format!("{line},\n  {line}")),
+                false,
+                Some("two slices with one xid"),
+            ),
+            (
+                own.replace("\"xid\":257", "\"xid\":4096"),
+                false,
+                Some("slice pl_alice has xid 4096 beyond 4095"),
+            ),
+            (
+                own.replace("\"xid\":257", "\"xid\":65536"),
+                false,
+                Some("state file s:"),
+            ),
+            // xids out of order
+            (
+                own.replace(&line, &format!("{line},\n  {other}")),
+                false,
+                None,
+            ),
+            // unknown top-level key (deny_unknown_fields); unknown slice key (ignored)
+            (
+                own.replace("\"dead\":", "\"deed\": [], \"dead\":"),
+                false,
+                Some("state file s:"),
+            ),
+            (
+                own.replace("\"mailed\":true", "\"mailed\":true,\"extra\":1"),
+                false,
+                None,
+            ),
+            // other whitespace, number forms, escapes
+            (
+                own.replace(", \"last_sync\"", ",  \"last_sync\""),
+                false,
+                None,
+            ),
+            (
+                own.replace("\"share\":1}", "\"share\":1.0}"),
+                false,
+                Some("state file s:"),
+            ),
+            (
+                own.replace("\"base\":10,", "\"base\":010,"),
+                false,
+                Some("state file s:"),
+            ),
+            (
+                own.replace("\"base\":10,", "\"base\":18446744073709551616,"),
+                false,
+                Some("state file s:"),
+            ),
+            (
+                own.replace("\"base\":10,", "\"base\":-0,"),
+                false,
+                Some("state file s:"),
+            ),
+            (
+                own.replace("\"share\":1}", "\"share\":4294967296}"),
+                false,
+                Some("state file s:"),
+            ),
+            (own.replace("pl_alice", "pl_\\u0061lice"), false, None),
+            // A trailing comment: not JSON, but serde-saphyr reads it.
+            (own.replace("]}\n", "]}\n# end\n"), false, None),
+            // Times in chrono's other forms are read by chrono, in the fast path.
+            (
+                own.replace("2026-11-24T00:00:00Z", "2026-11-24T01:00:00+01:00"),
+                true,
+                None,
+            ),
+            (
+                own.replace("2026-11-24T00:00:00Z", "2026-11-24 00:00:00Z"),
+                true,
+                None,
+            ),
+            (
+                own.replace("2026-11-24T00:00:00Z", "2026-11-24T00:00:00.1234567891Z"),
+                true,
+                None,
+            ),
+            (
+                own.replace("2026-11-24T00:00:00Z", "2026-02-30T00:00:00Z"),
+                false,
+                Some("state file s:"),
+            ),
+            // JSON whitespace after the end, as serde_json allows.
+            (own.replace("]}\n", "]} \t\r\n\n"), true, None),
+        ];
+        for (text, fast, error) in cases {
+            assert_ne!(text, &own);
+            let general = load_serde(text);
+            assert_eq!(State::from_own_yaml(text).is_some(), *fast, "{text}");
+            let got = load(text);
+            assert_eq!(got, general, "{text}");
+            match (error, &got) {
+                (Some(msg), Err(e)) => assert!(e.contains(msg), "{e} for {text}"),
+                (None, Ok(_)) => {}
+                _ => panic!("{got:?} for {text}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_time_reader_is_chronos_on_its_form() {
+        for text in [
+            "2026-11-24T00:00:00Z",
+            "2024-02-29T23:59:59Z",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999999Z",
+            "2026-11-24T00:00:00.1Z",
+            "2026-11-24T00:00:00.000000001Z",
+        ] {
+            assert_eq!(own_time(text), Some(time(text)), "{text}");
+        }
+        for text in [
+            "2023-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-11-24T24:00:00Z",
+            "2026-11-24T00:60:00Z",
+            "2026-11-24T00:00:60Z",
+            "2026-11-24T00:00:00.Z",
+            "2026-11-24T00:00:00.1234567890Z",
+            "2026-11-24t00:00:00Z",
+            "2026-11-24T00:00:00z",
+            "+2026-11-24T00:00:00Z",
+            "2026-11-24T00:00:0aZ",
+            "2026-11-24T00:00:00",
+        ] {
+            assert_eq!(own_time(text), None, "{text}");
+        }
+    }
+
+    mod props {
+        use super::super::*;
+        use super::{load, load_serde};
+        use chrono::{Datelike, TimeZone, Timelike};
+        use proptest::prelude::*;
+
+        fn any_time() -> impl Strategy<Value = DateTime<Utc>> {
+            // Whole seconds, each fraction length, and years beyond RFC 3339.
+            let nanos = prop_oneof![
+                Just(0u32),
+                (1u32..1000).prop_map(|n| n * 1_000_000),
+                (1u32..1_000_000).prop_map(|n| n * 1000),
+                0u32..2_000_000_000,
+            ];
+            let secs = prop_oneof![
+                -62_167_219_200i64..253_402_300_800,
+                DateTime::<Utc>::MIN_UTC.timestamp()..DateTime::<Utc>::MAX_UTC.timestamp(),
+            ];
+            (secs, nanos).prop_map(|(s, n)| {
+                let t = Utc
+                    .timestamp_opt(s, n % 1_000_000_000)
+                    .single()
+                    .unwrap_or_default();
+                // A leap second only where chrono allows one (second 59).
+                if n >= 1_000_000_000 && t.second() == 59 {
+                    t.with_nanosecond(n).unwrap_or(t)
+                } else {
+                    t
+                }
+            })
+        }
+
+        fn any_class() -> impl Strategy<Value = ClassState> {
+            (any::<[u64; 8]>(), any::<u32>()).prop_map(|(v, share)| ClassState {
+                base: Bytes(v[0]),
+                carry: Bytes(v[1]),
+                last: Bytes(v[2]),
+                ceil: Rate(v[3]),
+                min: Rate(v[4]),
+                max: Rate(v[5]),
+                quota: Bytes(v[6]),
+                thresh: Bytes(v[7]),
+                share,
+            })
+        }
+
+        fn any_state(name: &'static str) -> impl Strategy<Value = State> {
+            let slice = (
+                name,
+                any::<u16>(),
+                any_time(),
+                any::<bool>(),
+                any_class(),
+                any_class(),
+            )
+                .prop_map(|(name, xid, start, mailed, lo, i2)| SliceState {
+                    name,
+                    xid: xid % 4096,
+                    start,
+                    mailed,
+                    lo,
+                    i2,
+                });
+            let dead = (name, any_time(), any::<[u64; 2]>(), any::<bool>()).prop_map(
+                |(name, start, [lo, i2], mailed)| DeadState {
+                    name,
+                    start,
+                    lo: Bytes(lo),
+                    i2: Bytes(i2),
+                    mailed,
+                },
+            );
+            let hierarchy =
+                (name, any::<[u64; 2]>(), any::<bool>()).prop_map(|(dev, [cap, max], removed)| {
+                    (
+                        dev,
+                        Hierarchy {
+                            bwcap: Rate(cap),
+                            bwmax: Rate(max),
+                            removed,
+                        },
+                    )
+                });
+            (
+                proptest::collection::vec(hierarchy, 0..3),
+                proptest::option::of(any_time()),
+                proptest::collection::vec(slice, 0..6),
+                proptest::collection::vec(dead, 0..3),
+                proptest::collection::btree_set(any::<u16>(), 0..6),
+            )
+                .prop_map(|(h, last_sync, slices, dead, classified)| State {
+                    hierarchy: h.into_iter().collect(),
+                    last_sync,
+                    slices: slices.into_iter().map(|s| (s.xid, s)).collect(),
+                    dead: dead.into_iter().map(|d| (d.name.clone(), d)).collect(),
+                    classified,
+                })
+        }
+
+        fn readable(t: DateTime<Utc>) -> bool {
+            (0..=9999).contains(&t.year())
+        }
+
+        proptest! {
+            // Any names and times: the bytes serde_json wrote, read back the
+            // same wherever chrono reads its own writing.
+            #[test]
+            fn any_state_is_written_as_serde_wrote_it(s in any_state("\\PC{0,12}|[\"\\\\\u{0}-\u{1f}a]{0,4}")) {
+                let text = s.to_yaml();
+                prop_assert_eq!(&text, &crate::fuzzing::serde_yaml(&s));
+                let fast = State::from_own_yaml(&text);
+                if let Some(fast) = fast {
+                    prop_assert_eq!(Ok(fast), load_serde(&text));
+                }
+                let times = s.slices.values().map(|v| v.start)
+                    .chain(s.dead.values().map(|d| d.start))
+                    .chain(s.last_sync);
+                if times.clone().all(readable) {
+                    prop_assert_eq!(load(&text), Ok(s));
+                }
+            }
+
+            // Names as SPEC §3 allows them: always the fast path, never a
+            // fallback that would silently cost the old price.
+            #[test]
+            fn valid_names_take_the_fast_path(s in any_state("[A-Za-z0-9_.-]{1,64}")) {
+                let text = s.to_yaml();
+                let times = s.slices.values().map(|v| v.start)
+                    .chain(s.dead.values().map(|d| d.start))
+                    .chain(s.last_sync);
+                if times.clone().all(readable) {
+                    prop_assert_eq!(State::from_own_yaml(&text), Some(s));
+                }
+            }
+
+            // The form bwmon writes, any digits: the fast reader agrees
+            // with chrono wherever it answers, and answers below second 60.
+            #[test]
+            fn own_time_is_chrono_on_bwmon_s_form(
+                digits in "[0-9]{4}-[0-1][0-9]-[0-3][0-9]T[0-2][0-9]:[0-6][0-9]:[0-6][0-9](\\.[0-9]{1,11})?Z"
+            ) {
+                let chrono = DateTime::<Utc>::deserialize(
+                    serde::de::IntoDeserializer::<serde::de::value::Error>::into_deserializer(digits.as_str()),
+                ).ok();
+                match own_time(&digits) {
+                    Some(t) => prop_assert_eq!(Some(t), chrono),
+                    None => prop_assert!(
+                        chrono.is_none() || &digits[17..19] == "60" || digits.len() > 30,
+                        "{} refused", digits
+                    ),
+                }
+            }
+        }
     }
 }
