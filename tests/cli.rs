@@ -621,25 +621,6 @@ fn xid_out_of_range_is_held_others_still_applied() {
     );
 }
 
-/// Takes the qdisc handle `minor:` by making it the leaf of the default class
-/// 1:1fff: the kernel then refuses the leaf of the slice class `1:minor`
-/// ("Cannot move an existing qdisc to a different parent").
-fn take_leaf_handle(f: &Sandbox, minor: u32) {
-    let handle = format!("{minor:x}:");
-    f.ns.tc(&["qdisc", "del", "dev", "lo", "parent", "1:1fff"]);
-    f.ns.tc(&[
-        "qdisc", "add", "dev", "lo", "parent", "1:1fff", "handle", &handle, "pfifo",
-    ]);
-}
-
-/// Gives the default class its own leaf handle back.
-fn free_leaf_handle(f: &Sandbox) {
-    f.ns.tc(&["qdisc", "del", "dev", "lo", "parent", "1:1fff"]);
-    f.ns.tc(&[
-        "qdisc", "add", "dev", "lo", "parent", "1:1fff", "handle", "1fff:", "pfifo",
-    ]);
-}
-
 /// The kernel refuses one slice's leaf (its handle is taken): that slice
 /// fails, named on stderr (exit 1); the other's classes and leaves are in
 /// place and the state is saved; the next run, the handle free again, exits 0.
@@ -652,7 +633,7 @@ fn refused_leaf_fails_its_slice_only() {
     // Root's classes first, so the next run only adds Alice's and Bob's.
     f.sync(T0, "{}");
     assert!(f.ns.class(low(0)).is_some());
-    take_leaf_handle(&f, low(BOB.1));
+    f.take_leaf_handle(low(BOB.1));
 
     let out = f.run(&at(MIN), &["sync"], alice_and_bob().as_bytes());
     assert_exit(&out, 1, "sync with bob's leaf refused");
@@ -674,7 +655,7 @@ fn refused_leaf_fails_its_slice_only() {
     let state = fs::read_to_string(&f.state).expect("state saved");
     assert!(state.contains(ALICE.0), "{state}");
 
-    free_leaf_handle(&f);
+    f.free_leaf_handle();
     let out = f.sync(&at(2 * MIN), &alice_and_bob());
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
     for minor in [low(BOB.1), i2(BOB.1)] {
@@ -703,10 +684,10 @@ fn refused_leaf_is_added_at_the_next_run() {
     };
     f.init_node();
     f.sync(T0, "{}");
-    take_leaf_handle(&f, low(BOB.1));
+    f.take_leaf_handle(low(BOB.1));
     let out = f.run(&at(MIN), &["sync"], alice_and_bob().as_bytes());
     assert_exit(&out, 1, "sync with bob's leaf refused");
-    free_leaf_handle(&f);
+    f.free_leaf_handle();
     f.sync(&at(2 * MIN), &alice_and_bob());
     let leaves = f.ns.qdiscs_by_parent();
     for minor in [low(BOB.1), i2(BOB.1)] {

@@ -1611,39 +1611,20 @@ fn device_gone_exits_69_changing_nothing() {
     }
 }
 
-/// Takes the qdisc handle `minor:` by making it the leaf of the default class
-/// 1:1fff: the kernel then refuses the leaf of the slice class `1:minor`
-/// ("Cannot move an existing qdisc to a different parent").
-fn take_leaf_handle(f: &Sandbox, minor: u32) {
-    let handle = format!("{minor:x}:");
-    f.ns.tc(&["qdisc", "del", "dev", "lo", "parent", "1:1fff"]);
-    f.ns.tc(&[
-        "qdisc", "add", "dev", "lo", "parent", "1:1fff", "handle", &handle, "pfifo",
-    ]);
-}
-
-/// Gives the default class its own leaf handle back.
-fn free_leaf_handle(f: &Sandbox) {
-    f.ns.tc(&["qdisc", "del", "dev", "lo", "parent", "1:1fff"]);
-    f.ns.tc(&[
-        "qdisc", "add", "dev", "lo", "parent", "1:1fff", "handle", "1fff:", "pfifo",
-    ]);
-}
-
 /// The kernel refuses part of a run's changes — the leaf of a new slice,
 /// Dave, whose handle is taken — in the run that caps Carol: Dave fails,
 /// alone named (exit 1); Carol's cap lands and is mailed; Alice and Bob are
 /// untouched. Once the handle is free, the next run exits 0 and sends Carol
-/// no second mail. (The refused-cap variant, which only the tc fake can
-/// stage, is in `tests/tc_process.rs`; that the refused leaf itself is never
-/// added again is `cli::refused_leaf_is_added_at_the_next_run`.)
+/// no second mail. (A refused class change is mapped back to its slice by
+/// `sync::tests::refusals_map_back_to_their_slices`; that the refused leaf
+/// itself is added at the next run is `cli::refused_leaf_is_added_at_the_next_run`.)
 #[test]
 fn refused_leaf_fails_that_slice_only() {
     let Some(f) = enforced_three() else {
         return;
     };
     prepare_run(&f);
-    take_leaf_handle(&f, low(D.1));
+    f.take_leaf_handle(low(D.1));
     let before = f.snapshot();
     let now = at(20 * HOUR);
     let out = f.run(&now, &["sync"], abcd().as_bytes());
@@ -1672,7 +1653,7 @@ fn refused_leaf_fails_that_slice_only() {
         "dave's i2 leaf applied"
     );
 
-    free_leaf_handle(&f);
+    f.free_leaf_handle();
     let out = f.sync(&at(20 * HOUR + 15 * MIN), &abcd());
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
     assert!(f.ns.class(low(D.1)).is_some(), "dave's low class there");

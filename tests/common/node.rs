@@ -134,6 +134,27 @@ pub struct Snapshot {
 }
 
 impl Sandbox {
+    /// Takes the qdisc handle `minor:` by making it the leaf of the default
+    /// class 1:1fff: the kernel then refuses the leaf of the slice class
+    /// `1:minor` ("Cannot move an existing qdisc to a different parent").
+    pub fn take_leaf_handle(&self, minor: u32) {
+        let handle = format!("{minor:x}:");
+        self.ns
+            .tc(&["qdisc", "del", "dev", "lo", "parent", "1:1fff"]);
+        self.ns.tc(&[
+            "qdisc", "add", "dev", "lo", "parent", "1:1fff", "handle", &handle, "pfifo",
+        ]);
+    }
+
+    /// Gives the default class its own leaf handle back.
+    pub fn free_leaf_handle(&self) {
+        self.ns
+            .tc(&["qdisc", "del", "dev", "lo", "parent", "1:1fff"]);
+        self.ns.tc(&[
+            "qdisc", "add", "dev", "lo", "parent", "1:1fff", "handle", "1fff:", "pfifo",
+        ]);
+    }
+
     /// A node with the [`settings`] config, no hierarchy yet (`None`: the
     /// real-kernel tests cannot run here, see `require_root`).
     pub fn node() -> Option<Sandbox> {
