@@ -12,13 +12,9 @@
 //! no socket). Prints the median and the range of each, in milliseconds.
 
 use bwmon::tc::decode::ClassDump;
+use bwmon::tc::encode::{Dump, dump_request};
 use bwmon::tc::kernel::Kernel;
-use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkHeader,
-    NetlinkMessage, NetlinkPayload,
-};
-use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::tc::TcMessage;
+use netlink_packet_core::{NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use std::time::{Duration, Instant};
 
@@ -26,15 +22,7 @@ const SEQ: u32 = 1;
 
 /// One raw dump: the datagrams as received, and the number of messages.
 fn floor(ifindex: u32) -> (Vec<Vec<u8>>, usize) {
-    let msg = TcMessage::with_index(i32::try_from(ifindex).expect("ifindex fits"));
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    header.sequence_number = SEQ;
-    let payload = NetlinkPayload::from(RouteNetlinkMessage::GetTrafficClass(msg));
-    let mut req = NetlinkMessage::new(header, payload);
-    req.finalize();
-    let mut bytes = vec![0; req.buffer_len()];
-    req.serialize(&mut bytes);
+    let bytes = dump_request(Dump::Classes, ifindex, SEQ);
 
     let mut sock = Socket::new(NETLINK_ROUTE).expect("netlink socket");
     sock.bind_auto().expect("bind");

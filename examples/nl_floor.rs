@@ -5,26 +5,15 @@
 //!
 //! usage: `nl_floor DEV` → prints `messages=N bytes=B`
 
-use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkHeader,
-    NetlinkMessage, NetlinkPayload,
-};
-use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::tc::TcMessage;
+use bwmon::tc::encode::{Dump, dump_request};
+use netlink_packet_core::{NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 fn main() {
     let dev = std::env::args().nth(1).expect("usage: nl_floor DEV");
     let ifindex = nix::net::if_::if_nametoindex(dev.as_str()).expect("no such device");
-    let msg = TcMessage::with_index(i32::try_from(ifindex).expect("ifindex fits"));
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    header.sequence_number = 1;
-    let payload = NetlinkPayload::from(RouteNetlinkMessage::GetTrafficClass(msg));
-    let mut req = NetlinkMessage::new(header, payload);
-    req.finalize();
-    let mut bytes = vec![0; req.buffer_len()];
-    req.serialize(&mut bytes);
+    // The same request bwmon sends: only what follows it differs.
+    let bytes = dump_request(Dump::Classes, ifindex, 1);
 
     let mut sock = Socket::new(NETLINK_ROUTE).expect("netlink socket");
     sock.bind_auto().expect("bind");
