@@ -982,7 +982,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::Datelike;
 
@@ -1342,7 +1342,7 @@ mod tests {
         }
     }
 
-    mod props {
+    pub(crate) mod props {
         use super::super::*;
         use super::{load, load_serde};
         use chrono::{Datelike, TimeZone, Timelike};
@@ -1374,7 +1374,9 @@ mod tests {
             })
         }
 
-        fn any_class() -> impl Strategy<Value = ClassState> {
+        /// Any class state, every figure anywhere in its type (also used by
+        /// the policy's arithmetic proptests).
+        pub(crate) fn any_class() -> impl Strategy<Value = ClassState> {
             (any::<[u64; 8]>(), any::<u32>()).prop_map(|(v, share)| ClassState {
                 base: Bytes(v[0]),
                 carry: Bytes(v[1]),

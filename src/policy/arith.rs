@@ -8,6 +8,7 @@ use crate::config::Defaults;
 use crate::mail::compose;
 use crate::report;
 use crate::slivers::Rspec;
+use crate::state::tests::props::any_class;
 use crate::state::{ClassState, Hierarchy, SliceState, State};
 use crate::tc::{ClassId, KernelClass};
 use crate::units::{Bytes, Kbit, KiB, Rate};
@@ -19,20 +20,6 @@ use std::path::Path;
 fn any_time() -> impl Strategy<Value = DateTime<Utc>> {
     // Anywhere from 1970 to 9999, where RFC 3339 can still write it.
     (0i64..253_402_300_000).prop_map(|s| Utc.timestamp_opt(s, 0).single().unwrap_or_default())
-}
-
-fn any_class() -> impl Strategy<Value = ClassState> {
-    (any::<[u64; 8]>(), any::<u32>()).prop_map(|(v, share)| ClassState {
-        base: Bytes(v[0]),
-        carry: Bytes(v[1]),
-        last: Bytes(v[2]),
-        ceil: Rate(v[3]),
-        min: Rate(v[4]),
-        max: Rate(v[5]),
-        quota: Bytes(v[6]),
-        thresh: Bytes(v[7]),
-        share,
-    })
 }
 
 fn kernel_class(kind: Kind, xid: u16, sent: u64, ceil: u64) -> KernelClass {
