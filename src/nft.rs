@@ -16,6 +16,14 @@ use std::process::{Command, Stdio};
 
 pub const TABLE: &str = "inet bwmon";
 
+mod elements;
+
+/// The xids the `low` map holds now, read from the kernel in-process; an
+/// empty set when there is no table.
+pub fn classified() -> Result<BTreeSet<u16>, Unreadable> {
+    elements::map_keys("bwmon", "low")
+}
+
 #[derive(Clone, Debug)]
 pub struct Nft {
     pub path: PathBuf,
@@ -56,33 +64,6 @@ impl Nft {
         }
     }
 
-    /// The xids the `low` map holds now; an empty set when there is no table.
-    pub fn classified(&self) -> Result<BTreeSet<u16>, Unreadable> {
-        let out = Command::new(&self.path)
-            .args(["-j", "list", "map", "inet", "bwmon", "low"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| Unreadable {
-                message: format!("cannot run {}: {e}", self.path.display()),
-                not_permitted: false,
-            })?;
-        if out.status.success() {
-            return Ok(map_keys(&String::from_utf8_lossy(&out.stdout)));
-        }
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if stderr.contains("No such file or directory") {
-            return Ok(BTreeSet::new());
-        }
-        Err(Unreadable {
-            message: format!(
-                "{} cannot list the {TABLE} maps: {}",
-                self.path.display(),
-                first_line(&stderr)
-            ),
-            not_permitted: not_permitted(&stderr),
-        })
-    }
-
     /// Removes the table (teardown); no table is no error.
     pub fn delete(&self) -> Result<(), String> {
         self.apply(&format!("add table {TABLE}\ndelete table {TABLE}\n"))
@@ -97,26 +78,6 @@ pub struct Unreadable {
     /// The kernel refused to show the ruleset to a caller without
     /// `CAP_NET_ADMIN`, as it does to every non-root user.
     pub not_permitted: bool,
-}
-
-/// Whether nft's stderr is the kernel refusing the caller (`EPERM`), as for
-/// `Operation not permitted (you must be root)`.
-pub fn not_permitted(stderr: &str) -> bool {
-    stderr.contains("Operation not permitted")
-}
-
-/// The keys of the map in `nft -j list map …` output.
-pub fn map_keys(json: &str) -> BTreeSet<u16> {
-    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
-    v["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|item| item["map"]["elem"].as_array())
-        .flatten()
-        .filter_map(|pair| pair[0].as_u64())
-        .filter_map(|k| u16::try_from(k).ok())
-        .collect()
 }
 
 /// The whole table, recreated in one transaction with the given slices.
@@ -240,22 +201,5 @@ mod tests {
         let m = table_script(Classify::Mark, &[], &BTreeSet::new());
         assert!(m.contains("map low { type mark : classid; }"), "{m}");
         assert!(m.contains("meta priority set meta mark map @low"), "{m}");
-    }
-
-    #[test]
-    fn map_keys_from_nft_json() {
-        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"map": {"family": "inet", "name": "low", "table": "bwmon", "type": "uid", "handle": 1, "map": "classid", "elem": [[5, "1:1005"], [1001, "1:13e9"]]}}]}"#;
-        assert_eq!(map_keys(json), [5, 1001].into_iter().collect());
-        assert!(map_keys("not json").is_empty());
-    }
-
-    #[test]
-    fn permission_refusal_from_nft_stderr() {
-        // nftables 1.0.6 run by nobody, then by root without the table.
-        let nobody = "Operation not permitted (you must be root)\nnetlink: Error: cache initialization failed: Operation not permitted\n";
-        assert!(not_permitted(nobody));
-        let missing =
-            "Error: No such file or directory\nlist map inet bwmon low\n              ^^^^^\n";
-        assert!(!not_permitted(missing));
     }
 }

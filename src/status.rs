@@ -6,7 +6,7 @@ use crate::config::Classify;
 use crate::error::Fatal;
 use crate::hierarchy::{self, node_cap, node_max};
 use crate::lock::{self, Mode};
-use crate::nft::{Nft, Unreadable};
+use crate::nft::{self, Unreadable};
 use crate::policy::Kind;
 use crate::report::{self, Report};
 use crate::state::is_special;
@@ -31,19 +31,10 @@ pub fn run(
     let cfg = &ctx.config;
     let store = Store::new(&cfg.state_file);
     let _lock = lock::acquire(&store.lock_path(), Mode::Shared, cfg.lock_wait)?;
-    // The dump and the nft query run while the state is parsed.
+    // The class dump and the nf_tables query run while the state is parsed.
     let (loaded, kernel, classified) = std::thread::scope(|s| {
         let dump = s.spawn(|| Kernel::open(&cfg.dev).and_then(|mut tc| tc.dump_classes()));
-        let nft = s.spawn(|| {
-            (cfg.classify != Classify::None).then(|| {
-                Nft::new(&cfg.nft)
-                    .map_err(|e| Unreadable {
-                        message: e.to_string(),
-                        not_permitted: false,
-                    })
-                    .and_then(|n| n.classified())
-            })
-        });
+        let nft = s.spawn(|| (cfg.classify != Classify::None).then(nft::classified));
         let loaded = store.load();
         let kernel = dump
             .join()
@@ -93,10 +84,6 @@ pub fn run(
     };
     let mut report = report::build(&state, &kernel, &cfg.dev, node, cfg.period_secs, ctx.now);
 
-    if let Some(classified) = classified {
-        mark_classified(&mut report, &kernel, classified);
-    }
-
     let mut unknown = false;
     if !names.is_empty() {
         for n in names {
@@ -109,6 +96,10 @@ pub fn run(
         }
         report.slices.retain(|s| names.contains(&s.name));
         report.dead.retain(|d| names.contains(&d.name));
+    }
+    // Only the slices asked about are checked, and warned about.
+    if let Some(classified) = classified {
+        mark_classified(&mut report, &kernel, classified);
     }
     let text = render(&report, format);
     let mut out = std::io::stdout().lock();
@@ -168,7 +159,7 @@ fn mark_classified(
             return;
         }
     };
-    let mut silent = Vec::new();
+    let mut silent: Vec<&str> = Vec::new();
     for s in &mut report.slices {
         if is_special(s.xid) {
             continue;
@@ -180,7 +171,7 @@ fn mark_classified(
             .find(|c| c.id == Kind::Low.class_id(s.xid))
             .is_some_and(|c| c.sent.0 > 0);
         if !present && !counted {
-            silent.push(s.name.clone());
+            silent.push(&s.name);
         }
     }
     // Without a hierarchy nothing counts anyway, and that has its own warning.
@@ -188,7 +179,7 @@ fn mark_classified(
     if hierarchy && !silent.is_empty() {
         log::warn!(
             "{} count no bytes and have no entry in the {} maps: their traffic is not shaped (`bwmon sync` restores the entries)",
-            silent.join(", "),
+            report::listed(&silent, 5),
             crate::nft::TABLE
         );
     }

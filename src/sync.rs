@@ -18,7 +18,7 @@ use crate::tc::KernelClass;
 use crate::tc::batch::{Batch, Origin, RootQdisc};
 use crate::tc::kernel::{BatchOutcome, Kernel};
 use crate::units::Rate;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::io::Read;
 use std::path::Path;
@@ -58,18 +58,27 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
 
     // The dump (read-only) runs while the slivers and the state are parsed:
     // at thousands of slices each takes a noticeable share of the run.
-    let (kernel, input, loaded) = std::thread::scope(|s| {
-        let dump = s.spawn(|| tc.dump_classes());
+    let (kernel, input, loaded, mapped) = std::thread::scope(|s| {
+        let dump = s.spawn(|| {
+            let classes = tc.dump_classes();
+            // What the nft maps hold now, not what the state says they were
+            // given: a flushed ruleset is put back by the next run.
+            let mapped = (cfg.classify != Classify::None).then(nft::classified);
+            (classes, mapped)
+        });
         let input = slivers::parse(&text, &slivers::uid_from_nss);
         let loaded = if input.is_ok() {
             store.load()
         } else {
             Ok(None)
         };
-        let kernel = dump
-            .join()
-            .unwrap_or_else(|_| Err(Fatal::Unavailable("the class dump thread panicked".into())));
-        (kernel, input, loaded)
+        let (kernel, mapped) = dump.join().unwrap_or_else(|_| {
+            (
+                Err(Fatal::Unavailable("the class dump thread panicked".into())),
+                None,
+            )
+        });
+        (kernel, input, loaded, mapped)
     });
     // Whole-input errors stop the run before anything is changed.
     let origin = path.map_or_else(|| "stdin".to_string(), |p| p.display().to_string());
@@ -162,9 +171,17 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
     // The classifier follows the live slices; rewritten only when they (or
     // the hierarchy, after a reboot) changed.
     let classify = (cfg.classify != Classify::None).then(|| plan.state.tenant_xids());
+    let mapped = match mapped {
+        Some(Ok(keys)) => keys,
+        Some(Err(e)) => {
+            log::debug!("{}: going by the state's record of the maps", e.message);
+            plan.state.classified.clone()
+        }
+        None => BTreeSet::new(),
+    };
     let nft_script = classify
         .as_ref()
-        .filter(|want| **want != plan.state.classified || first_op_line > 0)
+        .filter(|want| **want != mapped || first_op_line > 0)
         .map(|want| {
             (
                 want.clone(),
@@ -394,10 +411,7 @@ fn check_removals(
     let removed: Vec<&str> = live.iter().copied().filter(|n| !kept.contains(n)).collect();
     let over_share = removed.len() * 100 > usize::from(max_percent) * live.len();
     if removed.len() > crate::config::MASS_REMOVAL_MIN && over_share {
-        let mut named = removed[..LISTED.min(removed.len())].join(", ");
-        if removed.len() > LISTED {
-            let _ = write!(named, " and {} more", removed.len() - LISTED);
-        }
+        let named = report::listed(&removed, LISTED);
         return Err(format!(
             "this input would remove {} of the {} live slices ({named}), more than {max_percent} %: nothing was changed; {OVERRIDE}",
             removed.len(),

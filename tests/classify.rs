@@ -652,3 +652,56 @@ fn teardown_removes_the_table() {
     sb.init(&at(3 * MIN), Some(BWCAP));
     assert_maps(&sb, &[ALICE.1], "init after teardown: the state's slices");
 }
+
+/// A ruleset flushed or a table deleted behind bwmon's back: `status` sees
+/// it (read from the kernel, not the state), and the next sync puts the maps
+/// back in its one `nft -f -` run.
+#[test]
+fn maps_emptied_behind_bwmons_back_are_seen_and_put_back() {
+    let Some(sb) = Sandbox::new(&Settings::default()) else {
+        return;
+    };
+    let (_, log) = nft_logged(&sb);
+    sb.init(T0, Some(BWCAP));
+    sb.sync(T0, &alice_and_bob());
+    let classified = |now: &str| -> Vec<(String, bool)> {
+        let out = sb.run_bwmon(now, &["status", "--format", "json"], None);
+        assert_exit(&out, 0, "status --format json");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status is JSON");
+        v["slices"]
+            .as_array()
+            .expect("slices")
+            .iter()
+            .filter_map(|s| Some((s["name"].as_str()?.to_string(), s["classified"].as_bool()?)))
+            .collect()
+    };
+    let both = |flag: bool| vec![(ALICE.0.to_string(), flag), (BOB.0.to_string(), flag)];
+    assert_eq!(classified(&at(1)), both(true), "after the first sync");
+
+    let mut now = 0;
+    for (what, args) in [
+        (
+            "map low flushed",
+            &["flush", "map", "inet", "bwmon", "low"][..],
+        ),
+        ("table deleted", &["delete", "table", "inet", "bwmon"][..]),
+    ] {
+        let out = nft(&sb, args);
+        assert!(out.status.success(), "nft {args:?}: {out:?}");
+        now += MIN;
+        assert_eq!(classified(&at(now)), both(false), "{what}: status");
+        let calls = log_lines(&log).len();
+        sb.sync(&at(now), &alice_and_bob());
+        assert_eq!(
+            log_lines(&log)[calls..],
+            ["-f -"],
+            "{what}: one nft run puts the table back"
+        );
+        assert_maps(&sb, &[ALICE.1, BOB.1], &format!("{what}, after the sync"));
+        assert_eq!(
+            classified(&at(now)),
+            both(true),
+            "{what}: status after the sync"
+        );
+    }
+}
