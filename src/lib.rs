@@ -11,6 +11,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod hierarchy;
 pub mod init;
+pub mod json;
 pub mod lock;
 pub mod mail;
 pub mod manual;

@@ -10,7 +10,7 @@ use crate::state::{ClassState, DEFAULT_XID, DeadState, ROOT_XID, SliceState, Sta
 use crate::tc::{ClassId, KernelClass};
 use crate::units::{BWMIN, Bytes, Rate};
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 
 /// HTB's quantum per unit of share.
 pub const QUANTUM_PER_SHARE: u64 = 1600;
@@ -290,6 +290,9 @@ pub struct Inputs<'a> {
 
 /// The kernel's slice classes by (kind, xid).
 /// Indexed by xid (12 bits): no hashing on the hot path of 4,000 slices.
+/// Every xid a class id can hold (`1:(1000|xid)`, 12 bits).
+const XIDS: usize = 0x1000;
+
 struct KernelIndex<'a> {
     lo: Vec<Option<&'a KernelClass>>,
     i2: Vec<Option<&'a KernelClass>>,
@@ -353,7 +356,14 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
     } = inputs;
     let period = node.period_secs;
     let k = KernelIndex::new(kernel);
-    let live_by_xid: HashMap<u16, &Live> = live.iter().map(|l| (l.xid, l)).collect();
+    // Per xid, plain vectors rather than hash maps: at thousands of slices
+    // hashing was a fifth of the plan. Every xid a class id can hold fits.
+    let mut live_by_xid: Vec<Option<&Live>> = vec![None; XIDS];
+    for l in live {
+        if let Some(slot) = live_by_xid.get_mut(usize::from(l.xid)) {
+            *slot = Some(l);
+        }
+    }
 
     let State {
         hierarchy,
@@ -362,23 +372,30 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         mut dead,
         classified,
     } = state;
-    let mut slices = BTreeMap::new();
+    let mut slices: Vec<(u16, SliceState)> = Vec::with_capacity(live.len() + 2);
+    let mut kept = vec![false; XIDS];
     let mut deletes = Vec::new();
     let mut changes = Vec::new();
     let mut mails = Vec::new();
     // xids whose kernel classes are deleted this run: their counters are gone.
-    let mut freed = HashSet::new();
+    let mut freed = vec![false; XIDS];
 
     // Held and dying slices first (SPEC §5 step 1: deaths before births).
-    let mut continuing = HashMap::new();
+    let mut continuing: Vec<Option<SliceState>> = Vec::with_capacity(old_slices.len());
+    let mut continuing_at = vec![usize::MAX; XIDS];
     for (xid, s) in old_slices {
         if held_xids.contains(&xid) || held_names.contains(&s.name) {
-            slices.insert(xid, s);
+            if let Some(k) = kept.get_mut(usize::from(xid)) {
+                *k = true;
+            }
+            slices.push((xid, s));
             continue;
         }
+        let at = usize::from(xid);
         let special = is_special(xid);
-        if special || live_by_xid.get(&xid).is_some_and(|l| l.name == s.name) {
-            continuing.insert(xid, s);
+        if at < XIDS && (special || live_by_xid[at].is_some_and(|l| l.name == s.name)) {
+            continuing_at[at] = continuing.len();
+            continuing.push(Some(s));
             continue;
         }
         let mut s = s;
@@ -391,7 +408,9 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
             }
             used[i] = class.used(class.last);
         }
-        freed.insert(xid);
+        if let Some(f) = freed.get_mut(at) {
+            *f = true;
+        }
         if period_over(s.start, now, period) {
             log::info!("{}: removed; its period had ended", s.name);
         } else {
@@ -430,7 +449,12 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
 
     for (xid, name, limits, special) in work {
         let mut added = [false; 2];
-        let mut s = if let Some(mut s) = continuing.remove(&xid) {
+        let at = usize::from(xid);
+        let mut s = if let Some(mut s) = continuing_at
+            .get(at)
+            .and_then(|&i| continuing.get_mut(i))
+            .and_then(Option::take)
+        {
             for (i, kind) in Kind::BOTH.into_iter().enumerate() {
                 if !k.contains_key((kind, xid)) {
                     // Classes gone (qdisc rebuilt, reboot): keep the period and
@@ -462,7 +486,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                     (Some(d), Kind::I2) => d.i2,
                     (None, _) => Bytes(0),
                 };
-                match k.get((kind, xid)).filter(|_| !freed.contains(&xid)) {
+                match k.get((kind, xid)).filter(|_| !freed[at]) {
                     // Adopted: counting starts from the counter as it stands (step 5).
                     Some(kc) => {
                         class.base = kc.sent;
@@ -505,28 +529,32 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                 ceil,
                 quantum: quantum(l.share),
             };
-            log::debug!(
-                "{name}: {} used {} of {} (threshold {}): {}",
-                kind.describe(),
-                used,
-                l.quota,
-                l.thresh,
-                if special {
-                    "never capped".to_string()
-                } else if used < l.thresh {
-                    format!("under threshold, ceil {}", l.max)
-                } else if ceil < l.max {
-                    format!(
-                        "capped at {ceil} for {}s left",
-                        period.saturating_sub(elapsed).max(1)
-                    )
-                } else {
-                    format!(
-                        "over threshold, but the formula gives at least max {}",
-                        l.max
-                    )
-                }
-            );
+            // The decision line is formatted only when it is shown: at
+            // thousands of slices the formatting alone is a noticeable share.
+            if log::log_enabled!(log::Level::Debug) {
+                log::debug!(
+                    "{name}: {} used {} of {} (threshold {}): {}",
+                    kind.describe(),
+                    used,
+                    l.quota,
+                    l.thresh,
+                    if special {
+                        "never capped".to_string()
+                    } else if used < l.thresh {
+                        format!("under threshold, ceil {}", l.max)
+                    } else if ceil < l.max {
+                        format!(
+                            "capped at {ceil} for {}s left",
+                            period.saturating_sub(elapsed).max(1)
+                        )
+                    } else {
+                        format!(
+                            "over threshold, but the formula gives at least max {}",
+                            l.max
+                        )
+                    }
+                );
+            }
             if ceil < l.max {
                 capped.push(CappedClass {
                     kind,
@@ -563,14 +591,16 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                 classes: capped,
             });
         }
-        slices.insert(xid, s);
+        kept[at] = true;
+        slices.push((xid, s));
     }
 
     // Orphans: slice-form classes nobody claims (step 3).
     let mut orphans: Vec<(Kind, u16)> = k
         .keys()
         .filter(|(_, xid)| {
-            !slices.contains_key(xid) && !held_xids.contains(xid) && !freed.contains(xid)
+            let at = usize::from(*xid);
+            !kept[at] && !held_xids.contains(xid) && !freed[at]
         })
         .collect();
     orphans.sort_unstable();
@@ -584,7 +614,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         state: State {
             hierarchy,
             last_sync,
-            slices,
+            slices: slices.into_iter().collect(),
             dead,
             classified,
         },

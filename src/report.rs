@@ -3,6 +3,7 @@
 //! renderings — an 80-column table for people, stable JSON for scripts, and
 //! Prometheus text for the node exporter's textfile collector.
 
+use crate::json::Pretty;
 use crate::policy::{Kind, advance, plus_secs};
 use crate::state::{ClassState, Hierarchy, SliceState, State};
 use crate::tc::KernelClass;
@@ -226,11 +227,106 @@ impl Report {
         self.slices.iter().any(|s| s.capped)
     }
 
+    /// `status --format json`: what `serde_json::to_string_pretty` writes
+    /// for the report (a test holds the two equal), written by hand because
+    /// at thousands of slices serde's generic path cost more than the dump.
     pub fn json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self)
-            .unwrap_or_else(|e| unreachable!("a report always serialises: {e}"));
-        s.push('\n');
-        s
+        let mut j = Pretty::with_capacity(1024 + 760 * self.slices.len() + 200 * self.dead.len());
+        j.open(b'{');
+        j.u64("format_version", u64::from(self.format_version));
+        j.str("dev", &self.dev);
+        j.time_secs("now", Some(&self.now));
+        j.time_secs("last_sync", self.last_sync.as_ref());
+        j.u64("period_seconds", self.period_seconds);
+        match &self.node {
+            Some(NodeView {
+                bwcap_bps,
+                bwmax_bps,
+            }) => {
+                j.key("node");
+                j.open(b'{');
+                j.u64("bwcap_bps", *bwcap_bps);
+                j.u64("bwmax_bps", *bwmax_bps);
+                j.close(b'}');
+            }
+            None => j.null("node"),
+        }
+        j.key("slices");
+        j.open(b'[');
+        for s in &self.slices {
+            let SliceView {
+                name,
+                xid,
+                period_start,
+                period_end,
+                capped,
+                mailed,
+                classified,
+                low,
+                i2,
+            } = s;
+            j.element();
+            j.open(b'{');
+            j.str("name", name);
+            j.u64("xid", u64::from(*xid));
+            j.time_secs("period_start", Some(period_start));
+            j.time_secs("period_end", Some(period_end));
+            j.bool("capped", *capped);
+            j.bool("mailed", *mailed);
+            if let Some(c) = classified {
+                j.bool("classified", *c);
+            }
+            for (key, c) in [("low", low), ("i2", i2)] {
+                let ClassView {
+                    used_bytes,
+                    quota_bytes,
+                    threshold_bytes,
+                    ceil_bps,
+                    max_bps,
+                    min_bps,
+                    capped,
+                    full_at,
+                } = c;
+                j.key(key);
+                j.open(b'{');
+                j.u64("used_bytes", *used_bytes);
+                j.u64("quota_bytes", *quota_bytes);
+                j.u64("threshold_bytes", *threshold_bytes);
+                j.u64("ceil_bps", *ceil_bps);
+                j.u64("max_bps", *max_bps);
+                j.u64("min_bps", *min_bps);
+                j.bool("capped", *capped);
+                j.time_secs("full_at", full_at.as_ref());
+                j.close(b'}');
+            }
+            j.close(b'}');
+        }
+        j.close(b']');
+        j.key("dead");
+        j.open(b'[');
+        for d in &self.dead {
+            let DeadView {
+                name,
+                period_start,
+                period_end,
+                mailed,
+                low_used_bytes,
+                i2_used_bytes,
+            } = d;
+            j.element();
+            j.open(b'{');
+            j.str("name", name);
+            j.time_secs("period_start", Some(period_start));
+            j.time_secs("period_end", Some(period_end));
+            j.bool("mailed", *mailed);
+            j.u64("low_used_bytes", *low_used_bytes);
+            j.u64("i2_used_bytes", *i2_used_bytes);
+            j.close(b'}');
+        }
+        j.close(b']');
+        j.close(b'}');
+        j.out.push(b'\n');
+        j.finish()
     }
 
     pub fn prometheus(&self) -> String {
@@ -533,5 +629,118 @@ mod tests {
         assert_eq!(relative(t, plus_secs(t, 23 * 3600)), "23h");
         assert_eq!(relative(t, plus_secs(t, 6 * 86_400)), "6d");
         assert_eq!(relative(t, t), "now");
+    }
+
+    mod json {
+        use super::super::*;
+        use chrono::TimeZone;
+        use proptest::prelude::*;
+
+        fn serde(r: &Report) -> String {
+            serde_json::to_string_pretty(r).expect("serialises") + "\n"
+        }
+
+        fn time() -> impl Strategy<Value = DateTime<Utc>> {
+            // Fractions are cut to the second; years beyond 9999 go through chrono.
+            prop_oneof![
+                (0i64..4_102_444_800, 0u32..2_000_000_000),
+                (253_402_300_800i64..253_402_400_000, 0u32..1),
+            ]
+            .prop_map(|(secs, nanos)| {
+                Utc.timestamp_opt(secs, nanos % 1_000_000_000)
+                    .single()
+                    .expect("in range")
+            })
+        }
+
+        fn class() -> impl Strategy<Value = ClassView> {
+            (
+                any::<[u64; 6]>(),
+                any::<bool>(),
+                proptest::option::of(time()),
+            )
+                .prop_map(|(n, capped, full_at)| ClassView {
+                    used_bytes: n[0],
+                    quota_bytes: n[1],
+                    threshold_bytes: n[2],
+                    ceil_bps: n[3],
+                    max_bps: n[4],
+                    min_bps: n[5],
+                    capped,
+                    full_at,
+                })
+        }
+
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "pl_[a-z0-9_]{1,12}",
+                "\\PC{0,8}",
+                "[\"\\\\\\x00-\\x1f]{1,4}"
+            ]
+        }
+
+        fn slice() -> impl Strategy<Value = SliceView> {
+            (
+                name(),
+                any::<u16>(),
+                time(),
+                time(),
+                any::<[bool; 2]>(),
+                proptest::option::of(any::<bool>()),
+                class(),
+                class(),
+            )
+                .prop_map(
+                    |(name, xid, period_start, period_end, b, classified, low, i2)| SliceView {
+                        name,
+                        xid,
+                        period_start,
+                        period_end,
+                        capped: b[0],
+                        mailed: b[1],
+                        classified,
+                        low,
+                        i2,
+                    },
+                )
+        }
+
+        fn dead() -> impl Strategy<Value = DeadView> {
+            (name(), time(), time(), any::<bool>(), any::<[u64; 2]>()).prop_map(
+                |(name, period_start, period_end, mailed, used)| DeadView {
+                    name,
+                    period_start,
+                    period_end,
+                    mailed,
+                    low_used_bytes: used[0],
+                    i2_used_bytes: used[1],
+                },
+            )
+        }
+
+        proptest! {
+            #[test]
+            fn hand_written_json_is_serdes_byte_for_byte(
+                dev in name(),
+                now in time(),
+                last_sync in proptest::option::of(time()),
+                period_seconds in any::<u64>(),
+                node in proptest::option::of(any::<[u64; 2]>()),
+                slices in proptest::collection::vec(slice(), 0..4),
+                dead in proptest::collection::vec(dead(), 0..3),
+            ) {
+                let r = Report {
+                    format_version: FORMAT_VERSION,
+                    dev,
+                    now,
+                    last_sync,
+                    period_seconds,
+                    node: node.map(|n| NodeView { bwcap_bps: n[0], bwmax_bps: n[1] }),
+                    slices,
+                    dead,
+                };
+                prop_assert_eq!(r.json(), serde(&r));
+            }
+        }
     }
 }

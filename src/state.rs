@@ -35,6 +35,7 @@
 //!   the tests and the fuzz target compare with.
 
 use crate::error::Fatal;
+use crate::json::{put_bool, put_str, put_time, put_u64};
 use crate::units::{Bytes, Rate};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -349,12 +350,6 @@ fn skip_comment_lines(mut text: &str) -> &str {
     text
 }
 
-/// One value as `serde_json` writes it: for what the fast writers leave to it.
-fn line<T: Serialize>(out: &mut Vec<u8>, value: &T) {
-    serde_json::to_writer(out, value)
-        .unwrap_or_else(|e| unreachable!("state always serialises: {e}"));
-}
-
 /// One live slice's line. The destructuring is exhaustive so that a new
 /// field cannot be forgotten here (nor in [`Scan::slice`], a struct literal).
 fn put_slice(out: &mut Vec<u8>, s: &SliceState) {
@@ -412,97 +407,6 @@ fn put_class(out: &mut Vec<u8>, c: &ClassState) {
     out.extend_from_slice(b",\"share\":");
     put_u64(out, u64::from(*share));
     out.push(b'}');
-}
-
-fn put_bool(out: &mut Vec<u8>, b: bool) {
-    out.extend_from_slice(if b { b"true" } else { b"false" });
-}
-
-/// "00" to "99": integers are written two digits a step, as `itoa` does.
-#[allow(clippy::cast_possible_truncation)] // i < 100
-const PAIRS: [[u8; 2]; 100] = {
-    let mut t = [[0; 2]; 100];
-    let mut i = 0;
-    while i < 100 {
-        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
-        i += 1;
-    }
-    t
-};
-
-#[allow(clippy::cast_possible_truncation)] // every cast is of a value < 100
-fn put_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut at = buf.len();
-    while n >= 100 {
-        at -= 2;
-        buf[at..at + 2].copy_from_slice(&PAIRS[(n % 100) as usize]);
-        n /= 100;
-    }
-    if n >= 10 {
-        at -= 2;
-        buf[at..at + 2].copy_from_slice(&PAIRS[n as usize]);
-    } else {
-        at -= 1;
-        buf[at] = b'0' + n as u8;
-    }
-    out.extend_from_slice(&buf[at..]);
-}
-
-/// A JSON string. Names and device names need no escaping; anything that
-/// does goes through `serde_json`, so the bytes are always what it writes.
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        line(out, &s);
-    } else {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    }
-}
-
-/// A time as chrono's `Serialize` writes it (RFC 3339, `Z`, the fraction in
-/// 3, 6 or 9 digits when there is one). Years beyond 0..=9999 and leap
-/// seconds, which chrono writes its own way, go through chrono itself.
-fn put_time(out: &mut Vec<u8>, time: &DateTime<Utc>) {
-    use chrono::{Datelike, Timelike};
-    let naive = time.naive_utc();
-    let (year, nano) = (naive.year(), naive.nanosecond());
-    if !(0..=9999).contains(&year) || nano >= 1_000_000_000 {
-        return line(out, time);
-    }
-    let year = year.unsigned_abs();
-    // `"YYYY-MM-DDTHH:MM:SS`, each field two digits from PAIRS.
-    let mut text = *b"\"0000-00-00T00:00:00";
-    let fields = [
-        (1, year / 100),
-        (3, year % 100),
-        (6, naive.month()),
-        (9, naive.day()),
-        (12, naive.hour()),
-        (15, naive.minute()),
-        (18, naive.second()),
-    ];
-    for (at, value) in fields {
-        text[at..at + 2].copy_from_slice(&PAIRS[usize::try_from(value % 100).unwrap_or(0)]);
-    }
-    out.extend_from_slice(&text);
-    if nano != 0 {
-        let (mut value, digits) = if nano.is_multiple_of(1_000_000) {
-            (nano / 1_000_000, 3)
-        } else if nano.is_multiple_of(1000) {
-            (nano / 1000, 6)
-        } else {
-            (nano, 9)
-        };
-        let mut fraction = *b".000000000";
-        for at in (1..=digits).rev() {
-            fraction[at] = b'0' + u8::try_from(value % 10).unwrap_or(0);
-            value /= 10;
-        }
-        out.extend_from_slice(&fraction[..=digits]);
-    }
-    out.extend_from_slice(b"Z\"");
 }
 
 /// Reads the file exactly as [`State::to_yaml`] lays it out, key for key and

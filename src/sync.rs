@@ -59,25 +59,19 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
     // The dump (read-only) runs while the slivers and the state are parsed:
     // at thousands of slices each takes a noticeable share of the run.
     let (kernel, input, loaded, mapped) = std::thread::scope(|s| {
-        let dump = s.spawn(|| {
-            let classes = tc.dump_classes();
-            // What the nft maps hold now, not what the state says they were
-            // given: a flushed ruleset is put back by the next run.
-            let mapped = (cfg.classify != Classify::None).then(nft::classified);
-            (classes, mapped)
-        });
+        let dump = s.spawn(|| tc.dump_classes());
         let input = slivers::parse(&text, &slivers::uid_from_nss);
         let loaded = if input.is_ok() {
             store.load()
         } else {
             Ok(None)
         };
-        let (kernel, mapped) = dump.join().unwrap_or_else(|_| {
-            (
-                Err(Fatal::Unavailable("the class dump thread panicked".into())),
-                None,
-            )
-        });
+        // What the nft maps hold now, not what the state says they were
+        // given: a flushed ruleset is put back by the next run.
+        let mapped = (cfg.classify != Classify::None).then(nft::classified);
+        let kernel = dump
+            .join()
+            .unwrap_or_else(|_| Err(Fatal::Unavailable("the class dump thread panicked".into())));
         (kernel, input, loaded, mapped)
     });
     // Whole-input errors stop the run before anything is changed.

@@ -2054,7 +2054,7 @@ proptest! {
         }
 
         // Usage never decreases within a period: state → state or dead record.
-        let out_by_name: HashMap<&str, &SliceState> =
+        let out_by_name: std::collections::HashMap<&str, &SliceState> =
             p.state.slices.values().map(|s| (s.name.as_str(), s)).collect();
         for s in input.slices.values() {
             let before = (used_of(s, Kind::Low), used_of(s, Kind::I2));

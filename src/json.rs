@@ -1,0 +1,215 @@
+//! JSON written by hand into one buffer, byte for byte what `serde_json`
+//! writes for the same values: the state file and `status --format json`
+//! are written at every run, and at thousands of slices serde's generic
+//! path (and chrono's formatting of every time) was most of the run. What is
+//! rare (a string that needs escaping, a year beyond 9999) goes through
+//! `serde_json` itself, so the bytes never differ.
+
+use chrono::{DateTime, Utc};
+
+/// One value as `serde_json` writes it: for what the fast writers leave to it.
+pub fn line<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(out, value)
+        .unwrap_or_else(|e| unreachable!("a value of ours always serialises: {e}"));
+}
+
+pub fn put_bool(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
+/// "00" to "99": integers are written two digits a step, as `itoa` does.
+#[allow(clippy::cast_possible_truncation)] // i < 100
+const PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
+
+#[allow(clippy::cast_possible_truncation)] // every cast is of a value < 100
+pub fn put_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    while n >= 100 {
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&PAIRS[(n % 100) as usize]);
+        n /= 100;
+    }
+    if n >= 10 {
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&PAIRS[n as usize]);
+    } else {
+        at -= 1;
+        buf[at] = b'0' + n as u8;
+    }
+    out.extend_from_slice(&buf[at..]);
+}
+
+/// A JSON string. Names and device names need no escaping; anything that
+/// does goes through `serde_json`, so the bytes are always what it writes.
+pub fn put_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        line(out, &s);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// A time as chrono's `Serialize` writes it (RFC 3339, `Z`, the fraction in
+/// 3, 6 or 9 digits when there is one). Years beyond 0..=9999 and leap
+/// seconds, which chrono writes its own way, go through chrono itself.
+pub fn put_time(out: &mut Vec<u8>, time: &DateTime<Utc>) {
+    put_rfc3339(out, time, true);
+}
+
+/// A time to the second, as `to_rfc3339_opts(SecondsFormat::Secs, true)`
+/// writes it (what `status` shows), quoted.
+pub fn put_time_secs(out: &mut Vec<u8>, time: &DateTime<Utc>) {
+    put_rfc3339(out, time, false);
+}
+
+fn put_rfc3339(out: &mut Vec<u8>, time: &DateTime<Utc>, fraction: bool) {
+    use chrono::{Datelike, Timelike};
+    let naive = time.naive_utc();
+    let (year, nano) = (naive.year(), naive.nanosecond());
+    if !(0..=9999).contains(&year) || nano >= 1_000_000_000 {
+        if fraction {
+            line(out, time);
+        } else {
+            line(
+                out,
+                &time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            );
+        }
+        return;
+    }
+    let year = year.unsigned_abs();
+    // `"YYYY-MM-DDTHH:MM:SS`, each field two digits from PAIRS.
+    let mut text = *b"\"0000-00-00T00:00:00";
+    let fields = [
+        (1, year / 100),
+        (3, year % 100),
+        (6, naive.month()),
+        (9, naive.day()),
+        (12, naive.hour()),
+        (15, naive.minute()),
+        (18, naive.second()),
+    ];
+    for (at, value) in fields {
+        text[at..at + 2].copy_from_slice(&PAIRS[usize::try_from(value % 100).unwrap_or(0)]);
+    }
+    out.extend_from_slice(&text);
+    if fraction && nano != 0 {
+        let (mut value, digits) = if nano.is_multiple_of(1_000_000) {
+            (nano / 1_000_000, 3)
+        } else if nano.is_multiple_of(1000) {
+            (nano / 1000, 6)
+        } else {
+            (nano, 9)
+        };
+        let mut fraction = *b".000000000";
+        for at in (1..=digits).rev() {
+            fraction[at] = b'0' + u8::try_from(value % 10).unwrap_or(0);
+            value /= 10;
+        }
+        out.extend_from_slice(&fraction[..=digits]);
+    }
+    out.extend_from_slice(b"Z\"");
+}
+
+/// `serde_json::to_string_pretty`'s layout (two spaces a level, `": "`
+/// after keys, `[]` for an empty array), written a key or an element at a
+/// time.
+pub struct Pretty {
+    pub out: Vec<u8>,
+    depth: usize,
+    /// No member written yet at the current level.
+    first: bool,
+}
+
+impl Pretty {
+    pub fn with_capacity(bytes: usize) -> Self {
+        Pretty {
+            out: Vec::with_capacity(bytes),
+            depth: 0,
+            first: true,
+        }
+    }
+
+    /// `{` or `[`.
+    pub fn open(&mut self, bracket: u8) {
+        self.out.push(bracket);
+        self.depth += 1;
+        self.first = true;
+    }
+
+    /// `}` or `]`, on a line of its own unless the level is empty.
+    pub fn close(&mut self, bracket: u8) {
+        self.depth -= 1;
+        if !self.first {
+            self.newline();
+        }
+        self.out.push(bracket);
+        self.first = false;
+    }
+
+    /// Starts an object member: the value is written next.
+    pub fn key(&mut self, key: &str) {
+        self.element();
+        put_str(&mut self.out, key);
+        self.out.extend_from_slice(b": ");
+    }
+
+    /// Starts an array element: the value is written next.
+    pub fn element(&mut self) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.newline();
+    }
+
+    pub fn u64(&mut self, key: &str, v: u64) {
+        self.key(key);
+        put_u64(&mut self.out, v);
+    }
+
+    pub fn bool(&mut self, key: &str, v: bool) {
+        self.key(key);
+        put_bool(&mut self.out, v);
+    }
+
+    pub fn str(&mut self, key: &str, v: &str) {
+        self.key(key);
+        put_str(&mut self.out, v);
+    }
+
+    pub fn time_secs(&mut self, key: &str, v: Option<&DateTime<Utc>>) {
+        self.key(key);
+        match v {
+            Some(t) => put_time_secs(&mut self.out, t),
+            None => self.out.extend_from_slice(b"null"),
+        }
+    }
+
+    pub fn null(&mut self, key: &str) {
+        self.key(key);
+        self.out.extend_from_slice(b"null");
+    }
+
+    fn newline(&mut self) {
+        self.out.push(b'\n');
+        for _ in 0..self.depth {
+            self.out.extend_from_slice(b"  ");
+        }
+    }
+
+    pub fn finish(self) -> String {
+        String::from_utf8(self.out).unwrap_or_else(|e| unreachable!("only UTF-8 is written: {e}"))
+    }
+}
