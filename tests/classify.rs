@@ -344,15 +344,17 @@ fn cap_bites_on_real_traffic_and_reset_lifts_it() {
     const LIMIT: u64 = KBYTE * 1024;
     const LEFT_S: u64 = 10;
     const SECS: u64 = 2;
-    let Some(sb) = Sandbox::new(&Settings {
-        max_kbyte: KBYTE,
-        max_i2_kbyte: KBYTE,
-        ..Settings::default()
-    }) else {
+    let Some(sb) = Sandbox::synced(
+        &Settings {
+            max_kbyte: KBYTE,
+            max_i2_kbyte: KBYTE,
+            ..Settings::default()
+        },
+        BWCAP,
+        &alice_only(),
+    ) else {
         return;
     };
-    sb.init(T0, Some(BWCAP));
-    sb.sync(T0, &alice_only());
     let used = sb.ns.send(low(ALICE.1), 30, 60_000);
     assert_eq!(used, 30 * 60_042);
     assert!(used * 100 >= LIMIT * 80, "test design: over the threshold");
@@ -478,11 +480,13 @@ fn cburst(sb: &Sandbox, minor: u32) -> u64 {
 /// the uid.
 #[test]
 fn mark_mode_classifies_by_packet_mark() {
-    let Some(sb) = Sandbox::new(&exempt_settings("classify: mark\n")) else {
+    let Some(sb) = Sandbox::synced(
+        &exempt_settings("classify: mark\n"),
+        BWCAP,
+        &alice_and_bob(),
+    ) else {
         return;
     };
-    sb.init(T0, Some(BWCAP));
-    sb.sync(T0, &alice_and_bob());
     assert_maps(&sb, &[ALICE.1, BOB.1], "after the first sync");
 
     let watched = [low(ALICE.1), i2(ALICE.1), low(BOB.1), i2(BOB.1)];
@@ -636,11 +640,9 @@ fn nft_missing_sync_exits_1_and_still_applies_tc() {
 /// teardown removes the table with the hierarchy; init puts it back.
 #[test]
 fn teardown_removes_the_table() {
-    let Some(sb) = Sandbox::new(&exempt_settings("")) else {
+    let Some(sb) = Sandbox::synced(&exempt_settings(""), BWCAP, &alice_only()) else {
         return;
     };
-    sb.init(T0, Some(BWCAP));
-    sb.sync(T0, &alice_only());
     assert!(has_table(&sb));
     let out = sb.run_bwmon(&at(MIN), &["teardown"], None);
     assert_exit(&out, 0, "teardown");

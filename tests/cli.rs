@@ -9,30 +9,17 @@
 //! Needs root (network namespaces). Without it the tests print a line and
 //! pass, except under `CI=true`, where they fail. `--help`, `--version` and a
 //! bare `bwmon` touch no kernel and run anywhere.
-//!
-//! The tc-process-only cases (tc missing) are in `tests/tc_process.rs`.
 
 mod common;
 
-use common::node::{
-    BWCAP_BITS, Shape, all_lines_prefixed, assert_silent, one_error_line, stderr, stdout,
-};
+use common::node::{BWCAP_BITS, Shape};
 use common::{
-    BWMON, DAY, HOUR, MIN, Sandbox, T0, assert_exit, at, i2, low, rate_matches, run_bounded,
+    ALICE, BOB, BWMON, DAY, HOUR, MIN, Sandbox, T0, alice_and_bob, alice_only, all_lines_prefixed,
+    assert_exit, assert_silent, at, i2, low, one_error_line, rate_matches, run_bounded, slivers,
+    stderr, stdout,
 };
 use std::fs;
 use std::process::{Command, Output, Stdio};
-
-const ALICE: (&str, u32) = ("pl_alice", 257); // 0x101 → 1:1101, 1:2101
-const BOB: (&str, u32) = ("pl_bob", 258); // 0x102 → 1:1102, 1:2102
-
-fn slivers(records: &[(&str, u32, &str)]) -> String {
-    common::slivers(records)
-}
-
-fn alice_and_bob() -> String {
-    slivers(&[(ALICE.0, ALICE.1, "{}"), (BOB.0, BOB.1, "{}")])
-}
 
 /// A node with the hierarchy, then a first sync with Alice and Bob.
 fn node_with_alice_and_bob() -> Option<Sandbox> {
@@ -49,17 +36,6 @@ fn node_with_alice_over_threshold() -> Option<Sandbox> {
     let f = node_with_alice_and_bob()?;
     f.over_threshold(low(ALICE.1));
     Some(f)
-}
-
-/// Files in the node's directory, but the lock and the tc wrapper's log.
-fn dir_listing(f: &Sandbox) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(f.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "state.yaml.lock" && n != "tc.log")
-        .collect();
-    names.sort();
-    names
 }
 
 // ---------------------------------------------------------------------------
@@ -133,13 +109,13 @@ fn unusable_state_file_exits_65() {
     };
     f.init_node();
     fs::write(&f.state, "this: [is not\n  a bwmon state\n").unwrap();
-    let listing = dir_listing(&f);
+    let listing = f.dir_listing();
     let before = f.snapshot();
     let out = f.run(&at(MIN), &["sync"], alice_and_bob().as_bytes());
     assert_exit(&out, 65, "sync with a garbled state file");
     one_error_line(&out, &[f.state.to_str().unwrap()], "garbled state");
     f.assert_unchanged(&before, "garbled state");
-    assert_eq!(dir_listing(&f), listing, "nothing moved aside or created");
+    assert_eq!(f.dir_listing(), listing, "nothing moved aside or created");
 }
 
 // ---------------------------------------------------------------------------
@@ -324,20 +300,10 @@ fn lock_held_exits_75_and_changes_nothing() {
     };
     let before = f.snapshot();
     assert!(before.state.is_some());
-    let holder = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(f.lock_path())
-        .unwrap();
-    holder.lock().expect("take the lock");
+    let holder = f.hold_lock();
 
     let started = std::time::Instant::now();
-    let out = f.run(
-        &at(MIN),
-        &["sync"],
-        slivers(&[(ALICE.0, ALICE.1, "{}")]).as_bytes(),
-    );
+    let out = f.run(&at(MIN), &["sync"], alice_only().as_bytes());
     let waited = started.elapsed();
     assert_exit(&out, 75, "sync while the lock is held");
     one_error_line(&out, &[f.lock_path().to_str().unwrap()], "lock held");
@@ -488,7 +454,7 @@ fn reset_of_dead_slice_says_it_is_not_live() {
     let Some(f) = node_with_alice_and_bob() else {
         return;
     };
-    f.sync(&at(MIN), &slivers(&[(ALICE.0, ALICE.1, "{}")]));
+    f.sync(&at(MIN), &alice_only());
     let before = f.snapshot();
     let out = f.run(&at(2 * MIN), &["reset", BOB.0], b"");
     assert_exit(&out, 1, "reset of a removed slice");
@@ -895,11 +861,7 @@ fn verbose_prints_one_line_per_change() {
     assert!(out.stdout.is_empty());
 
     // Removing Bob: one line about him.
-    let out = f.run(
-        &at(MIN),
-        &["-v", "sync"],
-        slivers(&[(ALICE.0, ALICE.1, "{}")]).as_bytes(),
-    );
+    let out = f.run(&at(MIN), &["-v", "sync"], alice_only().as_bytes());
     assert_exit(&out, 0, "sync -v removing bob");
     let err = stderr(&out);
     assert_eq!(
@@ -911,11 +873,7 @@ fn verbose_prints_one_line_per_change() {
     assert!(f.ns.class(low(BOB.1)).is_none(), "bob's classes removed");
 
     // Nothing changed: nothing to say, even at -v.
-    let out = f.run(
-        &at(2 * MIN),
-        &["-v", "sync"],
-        slivers(&[(ALICE.0, ALICE.1, "{}")]).as_bytes(),
-    );
+    let out = f.run(&at(2 * MIN), &["-v", "sync"], alice_only().as_bytes());
     assert_exit(&out, 0, "steady sync -v");
     assert!(
         out.stderr.is_empty(),

@@ -10,8 +10,7 @@
 
 mod common;
 
-use common::node::stderr;
-use common::{HOUR, MIN, Sandbox, Settings, T0, assert_exit, at, low, slivers};
+use common::{HOUR, MIN, Sandbox, Settings, T0, assert_exit, at, low, slivers, stderr};
 use std::collections::BTreeMap;
 use std::fs;
 
