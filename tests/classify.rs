@@ -12,8 +12,10 @@
 
 mod common;
 
+use common::node::{MIN_RATE, wire};
 use common::{
-    DAY, MIN, Sandbox, Settings, T0, assert_exit, at, expected_ceil, i2, low, parse_rate, slivers,
+    ALICE, BOB, DAY, MIN, Sandbox, Settings, T0, alice_and_bob, alice_only, assert_exit, at,
+    expected_ceil, i2, logging_wrapper, low, parse_rate, read_lines, slivers, stderr, which,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,8 +23,6 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const ALICE: (&str, u32) = ("pl_alice", 257); // 0x101 → 1:1101, 1:2101
-const BOB: (&str, u32) = ("pl_bob", 258); // 0x102 → 1:1102, 1:2102
 /// A uid that is no slice's.
 const STRANGER: u32 = 300;
 /// Unclassified traffic's class.
@@ -31,24 +31,14 @@ const EXEMPT: &str = "127.0.0.2";
 
 const BWCAP: &str = "100mbit";
 const BWCAP_BITS: u64 = 100_000_000;
-const MIN_RATE: u64 = 1000;
 
 /// `send_traffic`'s datagram payload.
 const PAYLOAD: u64 = 1000;
 /// Datagrams per paced send (`BYTES = PACKETS * PAYLOAD`).
 const PACKETS: u64 = 50;
-/// One datagram in an HTB class on `lo`: payload + UDP 8 + IPv4 20 + Ethernet 14.
-const WIRE_V4: u64 = PAYLOAD + 42;
+const WIRE_V4: u64 = wire(PAYLOAD);
 /// The same over IPv6 (40-byte header).
 const WIRE_V6: u64 = PAYLOAD + 62;
-
-fn alice_and_bob() -> String {
-    slivers(&[(ALICE.0, ALICE.1, "{}"), (BOB.0, BOB.1, "{}")])
-}
-
-fn alice_only() -> String {
-    slivers(&[(ALICE.0, ALICE.1, "{}")])
-}
 
 fn exempt_settings(extra: &str) -> Settings {
     Settings {
@@ -194,36 +184,6 @@ fn has_table(sb: &Sandbox) -> bool {
     tables(sb).lines().any(|l| l.trim() == "table inet bwmon")
 }
 
-/// Elements of map `inet bwmon NAME`: key → classid text; `None` when the map
-/// (or the table) does not exist.
-fn map_elems(sb: &Sandbox, name: &str) -> Option<BTreeMap<u64, String>> {
-    let out = nft(sb, &["-j", "list", "map", "inet", "bwmon", name]);
-    if !out.status.success() {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft -j is JSON");
-    let map = v["nftables"]
-        .as_array()
-        .expect("nftables array")
-        .iter()
-        .find(|i| i.get("map").is_some())
-        .expect("a map object")["map"]
-        .clone();
-    Some(
-        map["elem"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|pair| {
-                (
-                    pair[0].as_u64().expect("numeric key"),
-                    pair[1].as_str().expect("classid").to_string(),
-                )
-            })
-            .collect(),
-    )
-}
-
 /// Both maps hold exactly `xids`, each to its own low / i2 class.
 #[track_caller]
 fn assert_maps(sb: &Sandbox, xids: &[u32], when: &str) {
@@ -235,8 +195,8 @@ fn assert_maps(sb: &Sandbox, xids: &[u32], when: &str) {
         .iter()
         .map(|&x| (u64::from(x), format!("1:{:x}", i2(x))))
         .collect();
-    assert_eq!(map_elems(sb, "low"), Some(low_want), "map low {when}");
-    assert_eq!(map_elems(sb, "i2"), Some(i2_want), "map i2 {when}");
+    assert_eq!(sb.ns.nft_map("low"), Some(low_want), "map low {when}");
+    assert_eq!(sb.ns.nft_map("i2"), Some(i2_want), "map i2 {when}");
 }
 
 /// Points the sandbox's config at `nft` (replacing any `nft:` line).
@@ -254,34 +214,12 @@ fn set_nft(sb: &Sandbox, nft: &Path) {
 /// A wrapper that logs each call (`$*`) and execs the real nft; the config now
 /// points at it. Returns (wrapper, log).
 fn nft_logged(sb: &Sandbox) -> (PathBuf, PathBuf) {
-    use std::os::unix::fs::PermissionsExt;
-    let real = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .expect("nft is installed (the nftables package)");
-    let log = sb.dir.path().join("nft.log");
-    let wrapper = sb.dir.path().join("nft");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
-            log.display(),
-            real.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let real = which("nft").expect("nft is installed (the nftables package)");
+    let log = sb.path("nft.log");
+    let wrapper = sb.path("nft");
+    logging_wrapper(&wrapper, &log, &real);
     set_nft(sb, &wrapper);
     (wrapper, log)
-}
-
-fn log_lines(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -533,13 +471,13 @@ fn maps_follow_slices_in_one_nft_run_only_on_change() {
     };
     let (_, log) = nft_logged(&sb);
     sb.init(T0, Some(BWCAP));
-    let init_calls = log_lines(&log);
+    let init_calls = read_lines(&log);
     assert!(init_calls.len() <= 1, "init: nft calls {init_calls:?}");
 
     let step = |now: u64, live: &str, nft_calls: usize, xids: &[u32]| {
-        let (nft0, tc0) = (log_lines(&log).len(), sb.tc_spawns().len());
+        let (nft0, tc0) = (read_lines(&log).len(), sb.tc_spawns().len());
         sb.sync(&at(now), live);
-        let nft_new = log_lines(&log)[nft0..].to_vec();
+        let nft_new = read_lines(&log)[nft0..].to_vec();
         let tc_new = sb.tc_spawns()[tc0..].to_vec();
         let when = format!("after the sync at +{now} s with {xids:?} live");
         assert_eq!(nft_new.len(), nft_calls, "nft calls {when}: {nft_new:?}");
@@ -573,7 +511,7 @@ fn classify_none_creates_no_table() {
     assert!(sb.ns.class(low(ALICE.1)).is_some(), "the classes are made");
     let out = sb.run_bwmon(&at(2 * MIN), &["teardown"], None);
     assert_exit(&out, 0, "teardown");
-    assert_eq!(log_lines(&log), Vec::<String>::new(), "nft never run");
+    assert_eq!(read_lines(&log), Vec::<String>::new(), "nft never run");
 }
 
 /// nft missing with classify: uid → init exits 69 with one line naming the
@@ -588,7 +526,7 @@ fn nft_missing_init_exits_69_naming_nftables() {
         let out = sb.run_bwmon(T0, &["init", "--bwcap", BWCAP], None);
         let what = format!("init with `nft: {missing}`");
         assert_exit(&out, 69, &what);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = stderr(&out);
         eprintln!("{what}: root qdisc now `{}`", sb.ns.root_qdisc());
         assert_eq!(
             stderr.trim().lines().count(),
@@ -618,7 +556,7 @@ fn nft_missing_sync_exits_1_and_still_applies_tc() {
 
     let out = sb.sync_raw(&at(MIN), &alice_and_bob());
     assert_exit(&out, 1, "sync with nft missing");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr(&out);
     assert!(stderr.contains("nft"), "the failure is reported: {stderr}");
     assert!(
         sb.ns.class(low(BOB.1)).is_some(),

@@ -27,14 +27,16 @@
 mod common;
 
 use common::rtnl_log::{Request, RtnlLog, monotonic_ns};
-use common::{BWMON, Class, HOUR, MIN, Netns, Sandbox, Settings, T0, at, i2, low, slivers};
+use common::{
+    BWMON, Class, HOUR, MIN, Netns, Sandbox, Settings, T0, at, i2, low, slivers, wait_within,
+    which, write_script,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Read;
 use std::net::UdpSocket;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -144,33 +146,26 @@ fn run_quiet(mut cmd: Command, what: &str) -> Ran {
     }
 }
 
-/// Waits for `child`, killing it and failing the test when it hangs.
-fn wait_within(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} ran longer than {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn write_script(path: &Path, text: &str) {
-    fs::write(path, text).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+/// init and a first sync of `slivers` (written to `input`) at `T0`, both
+/// of which must succeed.
+fn init_and_first_sync(sb: &Sandbox, input: &Path, slivers: &str) {
+    let init = run_quiet(bwmon(sb, T0, &["init", "--bwcap", BWCAP]), "init");
+    assert_eq!(init.status.code(), Some(0), "init: {}", init.describe());
+    fs::write(input, slivers).unwrap();
+    let first = run_quiet(
+        bwmon(sb, T0, &["sync", "--input", input.to_str().unwrap()]),
+        "first sync",
+    );
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "first sync: {}",
+        first.describe()
+    );
 }
 
 fn real_nft() -> PathBuf {
-    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .expect("nft (nftables) is installed")
+    which("nft").expect("nft (nftables) is installed")
 }
 
 fn parse_json(text: &str, what: &str) -> Result<Value, String> {
@@ -398,20 +393,8 @@ fn crash_safety_sigkill_during_sync() {
     let input = dir.join("slivers.json");
     let _sink = sb.ns.udp_sink();
 
-    let init = run_quiet(bwmon(&sb, T0, &["init", "--bwcap", BWCAP]), "init");
-    assert_eq!(init.status.code(), Some(0), "init: {}", init.describe());
     let mut removed: BTreeSet<usize> = BTreeSet::new();
-    fs::write(&input, st_slivers(&removed)).unwrap();
-    let first = run_quiet(
-        bwmon(&sb, T0, &["sync", "--input", input.to_str().unwrap()]),
-        "first sync",
-    );
-    assert_eq!(
-        first.status.code(),
-        Some(0),
-        "first sync: {}",
-        first.describe()
-    );
+    init_and_first_sync(&sb, &input, &st_slivers(&removed));
 
     let mut traffic = Traffic::start(
         &sb.ns,
@@ -738,25 +721,10 @@ fn sync_killed_after_its_batch_keeps_a_removed_slices_usage() {
 
 /// The keys (uids) of bwmon's nftables `low` map in the sandbox's namespace.
 fn classified(sb: &Sandbox) -> Vec<u64> {
-    let out = sb
-        .ns
-        .command("nft")
-        .args(["-j", "list", "map", "inet", "bwmon", "low"])
-        .output()
-        .expect("spawn nft");
-    assert!(
-        out.status.success(),
-        "nft list map: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("nft -j prints JSON");
-    doc["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|item| item["map"]["elem"].as_array())
-        .flatten()
-        .filter_map(|pair| pair[0].as_u64())
+    sb.ns
+        .nft_map("low")
+        .expect("nft list map inet bwmon low")
+        .into_keys()
         .collect()
 }
 
@@ -1052,20 +1020,7 @@ fn overlap_sandbox(lock_wait: &'static str) -> Option<(Sandbox, UdpSocket)> {
     };
     let sb = Sandbox::new(&settings)?;
     let sink = sb.ns.udp_sink();
-    let init = run_quiet(bwmon(&sb, T0, &["init", "--bwcap", BWCAP]), "init");
-    assert_eq!(init.status.code(), Some(0), "init: {}", init.describe());
-    let input = sb.dir.path().join("in-setup.json");
-    fs::write(&input, p_slivers(&[], &[])).unwrap();
-    let first = run_quiet(
-        bwmon(&sb, T0, &["sync", "--input", input.to_str().unwrap()]),
-        "first sync",
-    );
-    assert_eq!(
-        first.status.code(),
-        Some(0),
-        "first sync: {}",
-        first.describe()
-    );
+    init_and_first_sync(&sb, &sb.path("in-setup.json"), &p_slivers(&[], &[]));
     // p_00 over its low threshold (81,920 B), p_01 under, p_02 over its i2
     // threshold (163,840 B), p_04 (removed and re-added later) some.
     sb.ns.send(low(p_xid(0)), 90, 1000);
@@ -1418,14 +1373,7 @@ fn overlapping_runs_are_serialised() {
     )
     .unwrap();
     let before = snapshot(&sb);
-    let lock_path = PathBuf::from(format!("{}.lock", sb.state.display()));
-    let holder = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap();
-    holder.lock().expect("take the lock");
+    let holder = sb.hold_lock();
     let held_since = Instant::now();
     let late = [
         Invocation::Sync {

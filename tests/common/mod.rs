@@ -247,6 +247,40 @@ impl Netns {
         .expect("sink thread")
     }
 
+    /// Elements of bwmon's nft map `inet bwmon NAME`: key → classid text;
+    /// `None` when the map (or the table) does not exist.
+    pub fn nft_map(&self, name: &str) -> Option<BTreeMap<u64, String>> {
+        let out = self
+            .command("nft")
+            .args(["-j", "list", "map", "inet", "bwmon", name])
+            .output()
+            .expect("spawn nft");
+        if !out.status.success() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft -j is JSON");
+        let map = v["nftables"]
+            .as_array()
+            .expect("nftables array")
+            .iter()
+            .find(|i| i.get("map").is_some())
+            .expect("a map object")["map"]
+            .clone();
+        Some(
+            map["elem"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|pair| {
+                    (
+                        pair[0].as_u64().expect("numeric key"),
+                        pair[1].as_str().expect("classid").to_string(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
     /// Polls class `1:minor` until `backlog 0b 0p`; returns its `Sent` bytes.
     pub fn wait_drained(&self, minor: u32) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -700,11 +734,7 @@ impl Sandbox {
 
     /// Lines in the tc wrapper's log so far: one per tc process spawned.
     pub fn tc_spawns(&self) -> Vec<String> {
-        fs::read_to_string(&self.tc_log)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        read_lines(&self.tc_log)
     }
 
     /// Every mail sendmail received so far, in order.
@@ -893,6 +923,16 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .chain(["/usr/sbin".into(), "/sbin".into()])
         .map(|d| d.join(program))
         .find(|p| p.is_file())
+}
+
+/// The lines of the file at `path`; none while it does not exist (a wrapper
+/// writes its log only once it runs).
+pub fn read_lines(path: &Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// The names in directory `dir`, sorted.
