@@ -15,7 +15,8 @@ mod common;
 use common::node::{MIN_RATE, wire};
 use common::{
     ALICE, BOB, DAY, MIN, Sandbox, Settings, T0, alice_and_bob, alice_only, assert_exit, at,
-    expected_ceil, i2, logging_wrapper, low, parse_rate, read_lines, slivers, stderr, which,
+    expected_ceil, i2, logging_wrapper, low, or_skip, parse_rate, read_lines, slivers, stderr,
+    which,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -230,9 +231,7 @@ fn nft_logged(sb: &Sandbox) -> (PathBuf, PathBuf) {
 /// that is no slice's in the default class.
 #[test]
 fn uid_mode_puts_each_slices_packets_in_its_classes() {
-    let Some(sb) = Sandbox::new(&exempt_settings("")) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&exempt_settings("")));
     // Part of 127/8 on lo already in most kernels: an error here is fine.
     let _ = sb
         .ns
@@ -282,7 +281,7 @@ fn cap_bites_on_real_traffic_and_reset_lifts_it() {
     const LIMIT: u64 = KBYTE * 1024;
     const LEFT_S: u64 = 10;
     const SECS: u64 = 2;
-    let Some(sb) = Sandbox::synced(
+    let sb = or_skip!(Sandbox::synced(
         &Settings {
             max_kbyte: KBYTE,
             max_i2_kbyte: KBYTE,
@@ -290,9 +289,7 @@ fn cap_bites_on_real_traffic_and_reset_lifts_it() {
         },
         BWCAP,
         &alice_only(),
-    ) else {
-        return;
-    };
+    ));
     let used = sb.ns.send(low(ALICE.1), 30, 60_000);
     assert_eq!(used, 30 * 60_042);
     assert!(used * 100 >= LIMIT * 80, "test design: over the threshold");
@@ -418,13 +415,11 @@ fn cburst(sb: &Sandbox, minor: u32) -> u64 {
 /// the uid.
 #[test]
 fn mark_mode_classifies_by_packet_mark() {
-    let Some(sb) = Sandbox::synced(
+    let sb = or_skip!(Sandbox::synced(
         &exempt_settings("classify: mark\n"),
         BWCAP,
         &alice_and_bob(),
-    ) else {
-        return;
-    };
+    ));
     assert_maps(&sb, &[ALICE.1, BOB.1], "after the first sync");
 
     let watched = [low(ALICE.1), i2(ALICE.1), low(BOB.1), i2(BOB.1)];
@@ -466,9 +461,7 @@ fn mark_mode_classifies_by_packet_mark() {
 /// process per sync and none when nothing changed; tc stays ≤ 3 per sync.
 #[test]
 fn maps_follow_slices_in_one_nft_run_only_on_change() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     let (_, log) = nft_logged(&sb);
     sb.init(T0, Some(BWCAP));
     let init_calls = read_lines(&log);
@@ -500,9 +493,7 @@ fn maps_follow_slices_in_one_nft_run_only_on_change() {
 /// classify: none — no table, no nft at all.
 #[test]
 fn classify_none_creates_no_table() {
-    let Some(sb) = Sandbox::new(&exempt_settings("classify: none\n")) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&exempt_settings("classify: none\n")));
     let (_, log) = nft_logged(&sb);
     sb.init(T0, Some(BWCAP));
     sb.sync(T0, &alice_and_bob());
@@ -518,9 +509,7 @@ fn classify_none_creates_no_table() {
 /// nftables package, whether the config names nft by path or by a bare name.
 #[test]
 fn nft_missing_init_exits_69_naming_nftables() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     for missing in ["nft-not-installed", "/nonexistent/nft"] {
         set_nft(&sb, Path::new(missing));
         let out = sb.run_bwmon(T0, &["init", "--bwcap", BWCAP], None);
@@ -544,9 +533,7 @@ fn nft_missing_init_exits_69_naming_nftables() {
 /// changes, the table stays as it was, and the maps catch up once nft is back.
 #[test]
 fn nft_missing_sync_exits_1_and_still_applies_tc() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     let (wrapper, _) = nft_logged(&sb);
     sb.init(T0, Some(BWCAP));
     sb.sync(T0, &alice_only());
@@ -578,9 +565,7 @@ fn nft_missing_sync_exits_1_and_still_applies_tc() {
 /// teardown removes the table with the hierarchy; init puts it back.
 #[test]
 fn teardown_removes_the_table() {
-    let Some(sb) = Sandbox::synced(&exempt_settings(""), BWCAP, &alice_only()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::synced(&exempt_settings(""), BWCAP, &alice_only()));
     assert!(has_table(&sb));
     let out = sb.run_bwmon(&at(MIN), &["teardown"], None);
     assert_exit(&out, 0, "teardown");

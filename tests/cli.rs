@@ -15,8 +15,8 @@ mod common;
 use common::node::{BWCAP_BITS, Shape};
 use common::{
     ALICE, BOB, BWMON, DAY, HOUR, MIN, Sandbox, T0, alice_and_bob, alice_only, all_lines_prefixed,
-    assert_exit, assert_silent, at, i2, low, one_error_line, rate_matches, run_bounded, slivers,
-    stderr, stdout,
+    assert_exit, assert_silent, at, i2, low, one_error_line, or_skip, rate_matches, run_bounded,
+    slivers, stderr, stdout,
 };
 use std::fs;
 use std::process::{Command, Output, Stdio};
@@ -41,80 +41,73 @@ fn node_with_alice_over_threshold() -> Option<Sandbox> {
 // ---------------------------------------------------------------------------
 // 65: bad slivers data, before anything is touched
 
-#[test]
-fn bad_json_on_stdin_exits_65() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
+/// A sync of `stdin` on a node with Alice and Bob: refused with 65, the one
+/// line naming the slivers input. Returns the line (`None`: see
+/// `require_root`).
+fn refused_stdin(stdin: &[u8], what: &str) -> Option<String> {
+    let f = node_with_alice_and_bob()?;
     let before = f.snapshot();
-    let out = f.run(&at(MIN), &["sync"], b"{\"pl_alice\": {\"name\": ");
-    assert_exit(&out, 65, "sync with truncated JSON");
-    let line = one_error_line(&out, &[], "bad JSON");
+    let out = f.run(&at(MIN), &["sync"], stdin);
+    let line = f.assert_refused(&out, 65, &[], &before, what);
     assert!(
         line.to_lowercase().contains("slivers") || line.contains("stdin"),
         "names the slivers input: {line}"
     );
-    f.assert_unchanged(&before, "bad JSON");
+    Some(line)
+}
+
+#[test]
+fn bad_json_on_stdin_exits_65() {
+    refused_stdin(b"{\"pl_alice\": {\"name\": ", "sync with truncated JSON");
 }
 
 #[test]
 fn empty_stdin_exits_65() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
-    let before = f.snapshot();
-    let out = f.run(&at(MIN), &["sync"], b"");
-    assert_exit(&out, 65, "sync with empty stdin");
-    let line = one_error_line(&out, &[], "empty stdin");
-    assert!(
-        line.to_lowercase().contains("slivers") || line.contains("stdin"),
-        "names the slivers input: {line}"
-    );
-    assert!(line.contains("empty"), "says it is empty: {line}");
-    f.assert_unchanged(&before, "empty stdin");
+    if let Some(line) = refused_stdin(b"", "sync with empty stdin") {
+        assert!(line.contains("empty"), "says it is empty: {line}");
+    }
 }
 
 #[test]
 fn empty_input_file_exits_65_naming_it() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_and_bob());
     let input = f.path("slivers.json");
     fs::write(&input, "").unwrap();
     let before = f.snapshot();
     let out = f.run(&at(MIN), &["sync", "--input", input.to_str().unwrap()], &[]);
-    assert_exit(&out, 65, "sync --input EMPTY");
-    one_error_line(&out, &[input.to_str().unwrap()], "empty --input file");
-    f.assert_unchanged(&before, "empty --input file");
+    f.assert_refused(
+        &out,
+        65,
+        &[input.to_str().unwrap()],
+        &before,
+        "sync --input EMPTY",
+    );
 }
 
 #[test]
 fn json_of_wrong_shape_exits_65() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_and_bob());
     let before = f.snapshot();
     for text in ["5", "\"pl_alice\"", "null"] {
         let out = f.run(&at(MIN), &["sync"], text.as_bytes());
-        assert_exit(&out, 65, &format!("sync with {text}"));
-        one_error_line(&out, &[], &format!("JSON {text}"));
-        f.assert_unchanged(&before, &format!("JSON {text}"));
+        f.assert_refused(&out, 65, &[], &before, &format!("sync with {text}"));
     }
 }
 
 #[test]
 fn unusable_state_file_exits_65() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     fs::write(&f.state, "this: [is not\n  a bwmon state\n").unwrap();
     let listing = f.dir_listing();
     let before = f.snapshot();
     let out = f.run(&at(MIN), &["sync"], alice_and_bob().as_bytes());
-    assert_exit(&out, 65, "sync with a garbled state file");
-    one_error_line(&out, &[f.state.to_str().unwrap()], "garbled state");
-    f.assert_unchanged(&before, "garbled state");
+    f.assert_refused(
+        &out,
+        65,
+        &[f.state.to_str().unwrap()],
+        &before,
+        "sync with a garbled state file",
+    );
     assert_eq!(f.dir_listing(), listing, "nothing moved aside or created");
 }
 
@@ -123,23 +116,23 @@ fn unusable_state_file_exits_65() {
 
 #[test]
 fn no_hierarchy_and_no_state_exits_69_saying_init() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
+    let f = or_skip!(Sandbox::node());
     let before = f.snapshot();
     assert!(before.state.is_none() && before.shape.classes.is_empty());
     let out = f.run(T0, &["sync"], alice_and_bob().as_bytes());
-    assert_exit(&out, 69, "sync without hierarchy");
-    one_error_line(&out, &["bwmon init", "lo"], "no hierarchy");
-    f.assert_unchanged(&before, "no hierarchy");
+    f.assert_refused(
+        &out,
+        69,
+        &["bwmon init", "lo"],
+        &before,
+        "sync without hierarchy",
+    );
 }
 
 /// Same with an HTB tree of someone else's (classes, but no 1:10).
 #[test]
 fn foreign_htb_without_class_1_10_exits_69() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
+    let f = or_skip!(Sandbox::node());
     for cmd in [
         "qdisc add dev lo root handle 1: htb default 30",
         "class add dev lo parent 1: classid 1:1 htb rate 1gbit quantum 1600",
@@ -153,9 +146,7 @@ fn foreign_htb_without_class_1_10_exits_69() {
     f.ns.send(0x5, 12, 1000);
     let before = f.snapshot();
     let out = f.run(T0, &["sync"], alice_and_bob().as_bytes());
-    assert_exit(&out, 69, "sync on a foreign HTB");
-    one_error_line(&out, &["bwmon init"], "no 1:10");
-    f.assert_unchanged(&before, "no 1:10");
+    f.assert_refused(&out, 69, &["bwmon init"], &before, "sync on a foreign HTB");
 }
 
 /// A device that does not exist (a typo in `dev:`, an interface gone):
@@ -164,9 +155,7 @@ fn foreign_htb_without_class_1_10_exits_69() {
 /// with "Cannot find device"; after it, the kernel refusing the device.)
 #[test]
 fn missing_device_exits_69_naming_it() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_and_bob());
     let config = f.config.to_str().unwrap().to_string();
     for (args, stdin) in [
         (vec!["sync"], alice_and_bob()),
@@ -178,9 +167,13 @@ fn missing_device_exits_69_naming_it() {
         let mut full = vec!["-c", &config, "--dev", "bwt-nosuch0", "--now", T0];
         full.extend(&args);
         let out = f.run_raw(&full, stdin.as_bytes(), &[]);
-        assert_exit(&out, 69, &format!("{args:?} on a missing device"));
-        one_error_line(&out, &["bwt-nosuch0"], "device missing");
-        f.assert_unchanged(&before, "device missing");
+        f.assert_refused(
+            &out,
+            69,
+            &["bwt-nosuch0"],
+            &before,
+            &format!("{args:?} on a missing device"),
+        );
     }
 }
 
@@ -189,10 +182,7 @@ fn missing_device_exits_69_naming_it() {
 
 #[test]
 fn state_under_a_regular_file_exits_74() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     let blocker = f.path("file");
     fs::write(&blocker, "not a directory\n").unwrap();
     let state = blocker.join("state.yaml");
@@ -201,18 +191,19 @@ fn state_under_a_regular_file_exits_74() {
         let mut full = vec!["--state", state.to_str().unwrap()];
         full.extend(&args);
         let out = f.run(T0, &full, alice_and_bob().as_bytes());
-        assert_exit(&out, 74, &format!("{args:?} with state under a file"));
-        one_error_line(&out, &[blocker.to_str().unwrap()], "state dir is a file");
-        f.assert_unchanged(&before, "state dir is a file");
+        f.assert_refused(
+            &out,
+            74,
+            &[blocker.to_str().unwrap()],
+            &before,
+            &format!("{args:?} with state under a file"),
+        );
     }
 }
 
 #[test]
 fn state_in_missing_directory_exits_74() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     let state = f.path("no/such/dir/state.yaml");
     let before = f.snapshot();
     let out = f.run(
@@ -220,9 +211,13 @@ fn state_in_missing_directory_exits_74() {
         &["--state", state.to_str().unwrap(), "sync"],
         alice_and_bob().as_bytes(),
     );
-    assert_exit(&out, 74, "sync with state in a missing dir");
-    one_error_line(&out, &["no/such/dir"], "missing state dir");
-    f.assert_unchanged(&before, "missing state dir");
+    f.assert_refused(
+        &out,
+        74,
+        &["no/such/dir"],
+        &before,
+        "sync with state in a missing dir",
+    );
     assert!(!f.path("no").exists(), "no directory tree created");
 }
 
@@ -233,9 +228,7 @@ fn missing_state_directory_is_created_0700() {
     use std::os::unix::fs::PermissionsExt;
     // reset: 1, the slice is not in this (new) state; the directory is made all the same.
     for (cmd, want) in [(&["init"][..], 0), (&["sync"], 0), (&["reset", ALICE.0], 1)] {
-        let Some(f) = Sandbox::node() else {
-            return;
-        };
+        let f = or_skip!(Sandbox::node());
         // init: a node with nothing on it; sync: one with the hierarchy;
         // reset: one with Alice and Bob in the default state file.
         if cmd[0] != "init" {
@@ -258,10 +251,7 @@ fn missing_state_directory_is_created_0700() {
         assert_eq!(mode & 0o777, 0o700, "{cmd:?}: mode {mode:o}");
     }
     // A dry run writes nothing, not even the directory.
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     let state = f.path("bwmon/state.yaml");
     let out = f.run(
         T0,
@@ -273,10 +263,7 @@ fn missing_state_directory_is_created_0700() {
 
 #[test]
 fn state_path_that_is_a_directory_exits_74() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     let state = f.path("statedir");
     fs::create_dir(&state).unwrap();
     let before = f.snapshot();
@@ -285,9 +272,13 @@ fn state_path_that_is_a_directory_exits_74() {
         &["--state", state.to_str().unwrap(), "sync"],
         alice_and_bob().as_bytes(),
     );
-    assert_exit(&out, 74, "sync with a directory as state file");
-    one_error_line(&out, &[state.to_str().unwrap()], "state is a directory");
-    f.assert_unchanged(&before, "state is a directory");
+    f.assert_refused(
+        &out,
+        74,
+        &[state.to_str().unwrap()],
+        &before,
+        "sync with a directory as state file",
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -295,9 +286,7 @@ fn state_path_that_is_a_directory_exits_74() {
 
 #[test]
 fn lock_held_exits_75_and_changes_nothing() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_and_bob());
     let before = f.snapshot();
     assert!(before.state.is_some());
     let holder = f.hold_lock();
@@ -314,9 +303,7 @@ fn lock_held_exits_75_and_changes_nothing() {
     f.assert_unchanged(&before, "sync while locked");
 
     let out = f.run(&at(MIN), &["reset", ALICE.0], b"");
-    assert_exit(&out, 75, "reset while the lock is held");
-    one_error_line(&out, &[], "reset while locked");
-    f.assert_unchanged(&before, "reset while locked");
+    f.assert_refused(&out, 75, &[], &before, "reset while the lock is held");
 
     // status takes a shared lock: an exclusive holder keeps it out too.
     let out = f.run(&at(MIN), &["status"], b"");
@@ -333,10 +320,7 @@ fn lock_held_exits_75_and_changes_nothing() {
 
 #[test]
 fn explicit_config_missing_exits_78_naming_it() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     let missing = f.path("nope.yaml");
     let before = f.snapshot();
     let out = f.run_raw(
@@ -344,9 +328,13 @@ fn explicit_config_missing_exits_78_naming_it() {
         b"{}",
         &[],
     );
-    assert_exit(&out, 78, "missing --config");
-    one_error_line(&out, &[missing.to_str().unwrap()], "missing config");
-    f.assert_unchanged(&before, "missing config");
+    f.assert_refused(
+        &out,
+        78,
+        &[missing.to_str().unwrap()],
+        &before,
+        "missing --config",
+    );
 }
 
 /// A node with the hierarchy whose config then gets `line` (replacing the
@@ -381,18 +369,14 @@ fn config_case(line: &str) -> Option<(Sandbox, Output)> {
 
 #[test]
 fn invalid_yaml_exits_78_naming_the_file() {
-    let Some((f, out)) = config_case("bwmax: [1gbit\n") else {
-        return;
-    };
+    let (f, out) = or_skip!(config_case("bwmax: [1gbit\n"));
     assert_exit(&out, 78, "invalid YAML");
     one_error_line(&out, &[f.config.to_str().unwrap()], "invalid YAML");
 }
 
 #[test]
 fn unknown_key_exits_78_naming_it() {
-    let Some((f, out)) = config_case("perod: 1d\n") else {
-        return;
-    };
+    let (f, out) = or_skip!(config_case("perod: 1d\n"));
     assert_exit(&out, 78, "unknown key");
     one_error_line(
         &out,
@@ -409,9 +393,7 @@ fn bad_value_exits_78_naming_the_key() {
         ("bwmax: fast\n", "bwmax"),
         ("  thresh_percent: 0\n", "thresh_percent"),
     ] {
-        let Some((f, out)) = config_case(line) else {
-            return;
-        };
+        let (f, out) = or_skip!(config_case(line));
         assert_exit(&out, 78, line);
         one_error_line(&out, &[f.config.to_str().unwrap(), key], line);
     }
@@ -422,10 +404,7 @@ fn bad_value_exits_78_naming_the_key() {
 
 #[test]
 fn status_without_state_file_exits_0() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     fs::remove_file(&f.state).unwrap();
     let _ = fs::remove_file(f.bak());
     let out = f.run(T0, &["status"], b"");
@@ -439,50 +418,36 @@ fn status_without_state_file_exits_0() {
 
 #[test]
 fn reset_of_unknown_slice_exits_1_naming_it() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_and_bob());
     let before = f.snapshot();
     let out = f.run(&at(MIN), &["reset", "nosuchslice"], b"");
-    assert_exit(&out, 1, "reset nosuchslice");
-    one_error_line(&out, &["nosuchslice"], "reset unknown");
-    f.assert_unchanged(&before, "reset unknown");
+    f.assert_refused(&out, 1, &["nosuchslice"], &before, "reset nosuchslice");
 }
 
 #[test]
 fn reset_of_dead_slice_says_it_is_not_live() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_and_bob());
     f.sync(&at(MIN), &alice_only());
     let before = f.snapshot();
     let out = f.run(&at(2 * MIN), &["reset", BOB.0], b"");
-    assert_exit(&out, 1, "reset of a removed slice");
-    let line = one_error_line(&out, &[BOB.0], "reset dead");
+    let line = f.assert_refused(&out, 1, &[BOB.0], &before, "reset of a removed slice");
     assert!(line.contains("not live"), "says it is not live: {line}");
-    f.assert_unchanged(&before, "reset dead");
 }
 
 #[test]
 fn reset_of_root_or_default_exits_1() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_and_bob());
     let before = f.snapshot();
     for name in ["root", "default"] {
         let out = f.run(&at(MIN), &["reset", name], b"");
-        assert_exit(&out, 1, &format!("reset {name}"));
-        one_error_line(&out, &[name], "reset root/default");
-        f.assert_unchanged(&before, "reset root/default");
+        f.assert_refused(&out, 1, &[name], &before, &format!("reset {name}"));
     }
 }
 
 /// An unknown name is a monitoring UNKNOWN (3), with or without `--check`.
 #[test]
 fn status_of_unknown_slice_exits_3_and_shows_the_others() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_and_bob());
     let before = f.snapshot();
     let out = f.run(
         &at(MIN),
@@ -516,9 +481,7 @@ fn status_of_unknown_slice_exits_3_and_shows_the_others() {
 /// name, so a typo in the check cannot hide it.
 #[test]
 fn status_check_exits_1_for_capped_3_for_unknown_and_1_for_both() {
-    let Some(f) = node_with_alice_over_threshold() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_over_threshold());
     let now = at(22 * HOUR);
     f.sync(&now, &alice_and_bob());
     let check = |args: &[&str], code: i32, what: &str| {
@@ -548,10 +511,7 @@ fn status_check_exits_1_for_capped_3_for_unknown_and_1_for_both() {
 
 #[test]
 fn xid_out_of_range_is_held_others_still_applied() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     let input = slivers(&[
         (ALICE.0, ALICE.1, "{}"),
         ("pl_huge", 5000, "{}"),
@@ -592,10 +552,7 @@ fn xid_out_of_range_is_held_others_still_applied() {
 /// place and the state is saved; the next run, the handle free again, exits 0.
 #[test]
 fn refused_leaf_fails_its_slice_only() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     // Root's classes first, so the next run only adds Alice's and Bob's.
     f.sync(T0, "{}");
     assert!(f.ns.class(low(0)).is_some());
@@ -645,10 +602,7 @@ fn refused_leaf_fails_its_slice_only() {
 /// policy now gives a class without bwmon's leaf its leaf (`Op::Leaf`).
 #[test]
 fn refused_leaf_is_added_at_the_next_run() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     f.sync(T0, "{}");
     f.take_leaf_handle(low(BOB.1));
     let out = f.run(&at(MIN), &["sync"], alice_and_bob().as_bytes());
@@ -715,9 +669,7 @@ fn usage_node() -> Option<Sandbox> {
 
 #[test]
 fn usage_errors_exit_2_naming_the_culprit_first() {
-    let Some(f) = usage_node() else {
-        return;
-    };
+    let f = or_skip!(usage_node());
     for (args, culprit) in [
         (vec!["frobnicate"], "frobnicate"),
         (vec!["sync", "--bogus"], "--bogus"),
@@ -739,9 +691,7 @@ fn usage_errors_exit_2_naming_the_culprit_first() {
 /// provided:;" and named none of them.
 #[test]
 fn missing_argument_is_named() {
-    let Some(f) = usage_node() else {
-        return;
-    };
+    let f = or_skip!(usage_node());
     let err = usage_error(&f, &["reset"]);
     assert!(
         err.lines().any(|l| l.trim() == "<SLICE>"),
@@ -756,9 +706,7 @@ fn missing_argument_is_named() {
 /// Issue: the one-line squash dropped clap's "did you mean".
 #[test]
 fn misspelt_command_suggests_the_right_one() {
-    let Some(f) = usage_node() else {
-        return;
-    };
+    let f = or_skip!(usage_node());
     let err = usage_error(&f, &["stauts"]);
     assert!(
         err.lines()
@@ -770,9 +718,7 @@ fn misspelt_command_suggests_the_right_one() {
 /// Issue: the one-line squash dropped the list of possible values.
 #[test]
 fn bad_value_lists_the_possible_ones() {
-    let Some(f) = usage_node() else {
-        return;
-    };
+    let f = or_skip!(usage_node());
     let err = usage_error(&f, &["status", "--format", "yaml"]);
     assert!(
         err.lines().next().is_some_and(|l| l.contains("'yaml'")),
@@ -822,10 +768,7 @@ fn help_and_version_exit_0_on_stdout() {
 
 #[test]
 fn default_level_routine_and_steady_syncs_print_nothing() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     // Routine: root's and two new slices' classes created.
     let out = f.sync(T0, &alice_and_bob());
     assert!(f.ns.class(low(ALICE.1)).is_some());
@@ -846,10 +789,7 @@ fn default_level_routine_and_steady_syncs_print_nothing() {
 
 #[test]
 fn verbose_prints_one_line_per_change() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     let out = f.run(T0, &["-v", "sync"], alice_and_bob().as_bytes());
     assert_exit(&out, 0, "sync -v");
     all_lines_prefixed(&out, "-v");
@@ -884,9 +824,7 @@ fn verbose_prints_one_line_per_change() {
 
 #[test]
 fn very_verbose_and_rust_log_debug_explain_decisions() {
-    let Some(f) = node_with_alice_over_threshold() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_over_threshold());
     let now = at(22 * HOUR);
     let input = alice_and_bob();
     let decision = |out: &Output| -> Option<String> {
@@ -934,10 +872,7 @@ fn very_verbose_and_rust_log_debug_explain_decisions() {
 
 #[test]
 fn quiet_suppresses_warnings() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     let input = slivers(&[
         (ALICE.0, ALICE.1, r#"{"net_max_rate": "abc"}"#),
         (BOB.0, BOB.1, "{}"),
@@ -1134,9 +1069,7 @@ fn assert_kernel_did(f: &Sandbox, before: &Shape, lines: &[String]) {
 
 #[test]
 fn sync_dry_run_changes_nothing_and_shows_what_the_real_run_does() {
-    let Some(f) = node_with_alice_over_threshold() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_over_threshold());
     let now = at(22 * HOUR);
     let before = f.snapshot();
 
@@ -1195,10 +1128,7 @@ fn sync_dry_run_changes_nothing_and_shows_what_the_real_run_does() {
 
 #[test]
 fn dry_run_of_first_sync_leaves_no_state_file() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     fs::remove_file(&f.state).unwrap();
     let _ = fs::remove_file(f.bak());
     let before = f.snapshot();
@@ -1213,9 +1143,7 @@ fn dry_run_of_first_sync_leaves_no_state_file() {
 
 #[test]
 fn reset_dry_run_changes_nothing_and_shows_the_lift() {
-    let Some(f) = node_with_alice_over_threshold() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_over_threshold());
     f.sync(&at(22 * HOUR), &alice_and_bob());
     let capped = f.ns.class(low(ALICE.1)).unwrap();
     assert!(!rate_matches(&capped.ceil, BWCAP_BITS, 0), "alice capped");

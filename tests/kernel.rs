@@ -13,7 +13,7 @@ use common::mid::{self, BWCAP, BWCAP_BITS, MID_LIMIT, MIN_RATE, assert_low_cap, 
 use common::node::wire;
 use common::{
     ALICE, BOB, DAY, HOUR, MIN, Sandbox, Settings, T0, alice_and_bob, alice_only, assert_exit,
-    assert_rate, at, bob_only, expected_ceil, i2, low, parse_rate, slivers, write_script,
+    assert_rate, at, bob_only, expected_ceil, i2, low, or_skip, parse_rate, slivers, write_script,
 };
 
 /// Parses a rate as bwmon may write it in a mail (`312kbit`, `1.2Mbit`, `999bit`).
@@ -39,9 +39,7 @@ fn mail_rate(text: &str) -> Option<f64> {
 /// changes the cap, keeping an existing slice class, its ceil and its counter.
 #[test]
 fn init_builds_hierarchy_and_reinit_changes_only_the_cap() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     let out = sb.init(T0, Some("10mbit"));
     assert!(
         !String::from_utf8_lossy(&out.stderr).contains("quantum"),
@@ -129,9 +127,7 @@ fn init_builds_hierarchy_and_reinit_changes_only_the_cap() {
 /// teardown; a steady sync is silent.
 #[test]
 fn no_command_spawns_tc() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     let shadow = sb.dir.path().join("path");
     std::fs::create_dir(&shadow).unwrap();
     let path_log = sb.dir.path().join("path-tc.log");
@@ -181,9 +177,7 @@ fn no_command_spawns_tc() {
 /// classes, each with its pfifo leaf, in one batch; 50 slices at once too.
 #[test]
 fn first_sync_creates_every_class_and_leaf() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     sb.init(T0, Some(BWCAP));
     sb.sync(&at(MIN), &alice_and_bob());
 
@@ -207,9 +201,7 @@ fn first_sync_creates_every_class_and_leaf() {
     }
 
     // 50 slices at once on a fresh node.
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     sb.init(T0, Some(BWCAP));
     let names: Vec<String> = (0..50).map(|i| format!("pl_s{i:02}")).collect();
     let records: Vec<(&str, u32, &str)> = names
@@ -236,9 +228,7 @@ fn first_sync_creates_every_class_and_leaf() {
 #[test]
 fn traffic_over_threshold_caps_by_formula_and_mails() {
     const KBYTE: u64 = 50_000;
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     // Alice's quota comes from her rspec (KiB), Bob stays on the default (100 KiB).
     let live = slivers(&[
         (
@@ -357,9 +347,7 @@ fn traffic_over_threshold_caps_by_formula_and_mails() {
 /// SPEC §5 step 9: one mail per period; the cap is recomputed at every run.
 #[test]
 fn second_sync_in_period_keeps_cap_without_second_mail() {
-    let Some((sb, used)) = mid::alice_capped(&alice_only()) else {
-        return;
-    };
+    let (sb, used) = or_skip!(mid::alice_capped(&alice_only()));
     sb.sync(&at(22 * HOUR + 30 * MIN), &alice_only());
     assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 30 * MIN);
     assert_eq!(sb.mails().len(), 1, "no second mail in the same period");
@@ -369,9 +357,7 @@ fn second_sync_in_period_keeps_cap_without_second_mail() {
 /// (with a fresh mail) begins.
 #[test]
 fn new_period_lifts_cap_and_allows_a_new_mail() {
-    let Some((sb, first)) = mid::alice_capped(&alice_only()) else {
-        return;
-    };
+    let (sb, first) = or_skip!(mid::alice_capped(&alice_only()));
 
     let start2 = DAY + MIN;
     sb.sync(&at(start2), &alice_only());
@@ -394,9 +380,7 @@ fn new_period_lifts_cap_and_allows_a_new_mail() {
 /// does not buy a fresh quota: it comes back capped at once, without a new mail.
 #[test]
 fn removed_and_readded_slice_keeps_usage_and_mail_flag() {
-    let Some((sb, used)) = mid::alice_capped(&alice_and_bob()) else {
-        return;
-    };
+    let (sb, used) = or_skip!(mid::alice_capped(&alice_and_bob()));
 
     sb.sync(&at(22 * HOUR + 10 * MIN), &bob_only());
     let classes = sb.ns.classes();
@@ -426,9 +410,7 @@ fn removed_and_readded_slice_keeps_usage_and_mail_flag() {
 /// already counted still caps the slice.
 #[test]
 fn lost_qdisc_rebuilt_by_sync_carries_usage() {
-    let Some((sb, used)) = mid::alice_capped(&alice_only()) else {
-        return;
-    };
+    let (sb, used) = or_skip!(mid::alice_capped(&alice_only()));
     sb.ns.tc(&["qdisc", "del", "dev", "lo", "root"]);
     assert!(sb.ns.classes().is_empty());
 
@@ -453,9 +435,7 @@ fn lost_qdisc_rebuilt_by_sync_carries_usage() {
 /// As above, with the operator running `bwmon init` after the loss.
 #[test]
 fn lost_qdisc_rebuilt_by_init_carries_usage() {
-    let Some((sb, used)) = mid::alice_capped(&alice_only()) else {
-        return;
-    };
+    let (sb, used) = or_skip!(mid::alice_capped(&alice_only()));
     sb.ns.tc(&["qdisc", "del", "dev", "lo", "root"]);
 
     sb.init(&at(22 * HOUR + 5 * MIN), Some(BWCAP));
@@ -470,9 +450,7 @@ fn lost_qdisc_rebuilt_by_init_carries_usage() {
 /// a class of another form under 1:100 is someone else's and stays.
 #[test]
 fn orphan_slice_classes_removed_foreign_forms_kept() {
-    let Some(sb) = Sandbox::synced(&Settings::default(), BWCAP, &alice_only()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::synced(&Settings::default(), BWCAP, &alice_only()));
     let htb = |parent: &str, classid: &str| {
         sb.ns.tc(&[
             "class", "add", "dev", "lo", "parent", parent, "classid", classid, "htb", "rate",
@@ -504,9 +482,7 @@ fn orphan_slice_classes_removed_foreign_forms_kept() {
 /// nothing created.
 #[test]
 fn sync_without_hierarchy_or_state_exits_69() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     let out = sb.sync_raw(T0, &alice_only());
     assert_exit(&out, 69, "sync without init");
     assert!(
@@ -524,9 +500,7 @@ fn sync_without_hierarchy_or_state_exits_69() {
 /// at start + period — judged by `--now` alone (the wall clock is years later).
 #[test]
 fn period_boundaries_follow_now() {
-    let Some((sb, used)) = mid::alice_capped(&alice_only()) else {
-        return;
-    };
+    let (sb, used) = or_skip!(mid::alice_capped(&alice_only()));
 
     sb.sync(&at(DAY - 1), &alice_only());
     assert_low_cap(&sb, ALICE.1, used, DAY - 1);
@@ -540,9 +514,7 @@ fn period_boundaries_follow_now() {
 /// about "high bandwidth"; its low class stays at max.
 #[test]
 fn i2_traffic_caps_only_the_i2_class() {
-    let Some(sb) = mid::synced(&alice_and_bob()) else {
-        return;
-    };
+    let sb = or_skip!(mid::synced(&alice_and_bob()));
     let used = mid::send_over(&sb, i2(ALICE.1));
     sb.sync(&at(22 * HOUR), &alice_and_bob());
 
@@ -564,9 +536,7 @@ fn i2_traffic_caps_only_the_i2_class() {
 /// is retried at the next run, and the cap is applied either way.
 #[test]
 fn failed_mail_is_retried_and_cap_applied_anyway() {
-    let Some(sb) = mid::synced(&alice_only()) else {
-        return;
-    };
+    let sb = or_skip!(mid::synced(&alice_only()));
     let used = mid::send_over(&sb, low(ALICE.1));
 
     std::fs::write(sb.maildir.join("exit-code"), "75").unwrap();
@@ -592,9 +562,7 @@ fn failed_mail_is_retried_and_cap_applied_anyway() {
 /// its classes and cap stay exactly as they were; the others go on; exit 1 names it.
 #[test]
 fn held_record_keeps_its_classes_and_cap() {
-    let Some((sb, _)) = mid::alice_capped(&alice_and_bob()) else {
-        return;
-    };
+    let (sb, _) = or_skip!(mid::alice_capped(&alice_and_bob()));
     let before = sb.ns.classes();
 
     let bad = slivers(&[
@@ -635,9 +603,7 @@ fn held_record_keeps_its_classes_and_cap() {
 /// recreated at the next sync, with the usage already counted.
 #[test]
 fn deleted_slice_class_recreated_with_its_usage() {
-    let Some((sb, used)) = mid::alice_capped(&alice_only()) else {
-        return;
-    };
+    let (sb, used) = or_skip!(mid::alice_capped(&alice_only()));
     sb.ns.tc(&[
         "class",
         "del",
@@ -663,16 +629,14 @@ fn deleted_slice_class_recreated_with_its_usage() {
 /// and touches nothing.
 #[test]
 fn sync_exits_75_while_the_lock_is_held() {
-    let Some(sb) = Sandbox::synced(
+    let sb = or_skip!(Sandbox::synced(
         &Settings {
             lock_wait: "1s",
             ..Settings::default()
         },
         BWCAP,
         &alice_only(),
-    ) else {
-        return;
-    };
+    ));
     let state_before = std::fs::read(&sb.state).expect("state written by sync");
 
     let holder = sb.hold_lock();
@@ -704,12 +668,10 @@ fn sync_exits_75_while_the_lock_is_held() {
 /// on a 10/40 Gbit/s node re-applies nothing.
 #[test]
 fn rates_above_4_gbit_are_exact() {
-    let Some(sb) = Sandbox::new(&Settings {
+    let sb = or_skip!(Sandbox::new(&Settings {
         extra: "bwmax: 40gbit\n".into(),
         ..Settings::default()
-    }) else {
-        return;
-    };
+    }));
     sb.init(T0, Some("10gbit"));
     sb.sync(&at(MIN), &alice_only());
     let classes = sb.ns.classes();

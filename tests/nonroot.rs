@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{BWMON, HOUR, Netns, Sandbox, Settings, T0, assert_exit, at, slivers};
+use common::{BWMON, HOUR, Netns, Sandbox, Settings, T0, assert_exit, at, or_skip, slivers};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -125,9 +125,7 @@ fn shows_both(out: &Output, what: &str) {
 /// nobody may not write, the state 0644, the lock file root's 0644.
 #[test]
 fn status_as_nobody_takes_the_shared_lock_on_a_read_only_lock_file() {
-    let Some(sb) = synced() else {
-        return;
-    };
+    let sb = or_skip!(synced());
     let lock = PathBuf::from(format!("{}.lock", sb.state.display()));
     assert!(lock.exists(), "the root sync made {}", lock.display());
     chmod(sb.dir.path(), 0o755);
@@ -168,9 +166,7 @@ fn status_as_nobody_takes_the_shared_lock_on_a_read_only_lock_file() {
 /// state without the lock (saves are atomic renames), says so at -vv.
 #[test]
 fn status_as_nobody_without_a_lock_file_in_a_read_only_dir() {
-    let Some(sb) = synced() else {
-        return;
-    };
+    let sb = or_skip!(synced());
     let dir = tempfile::Builder::new()
         .prefix("bwmon-ro-")
         .tempdir()
@@ -207,9 +203,7 @@ fn status_as_nobody_without_a_lock_file_in_a_read_only_dir() {
 /// namespace): one warning, the figures of the last sync, exit 0.
 #[test]
 fn status_as_nobody_without_a_hierarchy_shows_the_state() {
-    let Some(sb) = synced() else {
-        return;
-    };
+    let sb = or_skip!(synced());
     chmod(sb.dir.path(), 0o755);
     chmod(&sb.state, 0o644);
     let config = nobody_config(sb.dir.path(), &sb.state);

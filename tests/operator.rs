@@ -12,7 +12,7 @@ mod common;
 use common::mid::{self, BWCAP, BWCAP_BITS, MID_LIMIT, MIN_RATE, SEND_PACKETS, SEND_PAYLOAD};
 use common::{
     ALICE, BOB, DAY, HOUR, MIN, Sandbox, T0, alice_and_bob, assert_exit, assert_rate, at,
-    expected_ceil, file_names, i2, low, rate_matches, slice, slivers, stderr, stdout,
+    expected_ceil, file_names, i2, low, or_skip, rate_matches, slice, slivers, stderr, stdout,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -71,9 +71,7 @@ fn epoch(rfc3339: &str) -> i64 {
 /// unknown name exits 3 unless a shown slice is capped.
 #[test]
 fn status_shows_live_counters_and_the_applied_caps() {
-    let Some(sb) = mid::synced(&alice_and_bob()) else {
-        return;
-    };
+    let sb = or_skip!(mid::synced(&alice_and_bob()));
     let baseline = sb.ns.class(low(ALICE.1)).expect("alice's low class").sent;
 
     let sent = sb.ns.send(low(ALICE.1), 20, 10_000);
@@ -198,9 +196,7 @@ fn status_shows_live_counters_and_the_applied_caps() {
 /// status shows the figures of the last sync, says so once, exits 0.
 #[test]
 fn status_without_hierarchy_shows_the_state_with_one_warning() {
-    let Some(sb) = mid::synced(&alice_and_bob()) else {
-        return;
-    };
+    let sb = or_skip!(mid::synced(&alice_and_bob()));
     let used = sb.ns.send(low(ALICE.1), 20, 10_000);
     sb.sync(&at(HOUR), &alice_and_bob());
     sb.ns.tc(&["qdisc", "del", "dev", "lo", "root"]);
@@ -220,9 +216,7 @@ fn status_without_hierarchy_shows_the_state_with_one_warning() {
 
 #[test]
 fn reset_lifts_the_cap_at_once_and_starts_a_new_period() {
-    let Some((sb, _)) = mid::alice_capped(&alice_and_bob()) else {
-        return;
-    };
+    let (sb, _) = or_skip!(mid::alice_capped(&alice_and_bob()));
     let reset_at = at(22 * HOUR + 5 * MIN);
     let spawns = sb.tc_spawns().len();
 
@@ -286,9 +280,7 @@ fn reset_lifts_the_cap_at_once_and_starts_a_new_period() {
 
 #[test]
 fn dry_runs_change_nothing_and_print_what_they_would_do() {
-    let Some(sb) = mid::synced(&alice_and_bob()) else {
-        return;
-    };
+    let sb = or_skip!(mid::synced(&alice_and_bob()));
     let used = mid::send_over(&sb, low(ALICE.1));
     let now = at(22 * HOUR);
 
@@ -375,9 +367,7 @@ fn dry_runs_change_nothing_and_print_what_they_would_do() {
 /// A dry run over a lost hierarchy shows the rebuild and builds nothing.
 #[test]
 fn dry_run_over_a_lost_hierarchy_builds_nothing() {
-    let Some(sb) = mid::synced(&alice_and_bob()) else {
-        return;
-    };
+    let sb = or_skip!(mid::synced(&alice_and_bob()));
     sb.ns.tc(&["qdisc", "del", "dev", "lo", "root"]);
     let files_before = files(&sb);
     let out = sb.run_bwmon(&at(HOUR), &["sync", "--dry-run"], Some(&alice_and_bob()));
@@ -399,9 +389,7 @@ fn dry_run_over_a_lost_hierarchy_builds_nothing() {
 
 #[test]
 fn metrics_file_written_atomically_by_every_completed_sync() {
-    let Some(sb) = Sandbox::new(&mid::settings()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&mid::settings()));
     let dir = sb.dir.path().join("textfile");
     fs::create_dir(&dir).unwrap();
     let prom = dir.join("bwmon.prom");
@@ -521,9 +509,7 @@ fn metrics_file_written_atomically_by_every_completed_sync() {
 /// `bwmon init`; after `init`, sync recreates the classes carrying usage.
 #[test]
 fn teardown_removes_the_hierarchy_and_keeps_the_state() {
-    let Some(sb) = mid::synced(&alice_and_bob()) else {
-        return;
-    };
+    let sb = or_skip!(mid::synced(&alice_and_bob()));
     let used = sb.ns.send(low(ALICE.1), 20, 10_000);
     sb.sync(&at(HOUR), &alice_and_bob());
 

@@ -18,8 +18,8 @@ mod common;
 
 use common::node::{BWCAP_BITS, MIN_RATE, QUOTA, SMALL_PAYLOAD, Shape, THRESH, wire};
 use common::{
-    BWMON, DAY, HOUR, MIN, Sandbox, T0, assert_exit, at, i2, low, rate_matches, require_root,
-    run_bounded, slice, stderr, stdout, write_script,
+    BWMON, DAY, HOUR, MIN, Sandbox, T0, assert_exit, at, i2, low, or_skip, rate_matches,
+    require_root, run_bounded, slice, stderr, stdout, write_script,
 };
 use serde_json::Value;
 use std::fs;
@@ -370,10 +370,7 @@ fn assert_stderr_lines_sane(out: &Output, what: &str) {
 
 #[test]
 fn every_save_keeps_the_previous_good_state_as_bak() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     f.sync(T0, &abc());
     let first = fs::read(&f.state).unwrap();
     f.push(low(A.1), 5);
@@ -520,9 +517,7 @@ fn damaged_state_is_moved_aside_and_the_bak_used() {
 
 #[test]
 fn missing_state_file_with_a_usable_bak_uses_the_bak() {
-    let Some(f) = enforced_three() else {
-        return;
-    };
+    let f = or_skip!(enforced_three());
     f.push(low(A.1), 3);
     f.sync(&at(2 * HOUR), &abc());
     fs::remove_file(&f.state).unwrap();
@@ -551,9 +546,7 @@ fn missing_state_file_with_a_usable_bak_uses_the_bak() {
 /// it was (asserted), so the next finds it as the first did.
 #[test]
 fn state_and_bak_unusable_exits_65_changing_nothing() {
-    let Some(f) = enforced_three() else {
-        return;
-    };
+    let f = or_skip!(enforced_three());
     f.over_threshold(low(C.1));
     let good = fs::read(&f.state).unwrap();
     let damaged = damaged_states(&good);
@@ -597,9 +590,7 @@ fn state_and_bak_unusable_exits_65_changing_nothing() {
 
 #[test]
 fn rebuild_state_adopts_current_counters() {
-    let Some(f) = enforced_three() else {
-        return;
-    };
+    let f = or_skip!(enforced_three());
     fs::write(&f.state, b"\x00garbage").unwrap();
     fs::write(f.bak(), b"version: 99\n").unwrap();
     f.push(low(A.1), 40);
@@ -650,9 +641,7 @@ fn rebuild_state_adopts_current_counters() {
 /// rebuilt by the next sync like any other (SPEC §5 step 1).
 #[test]
 fn rebuild_state_keeps_the_hierarchy_rebuildable() {
-    let Some(f) = enforced_three() else {
-        return;
-    };
+    let f = or_skip!(enforced_three());
     fs::write(&f.state, b"garbage: [").unwrap();
     fs::remove_file(f.bak()).unwrap();
     let out = f.run(
@@ -1429,9 +1418,7 @@ fn fifty_megabyte_inputs_are_quick_and_bounded() {
         ("4,000 records of 13 KB", many, 0, true),
         ("a 50 MB unknown key", filler, 0, false),
     ] {
-        let Some(f) = enforced_three() else {
-            return;
-        };
+        let f = or_skip!(enforced_three());
         prepare_run(&f);
         let before = f.shape();
         if kernel_work {
@@ -1490,9 +1477,7 @@ fn fifty_megabyte_inputs_are_quick_and_bounded() {
 /// device): 69, one line naming it, state and mails as they were.
 #[test]
 fn device_gone_exits_69_changing_nothing() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
+    let f = or_skip!(Sandbox::node());
     let ip = |args: &[&str]| {
         let out = f.ns.command("ip").args(args).output().expect("spawn ip");
         assert!(
@@ -1542,9 +1527,7 @@ fn device_gone_exits_69_changing_nothing() {
 /// itself is added at the next run is `cli::refused_leaf_is_added_at_the_next_run`.)
 #[test]
 fn refused_leaf_fails_that_slice_only() {
-    let Some(f) = enforced_three() else {
-        return;
-    };
+    let f = or_skip!(enforced_three());
     prepare_run(&f);
     f.take_leaf_handle(low(D.1));
     let before = f.snapshot();
@@ -1612,9 +1595,7 @@ fn script(f: &Sandbox, name: &str, body: &str) -> PathBuf {
 #[test]
 fn sendmail_trouble_caps_anyway_and_mails_next_run() {
     for what in ["missing", "exit 1", "hanging"] {
-        let Some(f) = Sandbox::node_with("  timeout: 1s\n") else {
-            return;
-        };
+        let f = or_skip!(Sandbox::node_with("  timeout: 1s\n"));
         f.init_node();
         f.sync(T0, &abc());
         f.over_threshold(low(C.1));
@@ -1691,9 +1672,7 @@ fn sendmail_trouble_caps_anyway_and_mails_next_run() {
 /// `mail.timeout`, not by that child.
 #[test]
 fn sendmail_failing_with_a_lingering_child_is_bounded_by_the_timeout() {
-    let Some(f) = Sandbox::node_with("  timeout: 1s\n") else {
-        return;
-    };
+    let f = or_skip!(Sandbox::node_with("  timeout: 1s\n"));
     f.init_node();
     f.sync(T0, &abc());
     f.over_threshold(low(C.1));
@@ -1741,9 +1720,7 @@ fn formula(used: u64, elapsed: u64) -> u64 {
 
 #[test]
 fn clock_going_backwards_hands_out_nothing() {
-    let Some((f, used)) = carol_capped() else {
-        return;
-    };
+    let (f, used) = or_skip!(carol_capped());
     // Observed: elapsed is measured from the period start to the clock as it
     // now reads (0 before the start), so the remainder is spread over what the
     // clock says is left: the cap rises, the quota does not.
@@ -1786,9 +1763,7 @@ fn clock_going_backwards_hands_out_nothing() {
 
 #[test]
 fn now_before_a_slices_period_start() {
-    let Some((f, _)) = carol_capped() else {
-        return;
-    };
+    let (f, _) = or_skip!(carol_capped());
     // A new slice starts at 20 h; a run at 2 h "before" its period began.
     f.sync(&at(20 * HOUR + MIN), &abcd());
     let used = f.over_threshold(low(D.1));
@@ -1816,9 +1791,7 @@ fn now_before_a_slices_period_start() {
 
 #[test]
 fn a_week_off_starts_new_periods_and_forgets_the_dead() {
-    let Some((f, _)) = carol_capped() else {
-        return;
-    };
+    let (f, _) = or_skip!(carol_capped());
     // Bob removed at 21 h: a dead record.
     f.sync(
         &at(21 * HOUR),
@@ -1858,9 +1831,7 @@ fn a_week_off_starts_new_periods_and_forgets_the_dead() {
 /// started more recently keeps its start and ends at start + new period.
 #[test]
 fn period_shortened_mid_period() {
-    let Some((f, _)) = carol_capped() else {
-        return;
-    };
+    let (f, _) = or_skip!(carol_capped());
     // Dave starts at 20 h.
     f.sync(&at(20 * HOUR + MIN), &abcd());
     let dave = f.push(low(D.1), 100);
@@ -1980,9 +1951,7 @@ fn mass_removal_is_refused_unless_allowed() {
             .count()
     };
 
-    let Some(f) = fresh("") else {
-        return;
-    };
+    let f = or_skip!(fresh(""));
     // 5 of 8 (62 %) and more than 3.
     let five_gone = numbered(6..=8);
     refused(
@@ -2016,9 +1985,7 @@ fn mass_removal_is_refused_unless_allowed() {
     );
 
     // Held records and renamed xids are not removals.
-    let Some(f2) = fresh("") else {
-        return;
-    };
+    let f2 = or_skip!(fresh(""));
     let held: Vec<String> = (1..=8)
         .map(|i| {
             let name = format!("pl_s{i}");
@@ -2038,17 +2005,11 @@ fn mass_removal_is_refused_unless_allowed() {
     f2.sync(&at(2 * HOUR), &object(&moved));
 
     // 4 of 10 (40 %) goes through; so do 3 of 4, and `{}` on 3 slices.
-    let Some(f3) = Sandbox::node() else {
-        return;
-    };
-    f3.init_node();
+    let f3 = or_skip!(Sandbox::node_inited());
     f3.sync(T0, &numbered(1..=10));
     f3.sync(&at(HOUR), &numbered(5..=10));
     assert_eq!(live_classes(&f3, 1..=10), 6);
-    let Some(f4) = Sandbox::node() else {
-        return;
-    };
-    f4.init_node();
+    let f4 = or_skip!(Sandbox::node_inited());
     f4.sync(T0, &numbered(1..=4));
     f4.sync(&at(HOUR), &numbered(4..=4));
     f4.sync(&at(HOUR), &numbered(1..=3));
@@ -2056,9 +2017,7 @@ fn mass_removal_is_refused_unless_allowed() {
     assert_eq!(live_classes(&f4, 1..=4), 0);
 
     // The operator's word: the flag, or the config's share.
-    let Some(f5) = fresh("") else {
-        return;
-    };
+    let f5 = or_skip!(fresh(""));
     let out = f5.run(
         &at(HOUR),
         &["sync", "--allow-mass-removal"],
@@ -2066,9 +2025,7 @@ fn mass_removal_is_refused_unless_allowed() {
     );
     assert_exit(&out, 0, "--allow-mass-removal");
     assert_eq!(live_classes(&f5, 1..=8), 3, "classes removed");
-    let Some(f6) = fresh("max_removal_percent: 70\n") else {
-        return;
-    };
+    let f6 = or_skip!(fresh("max_removal_percent: 70\n"));
     f6.sync(&at(HOUR), &five_gone);
     assert_eq!(live_classes(&f6, 1..=8), 3, "classes removed");
 }

@@ -28,8 +28,8 @@ mod common;
 
 use common::rtnl_log::{Request, RtnlLog, monotonic_ns};
 use common::{
-    BWMON, Class, HOUR, MIN, Netns, Sandbox, Settings, T0, at, i2, low, slivers, wait_within,
-    which, write_script,
+    BWMON, Class, HOUR, MIN, Netns, Sandbox, Settings, T0, at, i2, low, or_skip, slivers,
+    wait_within, which, write_script,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -383,9 +383,7 @@ fn crash_safety_sigkill_during_sync() {
         classify: None,
         extra: String::new(),
     };
-    let Some(sb) = Sandbox::new(&settings) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&settings));
     let started = Instant::now();
     let (mut rng, seed) = Rng::from_env();
     eprintln!("crash safety: STRESS_SEED={seed}");
@@ -643,9 +641,7 @@ fn crash_safety_sigkill_during_sync() {
 #[ignore = "heavy: run by make stress"]
 fn sync_killed_after_its_batch_keeps_a_removed_slices_usage() {
     // `classify: uid` (the default): the sync runs nft.
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     let dir = sb.dir.path().to_path_buf();
     let trigger = dir.join("kill-after-batch");
     // Applying the table (`nft -f -`) while the trigger file exists: SIGKILL
@@ -1231,9 +1227,7 @@ fn record(ns: &Netns) -> RtnlLog {
 #[ignore = "heavy: run by make stress"]
 fn overlapping_runs_are_serialised() {
     let started = Instant::now();
-    let Some((sb, _sink)) = overlap_sandbox("30s") else {
-        return;
-    };
+    let (sb, _sink) = or_skip!(overlap_sandbox("30s"));
     let (mut rng, seed) = Rng::from_env();
     let start_snapshot = snapshot(&sb);
     let runs = invocations();

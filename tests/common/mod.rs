@@ -27,6 +27,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
+/// `or_skip!(fixture)`: the fixture, or a return from the test when it is
+/// `None` (it cannot run here: see [`require_root`], which has already failed
+/// the test under CI). One line for the let-else every test opens with.
+macro_rules! or_skip {
+    ($fixture:expr) => {
+        match $fixture {
+            Some(fixture) => fixture,
+            None => return,
+        }
+    };
+}
+pub(crate) use or_skip;
+
 /// The binary under test.
 pub const BWMON: &str = env!("CARGO_BIN_EXE_bwmon");
 

@@ -9,7 +9,7 @@
 //! issue 10, rtnetlink after it): the effects are read back with `tc` and `nft`,
 //! run by the test itself.
 
-use super::{Sandbox, Settings, T0, file_names};
+use super::{Sandbox, Settings, T0, assert_exit, file_names, one_error_line};
 use std::collections::BTreeMap;
 use std::fs;
 use std::process::Output;
@@ -159,6 +159,13 @@ impl Sandbox {
         Sandbox::new(&settings())
     }
 
+    /// As [`Sandbox::node`], with bwmon's hierarchy ([`Sandbox::init_node`]).
+    pub fn node_inited() -> Option<Sandbox> {
+        let f = Sandbox::node()?;
+        f.init_node();
+        Some(f)
+    }
+
     /// As [`Sandbox::node`], with `extra` YAML after the `mail:` block.
     pub fn node_with(extra: &str) -> Option<Sandbox> {
         Sandbox::new(&settings_with(extra))
@@ -261,6 +268,24 @@ impl Sandbox {
             nft,
             mails: self.mail_files(),
         }
+    }
+
+    /// The refusal contract: `out` exited `code` with the one error line
+    /// naming `names` ([`one_error_line`]), and the run left the node as in
+    /// `before`. Returns the line.
+    #[track_caller]
+    pub fn assert_refused(
+        &self,
+        out: &Output,
+        code: i32,
+        names: &[&str],
+        before: &Snapshot,
+        what: &str,
+    ) -> String {
+        assert_exit(out, code, what);
+        let line = one_error_line(out, names, what);
+        self.assert_unchanged(before, what);
+        line
     }
 
     /// State, backup, the kernel's classes and qdiscs, the nft table and the
