@@ -19,6 +19,7 @@ use common::{
     slivers, stderr, stdout,
 };
 use std::fs;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 /// A node with the hierarchy, then a first sync with Alice and Bob.
@@ -180,22 +181,29 @@ fn missing_device_exits_69_naming_it() {
 // ---------------------------------------------------------------------------
 // 74: state file I/O
 
+/// `bwmon --state STATE ARGS...` on `f` (Alice and Bob on stdin), which
+/// must be refused with 74 naming `names` and change nothing.
+#[track_caller]
+fn refused_state(f: &Sandbox, state: &Path, args: &[&str], names: &[&str], what: &str) {
+    let before = f.snapshot();
+    let mut full = vec!["--state", state.to_str().unwrap()];
+    full.extend(args);
+    let out = f.run(T0, &full, alice_and_bob().as_bytes());
+    f.assert_refused(&out, 74, names, &before, what);
+}
+
 #[test]
 fn state_under_a_regular_file_exits_74() {
     let f = or_skip!(Sandbox::node_inited());
     let blocker = f.path("file");
     fs::write(&blocker, "not a directory\n").unwrap();
     let state = blocker.join("state.yaml");
-    let before = f.snapshot();
-    for args in [vec!["sync"], vec!["init"], vec!["reset", ALICE.0]] {
-        let mut full = vec!["--state", state.to_str().unwrap()];
-        full.extend(&args);
-        let out = f.run(T0, &full, alice_and_bob().as_bytes());
-        f.assert_refused(
-            &out,
-            74,
+    for args in [&["sync"][..], &["init"], &["reset", ALICE.0]] {
+        refused_state(
+            &f,
+            &state,
+            args,
             &[blocker.to_str().unwrap()],
-            &before,
             &format!("{args:?} with state under a file"),
         );
     }
@@ -205,17 +213,11 @@ fn state_under_a_regular_file_exits_74() {
 fn state_in_missing_directory_exits_74() {
     let f = or_skip!(Sandbox::node_inited());
     let state = f.path("no/such/dir/state.yaml");
-    let before = f.snapshot();
-    let out = f.run(
-        T0,
-        &["--state", state.to_str().unwrap(), "sync"],
-        alice_and_bob().as_bytes(),
-    );
-    f.assert_refused(
-        &out,
-        74,
+    refused_state(
+        &f,
+        &state,
+        &["sync"],
         &["no/such/dir"],
-        &before,
         "sync with state in a missing dir",
     );
     assert!(!f.path("no").exists(), "no directory tree created");
@@ -266,17 +268,11 @@ fn state_path_that_is_a_directory_exits_74() {
     let f = or_skip!(Sandbox::node_inited());
     let state = f.path("statedir");
     fs::create_dir(&state).unwrap();
-    let before = f.snapshot();
-    let out = f.run(
-        T0,
-        &["--state", state.to_str().unwrap(), "sync"],
-        alice_and_bob().as_bytes(),
-    );
-    f.assert_refused(
-        &out,
-        74,
+    refused_state(
+        &f,
+        &state,
+        &["sync"],
         &[state.to_str().unwrap()],
-        &before,
         "sync with a directory as state file",
     );
 }
@@ -667,6 +663,12 @@ fn usage_node() -> Option<Sandbox> {
     node_with_alice_and_bob()
 }
 
+/// [`usage_error`] on a [`usage_node`] of its own.
+#[track_caller]
+fn fresh_usage_error(args: &[&str]) -> Option<String> {
+    Some(usage_error(&usage_node()?, args))
+}
+
 #[test]
 fn usage_errors_exit_2_naming_the_culprit_first() {
     let f = or_skip!(usage_node());
@@ -691,8 +693,7 @@ fn usage_errors_exit_2_naming_the_culprit_first() {
 /// provided:;" and named none of them.
 #[test]
 fn missing_argument_is_named() {
-    let f = or_skip!(usage_node());
-    let err = usage_error(&f, &["reset"]);
+    let err = or_skip!(fresh_usage_error(&["reset"]));
     assert!(
         err.lines().any(|l| l.trim() == "<SLICE>"),
         "names the missing <SLICE>: {err}"
@@ -706,8 +707,7 @@ fn missing_argument_is_named() {
 /// Issue: the one-line squash dropped clap's "did you mean".
 #[test]
 fn misspelt_command_suggests_the_right_one() {
-    let f = or_skip!(usage_node());
-    let err = usage_error(&f, &["stauts"]);
+    let err = or_skip!(fresh_usage_error(&["stauts"]));
     assert!(
         err.lines()
             .any(|l| l.contains("tip:") && l.contains("'status'")),
@@ -718,8 +718,7 @@ fn misspelt_command_suggests_the_right_one() {
 /// Issue: the one-line squash dropped the list of possible values.
 #[test]
 fn bad_value_lists_the_possible_ones() {
-    let f = or_skip!(usage_node());
-    let err = usage_error(&f, &["status", "--format", "yaml"]);
+    let err = or_skip!(fresh_usage_error(&["status", "--format", "yaml"]));
     assert!(
         err.lines().next().is_some_and(|l| l.contains("'yaml'")),
         "{err}"

@@ -273,22 +273,17 @@ fn traffic_over_threshold_caps_by_formula_and_mails() {
         "sendmail argv: {:?}",
         mail.argv
     );
-    assert_eq!(
-        mail.header("To").as_deref(),
-        Some("mom@example.org, pl_alice@slices.example.org")
-    );
-    assert_eq!(
-        mail.header("Subject").as_deref(),
-        Some("pl_mom capped bandwidth of slice pl_alice on node1.example.org")
-    );
-    assert_eq!(
-        mail.header("From").as_deref(),
-        Some("ExampleLab Support <support@example.org>")
-    );
-    assert_eq!(
-        mail.header("Reply-To").as_deref(),
-        Some("ExampleLab Support <support@example.org>")
-    );
+    for (name, value) in [
+        ("To", "mom@example.org, pl_alice@slices.example.org"),
+        (
+            "Subject",
+            "pl_mom capped bandwidth of slice pl_alice on node1.example.org",
+        ),
+        ("From", "ExampleLab Support <support@example.org>"),
+        ("Reply-To", "ExampleLab Support <support@example.org>"),
+    ] {
+        assert_eq!(mail.header(name).as_deref(), Some(value), "{name}");
+    }
     assert!(
         mail.header("Content-type")
             .is_some_and(|v| v.starts_with("text/plain")),

@@ -28,8 +28,8 @@ mod common;
 
 use common::rtnl_log::{Request, RtnlLog, monotonic_ns};
 use common::{
-    BWMON, Class, HOUR, MIN, Netns, Sandbox, Settings, T0, at, i2, low, or_skip, slivers,
-    wait_within, which, write_script,
+    ALICE, BWMON, Class, HOUR, MIN, Netns, Sandbox, Settings, T0, alice_and_bob, at, bob_only, i2,
+    low, or_skip, slivers_owned, wait_within, which, write_script,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -279,11 +279,7 @@ fn st_slivers(removed: &BTreeSet<usize>) -> String {
         .filter(|i| !removed.contains(i))
         .map(|i| (st_name(i), st_xid(i), st_rspec(i)))
         .collect();
-    let records: Vec<(&str, u32, &str)> = rspecs
-        .iter()
-        .map(|(n, x, r)| (n.as_str(), *x, r.as_str()))
-        .collect();
-    slivers(&records)
+    slivers_owned(&rspecs)
 }
 
 /// Paced UDP datagrams into some classes (`SO_PRIORITY` = 1:minor) from a thread
@@ -655,13 +651,11 @@ fn sync_killed_after_its_batch_keeps_a_removed_slices_usage() {
             real = real_nft().display()
         ),
     );
-    let mut config = fs::read_to_string(&sb.config).unwrap();
-    let _ = writeln!(config, "nft: {}", nft.display());
-    fs::write(&sb.config, config).unwrap();
+    sb.add_config(&format!("nft: {}\n", nft.display()));
     let _sink = sb.ns.udp_sink();
-    let (alice, bob) = (("pl_alice", 257), ("pl_bob", 258));
-    let both = slivers(&[(alice.0, alice.1, "{}"), (bob.0, bob.1, "{}")]);
-    let bob_only = slivers(&[(bob.0, bob.1, "{}")]);
+    let alice = ALICE;
+    let both = alice_and_bob();
+    let bob_only = bob_only();
     sb.init(T0, Some(BWCAP));
     sb.sync(T0, &both);
     let sent = sb.ns.send(low(alice.1), 50, 1000);
@@ -920,11 +914,7 @@ fn p_slivers(without: &[usize], rspecs: &[(usize, &str)]) -> String {
             (p_name(i), p_xid(i), r.to_string())
         })
         .collect();
-    let records: Vec<(&str, u32, &str)> = recs
-        .iter()
-        .map(|(n, x, r)| (n.as_str(), *x, r.as_str()))
-        .collect();
-    slivers(&records)
+    slivers_owned(&recs)
 }
 
 #[derive(Clone, Debug)]

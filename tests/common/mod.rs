@@ -899,6 +899,15 @@ pub fn slivers(records: &[(&str, u32, &str)]) -> String {
     format!("{{{}}}", body.join(", "))
 }
 
+/// As [`slivers`], for records built at run time.
+pub fn slivers_owned(records: &[(String, u32, String)]) -> String {
+    let borrowed: Vec<(&str, u32, &str)> = records
+        .iter()
+        .map(|(n, x, r)| (n.as_str(), *x, r.as_str()))
+        .collect();
+    slivers(&borrowed)
+}
+
 /// The low class minor of a slice xid (`0x1000 | xid`).
 pub fn low(xid: u32) -> u32 {
     0x1000 | xid
