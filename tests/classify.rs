@@ -14,7 +14,7 @@ mod common;
 
 use common::node::{MIN_RATE, wire};
 use common::{
-    ALICE, BOB, DAY, MIN, Sandbox, Settings, T0, alice_and_bob, alice_only, assert_exit, at,
+    ALICE, BOB, CRATE, DAY, MIN, Sandbox, Settings, T0, alice_and_bob, alice_only, assert_exit, at,
     expected_ceil, i2, logging_wrapper, low, or_skip, parse_rate, read_lines, slivers, stderr,
     which,
 };
@@ -56,7 +56,7 @@ fn exempt_settings(extra: &str) -> Settings {
 fn sender() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let manifest = Path::new(CRATE);
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map_or_else(|| manifest.join("target"), PathBuf::from);
         let path = target.join("debug/examples/send_traffic");

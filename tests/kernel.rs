@@ -343,8 +343,7 @@ fn traffic_over_threshold_caps_by_formula_and_mails() {
 #[test]
 fn second_sync_in_period_keeps_cap_without_second_mail() {
     let (sb, used) = or_skip!(mid::alice_capped(&alice_only()));
-    sb.sync(&at(22 * HOUR + 30 * MIN), &alice_only());
-    assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 30 * MIN);
+    mid::sync_still_capped(&sb, &alice_only(), used, 22 * HOUR + 30 * MIN);
     assert_eq!(sb.mails().len(), 1, "no second mail in the same period");
 }
 
@@ -422,8 +421,7 @@ fn lost_qdisc_rebuilt_by_sync_carries_usage() {
     assert!(sb.ns.class(0x1fff).is_some(), "default class rebuilt");
     assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 10 * MIN);
 
-    sb.sync(&at(22 * HOUR + 20 * MIN), &alice_only());
-    assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 20 * MIN);
+    mid::sync_still_capped(&sb, &alice_only(), used, 22 * HOUR + 20 * MIN);
     assert_eq!(sb.mails().len(), 1, "still the same period: no new mail");
 }
 
@@ -434,10 +432,8 @@ fn lost_qdisc_rebuilt_by_init_carries_usage() {
     sb.ns.tc(&["qdisc", "del", "dev", "lo", "root"]);
 
     sb.init(&at(22 * HOUR + 5 * MIN), Some(BWCAP));
-    sb.sync(&at(22 * HOUR + 10 * MIN), &alice_only());
-    assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 10 * MIN);
-    sb.sync(&at(22 * HOUR + 20 * MIN), &alice_only());
-    assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 20 * MIN);
+    mid::sync_still_capped(&sb, &alice_only(), used, 22 * HOUR + 10 * MIN);
+    mid::sync_still_capped(&sb, &alice_only(), used, 22 * HOUR + 20 * MIN);
     assert_eq!(sb.mails().len(), 1);
 }
 
@@ -497,8 +493,7 @@ fn sync_without_hierarchy_or_state_exits_69() {
 fn period_boundaries_follow_now() {
     let (sb, used) = or_skip!(mid::alice_capped(&alice_only()));
 
-    sb.sync(&at(DAY - 1), &alice_only());
-    assert_low_cap(&sb, ALICE.1, used, DAY - 1);
+    mid::sync_still_capped(&sb, &alice_only(), used, DAY - 1);
 
     sb.sync(&at(DAY), &alice_only());
     assert_uncapped(&sb, low(ALICE.1));

@@ -18,7 +18,7 @@ mod common;
 
 use common::node::{BWCAP_BITS, MIN_RATE, QUOTA, SMALL_PAYLOAD, Shape, THRESH, wire};
 use common::{
-    BWMON, DAY, HOUR, MIN, Sandbox, T0, assert_exit, at, i2, low, or_skip, rate_matches,
+    BWMON, CRATE, DAY, HOUR, MIN, Sandbox, T0, assert_exit, at, i2, low, or_skip, rate_matches,
     require_root, run_bounded, slice, stderr, stdout, write_script,
 };
 use serde_json::Value;
@@ -1863,8 +1863,7 @@ fn period_shortened_mid_period() {
 /// The man page's CLOCKS section covers each case the tests above exercise.
 #[test]
 fn man_page_documents_clocks() {
-    let man =
-        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/bwmon.1")).unwrap();
+    let man = fs::read_to_string(Path::new(CRATE).join("man/bwmon.1")).unwrap();
     let clocks = man
         .split_once("CLOCKS")
         .map(|x| x.1)

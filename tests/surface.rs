@@ -44,10 +44,8 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use common::node::wire;
-use common::{BWMON, Netns, Sandbox, Settings, assert_exit, or_skip, slice};
+use common::{BWMON, CRATE, Netns, Sandbox, Settings, assert_exit, or_skip, slice};
 use serde_json::Value;
-
-const CRATE: &str = env!("CARGO_MANIFEST_DIR");
 
 const T0: &str = "2026-11-24T00:00:00Z";
 const T2300: &str = "2026-11-24T23:00:00Z";

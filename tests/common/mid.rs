@@ -63,6 +63,14 @@ pub fn alice_capped(live: &str) -> Option<(Sandbox, u64)> {
     Some((sb, used))
 }
 
+/// A sync of `live` at `elapsed` into the period, after which Alice's low
+/// class is still capped by the formula for `used` bytes.
+#[track_caller]
+pub fn sync_still_capped(sb: &Sandbox, live: &str, used: u64, elapsed: u64) {
+    sb.sync(&at(elapsed), live);
+    assert_low_cap(sb, ALICE.1, used, elapsed);
+}
+
 /// The low class of `xid` is capped by the formula for `used` bytes at `elapsed`.
 #[track_caller]
 pub fn assert_low_cap(sb: &Sandbox, xid: u32, used: u64, elapsed: u64) {

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 /// `or_skip!(fixture)`: the fixture, or a return from the test when it is
 /// `None` (it cannot run here: see [`require_root`], which has already failed
 /// the test under CI). One line for the let-else every test opens with.
+#[allow(unused_macros)] // packaging.rs skips without it
 macro_rules! or_skip {
     ($fixture:expr) => {
         match $fixture {
@@ -38,10 +39,13 @@ macro_rules! or_skip {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use or_skip;
 
 /// The binary under test.
 pub const BWMON: &str = env!("CARGO_BIN_EXE_bwmon");
+/// The crate's root: where `dist/`, `doc/` and the fixtures are.
+pub const CRATE: &str = env!("CARGO_MANIFEST_DIR");
 
 /// How long one bwmon run may take before the test calls it hung.
 const RUN_TIMEOUT: Duration = Duration::from_mins(1);
@@ -575,7 +579,7 @@ impl Sandbox {
 
         let tc = root.join("tc");
         logging_wrapper(&tc, &tc_log, &real_tc);
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sendmail-capture");
+        let fixture = Path::new(CRATE).join("tests/fixtures/sendmail-capture");
         let sendmail = root.join("sendmail");
         write_script(
             &sendmail,
