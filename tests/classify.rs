@@ -12,8 +12,11 @@
 
 mod common;
 
+use common::node::{MIN_RATE, wire};
 use common::{
-    DAY, MIN, Sandbox, Settings, T0, assert_exit, at, expected_ceil, i2, low, parse_rate, slivers,
+    ALICE, BOB, CRATE, DAY, MIN, Sandbox, Settings, T0, alice_and_bob, alice_only, assert_exit, at,
+    expected_ceil, i2, logging_wrapper, low, or_skip, parse_rate, read_lines, slivers, stderr,
+    which,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,8 +24,6 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-const ALICE: (&str, u32) = ("pl_alice", 257); // 0x101 → 1:1101, 1:2101
-const BOB: (&str, u32) = ("pl_bob", 258); // 0x102 → 1:1102, 1:2102
 /// A uid that is no slice's.
 const STRANGER: u32 = 300;
 /// Unclassified traffic's class.
@@ -31,24 +32,14 @@ const EXEMPT: &str = "127.0.0.2";
 
 const BWCAP: &str = "100mbit";
 const BWCAP_BITS: u64 = 100_000_000;
-const MIN_RATE: u64 = 1000;
 
 /// `send_traffic`'s datagram payload.
 const PAYLOAD: u64 = 1000;
 /// Datagrams per paced send (`BYTES = PACKETS * PAYLOAD`).
 const PACKETS: u64 = 50;
-/// One datagram in an HTB class on `lo`: payload + UDP 8 + IPv4 20 + Ethernet 14.
-const WIRE_V4: u64 = PAYLOAD + 42;
+const WIRE_V4: u64 = wire(PAYLOAD);
 /// The same over IPv6 (40-byte header).
 const WIRE_V6: u64 = PAYLOAD + 62;
-
-fn alice_and_bob() -> String {
-    slivers(&[(ALICE.0, ALICE.1, "{}"), (BOB.0, BOB.1, "{}")])
-}
-
-fn alice_only() -> String {
-    slivers(&[(ALICE.0, ALICE.1, "{}")])
-}
 
 fn exempt_settings(extra: &str) -> Settings {
     Settings {
@@ -65,7 +56,7 @@ fn exempt_settings(extra: &str) -> Settings {
 fn sender() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let manifest = Path::new(CRATE);
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map_or_else(|| manifest.join("target"), PathBuf::from);
         let path = target.join("debug/examples/send_traffic");
@@ -194,36 +185,6 @@ fn has_table(sb: &Sandbox) -> bool {
     tables(sb).lines().any(|l| l.trim() == "table inet bwmon")
 }
 
-/// Elements of map `inet bwmon NAME`: key → classid text; `None` when the map
-/// (or the table) does not exist.
-fn map_elems(sb: &Sandbox, name: &str) -> Option<BTreeMap<u64, String>> {
-    let out = nft(sb, &["-j", "list", "map", "inet", "bwmon", name]);
-    if !out.status.success() {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft -j is JSON");
-    let map = v["nftables"]
-        .as_array()
-        .expect("nftables array")
-        .iter()
-        .find(|i| i.get("map").is_some())
-        .expect("a map object")["map"]
-        .clone();
-    Some(
-        map["elem"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|pair| {
-                (
-                    pair[0].as_u64().expect("numeric key"),
-                    pair[1].as_str().expect("classid").to_string(),
-                )
-            })
-            .collect(),
-    )
-}
-
 /// Both maps hold exactly `xids`, each to its own low / i2 class.
 #[track_caller]
 fn assert_maps(sb: &Sandbox, xids: &[u32], when: &str) {
@@ -235,8 +196,8 @@ fn assert_maps(sb: &Sandbox, xids: &[u32], when: &str) {
         .iter()
         .map(|&x| (u64::from(x), format!("1:{:x}", i2(x))))
         .collect();
-    assert_eq!(map_elems(sb, "low"), Some(low_want), "map low {when}");
-    assert_eq!(map_elems(sb, "i2"), Some(i2_want), "map i2 {when}");
+    assert_eq!(sb.ns.nft_map("low"), Some(low_want), "map low {when}");
+    assert_eq!(sb.ns.nft_map("i2"), Some(i2_want), "map i2 {when}");
 }
 
 /// Points the sandbox's config at `nft` (replacing any `nft:` line).
@@ -254,34 +215,12 @@ fn set_nft(sb: &Sandbox, nft: &Path) {
 /// A wrapper that logs each call (`$*`) and execs the real nft; the config now
 /// points at it. Returns (wrapper, log).
 fn nft_logged(sb: &Sandbox) -> (PathBuf, PathBuf) {
-    use std::os::unix::fs::PermissionsExt;
-    let real = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .expect("nft is installed (the nftables package)");
-    let log = sb.dir.path().join("nft.log");
-    let wrapper = sb.dir.path().join("nft");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
-            log.display(),
-            real.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let real = which("nft").expect("nft is installed (the nftables package)");
+    let log = sb.path("nft.log");
+    let wrapper = sb.path("nft");
+    logging_wrapper(&wrapper, &log, &real);
     set_nft(sb, &wrapper);
     (wrapper, log)
-}
-
-fn log_lines(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -292,9 +231,7 @@ fn log_lines(log: &Path) -> Vec<String> {
 /// that is no slice's in the default class.
 #[test]
 fn uid_mode_puts_each_slices_packets_in_its_classes() {
-    let Some(sb) = Sandbox::new(&exempt_settings("")) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&exempt_settings("")));
     // Part of 127/8 on lo already in most kernels: an error here is fine.
     let _ = sb
         .ns
@@ -344,15 +281,15 @@ fn cap_bites_on_real_traffic_and_reset_lifts_it() {
     const LIMIT: u64 = KBYTE * 1024;
     const LEFT_S: u64 = 10;
     const SECS: u64 = 2;
-    let Some(sb) = Sandbox::new(&Settings {
-        max_kbyte: KBYTE,
-        max_i2_kbyte: KBYTE,
-        ..Settings::default()
-    }) else {
-        return;
-    };
-    sb.init(T0, Some(BWCAP));
-    sb.sync(T0, &alice_only());
+    let sb = or_skip!(Sandbox::synced(
+        &Settings {
+            max_kbyte: KBYTE,
+            max_i2_kbyte: KBYTE,
+            ..Settings::default()
+        },
+        BWCAP,
+        &alice_only(),
+    ));
     let used = sb.ns.send(low(ALICE.1), 30, 60_000);
     assert_eq!(used, 30 * 60_042);
     assert!(used * 100 >= LIMIT * 80, "test design: over the threshold");
@@ -478,11 +415,11 @@ fn cburst(sb: &Sandbox, minor: u32) -> u64 {
 /// the uid.
 #[test]
 fn mark_mode_classifies_by_packet_mark() {
-    let Some(sb) = Sandbox::new(&exempt_settings("classify: mark\n")) else {
-        return;
-    };
-    sb.init(T0, Some(BWCAP));
-    sb.sync(T0, &alice_and_bob());
+    let sb = or_skip!(Sandbox::synced(
+        &exempt_settings("classify: mark\n"),
+        BWCAP,
+        &alice_and_bob(),
+    ));
     assert_maps(&sb, &[ALICE.1, BOB.1], "after the first sync");
 
     let watched = [low(ALICE.1), i2(ALICE.1), low(BOB.1), i2(BOB.1)];
@@ -524,18 +461,16 @@ fn mark_mode_classifies_by_packet_mark() {
 /// process per sync and none when nothing changed; tc stays ≤ 3 per sync.
 #[test]
 fn maps_follow_slices_in_one_nft_run_only_on_change() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     let (_, log) = nft_logged(&sb);
     sb.init(T0, Some(BWCAP));
-    let init_calls = log_lines(&log);
+    let init_calls = read_lines(&log);
     assert!(init_calls.len() <= 1, "init: nft calls {init_calls:?}");
 
     let step = |now: u64, live: &str, nft_calls: usize, xids: &[u32]| {
-        let (nft0, tc0) = (log_lines(&log).len(), sb.tc_spawns().len());
+        let (nft0, tc0) = (read_lines(&log).len(), sb.tc_spawns().len());
         sb.sync(&at(now), live);
-        let nft_new = log_lines(&log)[nft0..].to_vec();
+        let nft_new = read_lines(&log)[nft0..].to_vec();
         let tc_new = sb.tc_spawns()[tc0..].to_vec();
         let when = format!("after the sync at +{now} s with {xids:?} live");
         assert_eq!(nft_new.len(), nft_calls, "nft calls {when}: {nft_new:?}");
@@ -558,9 +493,7 @@ fn maps_follow_slices_in_one_nft_run_only_on_change() {
 /// classify: none — no table, no nft at all.
 #[test]
 fn classify_none_creates_no_table() {
-    let Some(sb) = Sandbox::new(&exempt_settings("classify: none\n")) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&exempt_settings("classify: none\n")));
     let (_, log) = nft_logged(&sb);
     sb.init(T0, Some(BWCAP));
     sb.sync(T0, &alice_and_bob());
@@ -569,22 +502,20 @@ fn classify_none_creates_no_table() {
     assert!(sb.ns.class(low(ALICE.1)).is_some(), "the classes are made");
     let out = sb.run_bwmon(&at(2 * MIN), &["teardown"], None);
     assert_exit(&out, 0, "teardown");
-    assert_eq!(log_lines(&log), Vec::<String>::new(), "nft never run");
+    assert_eq!(read_lines(&log), Vec::<String>::new(), "nft never run");
 }
 
 /// nft missing with classify: uid → init exits 69 with one line naming the
 /// nftables package, whether the config names nft by path or by a bare name.
 #[test]
 fn nft_missing_init_exits_69_naming_nftables() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     for missing in ["nft-not-installed", "/nonexistent/nft"] {
         set_nft(&sb, Path::new(missing));
         let out = sb.run_bwmon(T0, &["init", "--bwcap", BWCAP], None);
         let what = format!("init with `nft: {missing}`");
         assert_exit(&out, 69, &what);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = stderr(&out);
         eprintln!("{what}: root qdisc now `{}`", sb.ns.root_qdisc());
         assert_eq!(
             stderr.trim().lines().count(),
@@ -602,9 +533,7 @@ fn nft_missing_init_exits_69_naming_nftables() {
 /// changes, the table stays as it was, and the maps catch up once nft is back.
 #[test]
 fn nft_missing_sync_exits_1_and_still_applies_tc() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     let (wrapper, _) = nft_logged(&sb);
     sb.init(T0, Some(BWCAP));
     sb.sync(T0, &alice_only());
@@ -614,7 +543,7 @@ fn nft_missing_sync_exits_1_and_still_applies_tc() {
 
     let out = sb.sync_raw(&at(MIN), &alice_and_bob());
     assert_exit(&out, 1, "sync with nft missing");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr(&out);
     assert!(stderr.contains("nft"), "the failure is reported: {stderr}");
     assert!(
         sb.ns.class(low(BOB.1)).is_some(),
@@ -636,11 +565,7 @@ fn nft_missing_sync_exits_1_and_still_applies_tc() {
 /// teardown removes the table with the hierarchy; init puts it back.
 #[test]
 fn teardown_removes_the_table() {
-    let Some(sb) = Sandbox::new(&exempt_settings("")) else {
-        return;
-    };
-    sb.init(T0, Some(BWCAP));
-    sb.sync(T0, &alice_only());
+    let sb = or_skip!(Sandbox::synced(&exempt_settings(""), BWCAP, &alice_only()));
     assert!(has_table(&sb));
     let out = sb.run_bwmon(&at(MIN), &["teardown"], None);
     assert_exit(&out, 0, "teardown");

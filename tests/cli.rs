@@ -9,30 +9,18 @@
 //! Needs root (network namespaces). Without it the tests print a line and
 //! pass, except under `CI=true`, where they fail. `--help`, `--version` and a
 //! bare `bwmon` touch no kernel and run anywhere.
-//!
-//! The tc-process-only cases (tc missing) are in `tests/tc_process.rs`.
 
 mod common;
 
-use common::node::{
-    BWCAP_BITS, Shape, all_lines_prefixed, assert_silent, one_error_line, stderr, stdout,
-};
+use common::node::{BWCAP_BITS, Shape};
 use common::{
-    BWMON, DAY, HOUR, MIN, Sandbox, T0, assert_exit, at, i2, low, rate_matches, run_bounded,
+    ALICE, BOB, BWMON, DAY, HOUR, MIN, Sandbox, T0, alice_and_bob, alice_only, all_lines_prefixed,
+    assert_exit, assert_silent, at, i2, low, one_error_line, or_skip, rate_matches, run_bounded,
+    slivers, stderr, stdout,
 };
 use std::fs;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-const ALICE: (&str, u32) = ("pl_alice", 257); // 0x101 → 1:1101, 1:2101
-const BOB: (&str, u32) = ("pl_bob", 258); // 0x102 → 1:1102, 1:2102
-
-fn slivers(records: &[(&str, u32, &str)]) -> String {
-    common::slivers(records)
-}
-
-fn alice_and_bob() -> String {
-    slivers(&[(ALICE.0, ALICE.1, "{}"), (BOB.0, BOB.1, "{}")])
-}
 
 /// A node with the hierarchy, then a first sync with Alice and Bob.
 fn node_with_alice_and_bob() -> Option<Sandbox> {
@@ -51,95 +39,77 @@ fn node_with_alice_over_threshold() -> Option<Sandbox> {
     Some(f)
 }
 
-/// Files in the node's directory, but the lock and the tc wrapper's log.
-fn dir_listing(f: &Sandbox) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(f.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "state.yaml.lock" && n != "tc.log")
-        .collect();
-    names.sort();
-    names
-}
-
 // ---------------------------------------------------------------------------
 // 65: bad slivers data, before anything is touched
 
-#[test]
-fn bad_json_on_stdin_exits_65() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
+/// A sync of `stdin` on a node with Alice and Bob: refused with 65, the one
+/// line naming the slivers input. Returns the line (`None`: see
+/// `require_root`).
+fn refused_stdin(stdin: &[u8], what: &str) -> Option<String> {
+    let f = node_with_alice_and_bob()?;
     let before = f.snapshot();
-    let out = f.run(&at(MIN), &["sync"], b"{\"pl_alice\": {\"name\": ");
-    assert_exit(&out, 65, "sync with truncated JSON");
-    let line = one_error_line(&out, &[], "bad JSON");
+    let out = f.run(&at(MIN), &["sync"], stdin);
+    let line = f.assert_refused(&out, 65, &[], &before, what);
     assert!(
         line.to_lowercase().contains("slivers") || line.contains("stdin"),
         "names the slivers input: {line}"
     );
-    f.assert_unchanged(&before, "bad JSON");
+    Some(line)
+}
+
+#[test]
+fn bad_json_on_stdin_exits_65() {
+    refused_stdin(b"{\"pl_alice\": {\"name\": ", "sync with truncated JSON");
 }
 
 #[test]
 fn empty_stdin_exits_65() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
-    let before = f.snapshot();
-    let out = f.run(&at(MIN), &["sync"], b"");
-    assert_exit(&out, 65, "sync with empty stdin");
-    let line = one_error_line(&out, &[], "empty stdin");
-    assert!(
-        line.to_lowercase().contains("slivers") || line.contains("stdin"),
-        "names the slivers input: {line}"
-    );
-    assert!(line.contains("empty"), "says it is empty: {line}");
-    f.assert_unchanged(&before, "empty stdin");
+    if let Some(line) = refused_stdin(b"", "sync with empty stdin") {
+        assert!(line.contains("empty"), "says it is empty: {line}");
+    }
 }
 
 #[test]
 fn empty_input_file_exits_65_naming_it() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_and_bob());
     let input = f.path("slivers.json");
     fs::write(&input, "").unwrap();
     let before = f.snapshot();
     let out = f.run(&at(MIN), &["sync", "--input", input.to_str().unwrap()], &[]);
-    assert_exit(&out, 65, "sync --input EMPTY");
-    one_error_line(&out, &[input.to_str().unwrap()], "empty --input file");
-    f.assert_unchanged(&before, "empty --input file");
+    f.assert_refused(
+        &out,
+        65,
+        &[input.to_str().unwrap()],
+        &before,
+        "sync --input EMPTY",
+    );
 }
 
 #[test]
 fn json_of_wrong_shape_exits_65() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_and_bob());
     let before = f.snapshot();
     for text in ["5", "\"pl_alice\"", "null"] {
         let out = f.run(&at(MIN), &["sync"], text.as_bytes());
-        assert_exit(&out, 65, &format!("sync with {text}"));
-        one_error_line(&out, &[], &format!("JSON {text}"));
-        f.assert_unchanged(&before, &format!("JSON {text}"));
+        f.assert_refused(&out, 65, &[], &before, &format!("sync with {text}"));
     }
 }
 
 #[test]
 fn unusable_state_file_exits_65() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     fs::write(&f.state, "this: [is not\n  a bwmon state\n").unwrap();
-    let listing = dir_listing(&f);
+    let listing = f.dir_listing();
     let before = f.snapshot();
     let out = f.run(&at(MIN), &["sync"], alice_and_bob().as_bytes());
-    assert_exit(&out, 65, "sync with a garbled state file");
-    one_error_line(&out, &[f.state.to_str().unwrap()], "garbled state");
-    f.assert_unchanged(&before, "garbled state");
-    assert_eq!(dir_listing(&f), listing, "nothing moved aside or created");
+    f.assert_refused(
+        &out,
+        65,
+        &[f.state.to_str().unwrap()],
+        &before,
+        "sync with a garbled state file",
+    );
+    assert_eq!(f.dir_listing(), listing, "nothing moved aside or created");
 }
 
 // ---------------------------------------------------------------------------
@@ -147,23 +117,23 @@ fn unusable_state_file_exits_65() {
 
 #[test]
 fn no_hierarchy_and_no_state_exits_69_saying_init() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
+    let f = or_skip!(Sandbox::node());
     let before = f.snapshot();
     assert!(before.state.is_none() && before.shape.classes.is_empty());
     let out = f.run(T0, &["sync"], alice_and_bob().as_bytes());
-    assert_exit(&out, 69, "sync without hierarchy");
-    one_error_line(&out, &["bwmon init", "lo"], "no hierarchy");
-    f.assert_unchanged(&before, "no hierarchy");
+    f.assert_refused(
+        &out,
+        69,
+        &["bwmon init", "lo"],
+        &before,
+        "sync without hierarchy",
+    );
 }
 
 /// Same with an HTB tree of someone else's (classes, but no 1:10).
 #[test]
 fn foreign_htb_without_class_1_10_exits_69() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
+    let f = or_skip!(Sandbox::node());
     for cmd in [
         "qdisc add dev lo root handle 1: htb default 30",
         "class add dev lo parent 1: classid 1:1 htb rate 1gbit quantum 1600",
@@ -177,9 +147,7 @@ fn foreign_htb_without_class_1_10_exits_69() {
     f.ns.send(0x5, 12, 1000);
     let before = f.snapshot();
     let out = f.run(T0, &["sync"], alice_and_bob().as_bytes());
-    assert_exit(&out, 69, "sync on a foreign HTB");
-    one_error_line(&out, &["bwmon init"], "no 1:10");
-    f.assert_unchanged(&before, "no 1:10");
+    f.assert_refused(&out, 69, &["bwmon init"], &before, "sync on a foreign HTB");
 }
 
 /// A device that does not exist (a typo in `dev:`, an interface gone):
@@ -188,9 +156,7 @@ fn foreign_htb_without_class_1_10_exits_69() {
 /// with "Cannot find device"; after it, the kernel refusing the device.)
 #[test]
 fn missing_device_exits_69_naming_it() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_and_bob());
     let config = f.config.to_str().unwrap().to_string();
     for (args, stdin) in [
         (vec!["sync"], alice_and_bob()),
@@ -202,51 +168,58 @@ fn missing_device_exits_69_naming_it() {
         let mut full = vec!["-c", &config, "--dev", "bwt-nosuch0", "--now", T0];
         full.extend(&args);
         let out = f.run_raw(&full, stdin.as_bytes(), &[]);
-        assert_exit(&out, 69, &format!("{args:?} on a missing device"));
-        one_error_line(&out, &["bwt-nosuch0"], "device missing");
-        f.assert_unchanged(&before, "device missing");
+        f.assert_refused(
+            &out,
+            69,
+            &["bwt-nosuch0"],
+            &before,
+            &format!("{args:?} on a missing device"),
+        );
     }
 }
 
 // ---------------------------------------------------------------------------
 // 74: state file I/O
 
+/// `bwmon --state STATE ARGS...` on `f` (Alice and Bob on stdin), which
+/// must be refused with 74 naming `names` and change nothing.
+#[track_caller]
+fn refused_state(f: &Sandbox, state: &Path, args: &[&str], names: &[&str], what: &str) {
+    let before = f.snapshot();
+    let mut full = vec!["--state", state.to_str().unwrap()];
+    full.extend(args);
+    let out = f.run(T0, &full, alice_and_bob().as_bytes());
+    f.assert_refused(&out, 74, names, &before, what);
+}
+
 #[test]
 fn state_under_a_regular_file_exits_74() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     let blocker = f.path("file");
     fs::write(&blocker, "not a directory\n").unwrap();
     let state = blocker.join("state.yaml");
-    let before = f.snapshot();
-    for args in [vec!["sync"], vec!["init"], vec!["reset", ALICE.0]] {
-        let mut full = vec!["--state", state.to_str().unwrap()];
-        full.extend(&args);
-        let out = f.run(T0, &full, alice_and_bob().as_bytes());
-        assert_exit(&out, 74, &format!("{args:?} with state under a file"));
-        one_error_line(&out, &[blocker.to_str().unwrap()], "state dir is a file");
-        f.assert_unchanged(&before, "state dir is a file");
+    for args in [&["sync"][..], &["init"], &["reset", ALICE.0]] {
+        refused_state(
+            &f,
+            &state,
+            args,
+            &[blocker.to_str().unwrap()],
+            &format!("{args:?} with state under a file"),
+        );
     }
 }
 
 #[test]
 fn state_in_missing_directory_exits_74() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     let state = f.path("no/such/dir/state.yaml");
-    let before = f.snapshot();
-    let out = f.run(
-        T0,
-        &["--state", state.to_str().unwrap(), "sync"],
-        alice_and_bob().as_bytes(),
+    refused_state(
+        &f,
+        &state,
+        &["sync"],
+        &["no/such/dir"],
+        "sync with state in a missing dir",
     );
-    assert_exit(&out, 74, "sync with state in a missing dir");
-    one_error_line(&out, &["no/such/dir"], "missing state dir");
-    f.assert_unchanged(&before, "missing state dir");
     assert!(!f.path("no").exists(), "no directory tree created");
 }
 
@@ -257,9 +230,7 @@ fn missing_state_directory_is_created_0700() {
     use std::os::unix::fs::PermissionsExt;
     // reset: 1, the slice is not in this (new) state; the directory is made all the same.
     for (cmd, want) in [(&["init"][..], 0), (&["sync"], 0), (&["reset", ALICE.0], 1)] {
-        let Some(f) = Sandbox::node() else {
-            return;
-        };
+        let f = or_skip!(Sandbox::node());
         // init: a node with nothing on it; sync: one with the hierarchy;
         // reset: one with Alice and Bob in the default state file.
         if cmd[0] != "init" {
@@ -282,10 +253,7 @@ fn missing_state_directory_is_created_0700() {
         assert_eq!(mode & 0o777, 0o700, "{cmd:?}: mode {mode:o}");
     }
     // A dry run writes nothing, not even the directory.
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     let state = f.path("bwmon/state.yaml");
     let out = f.run(
         T0,
@@ -297,21 +265,16 @@ fn missing_state_directory_is_created_0700() {
 
 #[test]
 fn state_path_that_is_a_directory_exits_74() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     let state = f.path("statedir");
     fs::create_dir(&state).unwrap();
-    let before = f.snapshot();
-    let out = f.run(
-        T0,
-        &["--state", state.to_str().unwrap(), "sync"],
-        alice_and_bob().as_bytes(),
+    refused_state(
+        &f,
+        &state,
+        &["sync"],
+        &[state.to_str().unwrap()],
+        "sync with a directory as state file",
     );
-    assert_exit(&out, 74, "sync with a directory as state file");
-    one_error_line(&out, &[state.to_str().unwrap()], "state is a directory");
-    f.assert_unchanged(&before, "state is a directory");
 }
 
 // ---------------------------------------------------------------------------
@@ -319,25 +282,13 @@ fn state_path_that_is_a_directory_exits_74() {
 
 #[test]
 fn lock_held_exits_75_and_changes_nothing() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_and_bob());
     let before = f.snapshot();
     assert!(before.state.is_some());
-    let holder = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(f.lock_path())
-        .unwrap();
-    holder.lock().expect("take the lock");
+    let holder = f.hold_lock();
 
     let started = std::time::Instant::now();
-    let out = f.run(
-        &at(MIN),
-        &["sync"],
-        slivers(&[(ALICE.0, ALICE.1, "{}")]).as_bytes(),
-    );
+    let out = f.run(&at(MIN), &["sync"], alice_only().as_bytes());
     let waited = started.elapsed();
     assert_exit(&out, 75, "sync while the lock is held");
     one_error_line(&out, &[f.lock_path().to_str().unwrap()], "lock held");
@@ -348,9 +299,7 @@ fn lock_held_exits_75_and_changes_nothing() {
     f.assert_unchanged(&before, "sync while locked");
 
     let out = f.run(&at(MIN), &["reset", ALICE.0], b"");
-    assert_exit(&out, 75, "reset while the lock is held");
-    one_error_line(&out, &[], "reset while locked");
-    f.assert_unchanged(&before, "reset while locked");
+    f.assert_refused(&out, 75, &[], &before, "reset while the lock is held");
 
     // status takes a shared lock: an exclusive holder keeps it out too.
     let out = f.run(&at(MIN), &["status"], b"");
@@ -367,10 +316,7 @@ fn lock_held_exits_75_and_changes_nothing() {
 
 #[test]
 fn explicit_config_missing_exits_78_naming_it() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     let missing = f.path("nope.yaml");
     let before = f.snapshot();
     let out = f.run_raw(
@@ -378,9 +324,13 @@ fn explicit_config_missing_exits_78_naming_it() {
         b"{}",
         &[],
     );
-    assert_exit(&out, 78, "missing --config");
-    one_error_line(&out, &[missing.to_str().unwrap()], "missing config");
-    f.assert_unchanged(&before, "missing config");
+    f.assert_refused(
+        &out,
+        78,
+        &[missing.to_str().unwrap()],
+        &before,
+        "missing --config",
+    );
 }
 
 /// A node with the hierarchy whose config then gets `line` (replacing the
@@ -415,18 +365,14 @@ fn config_case(line: &str) -> Option<(Sandbox, Output)> {
 
 #[test]
 fn invalid_yaml_exits_78_naming_the_file() {
-    let Some((f, out)) = config_case("bwmax: [1gbit\n") else {
-        return;
-    };
+    let (f, out) = or_skip!(config_case("bwmax: [1gbit\n"));
     assert_exit(&out, 78, "invalid YAML");
     one_error_line(&out, &[f.config.to_str().unwrap()], "invalid YAML");
 }
 
 #[test]
 fn unknown_key_exits_78_naming_it() {
-    let Some((f, out)) = config_case("perod: 1d\n") else {
-        return;
-    };
+    let (f, out) = or_skip!(config_case("perod: 1d\n"));
     assert_exit(&out, 78, "unknown key");
     one_error_line(
         &out,
@@ -443,9 +389,7 @@ fn bad_value_exits_78_naming_the_key() {
         ("bwmax: fast\n", "bwmax"),
         ("  thresh_percent: 0\n", "thresh_percent"),
     ] {
-        let Some((f, out)) = config_case(line) else {
-            return;
-        };
+        let (f, out) = or_skip!(config_case(line));
         assert_exit(&out, 78, line);
         one_error_line(&out, &[f.config.to_str().unwrap(), key], line);
     }
@@ -456,10 +400,7 @@ fn bad_value_exits_78_naming_the_key() {
 
 #[test]
 fn status_without_state_file_exits_0() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     fs::remove_file(&f.state).unwrap();
     let _ = fs::remove_file(f.bak());
     let out = f.run(T0, &["status"], b"");
@@ -473,50 +414,36 @@ fn status_without_state_file_exits_0() {
 
 #[test]
 fn reset_of_unknown_slice_exits_1_naming_it() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_and_bob());
     let before = f.snapshot();
     let out = f.run(&at(MIN), &["reset", "nosuchslice"], b"");
-    assert_exit(&out, 1, "reset nosuchslice");
-    one_error_line(&out, &["nosuchslice"], "reset unknown");
-    f.assert_unchanged(&before, "reset unknown");
+    f.assert_refused(&out, 1, &["nosuchslice"], &before, "reset nosuchslice");
 }
 
 #[test]
 fn reset_of_dead_slice_says_it_is_not_live() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
-    f.sync(&at(MIN), &slivers(&[(ALICE.0, ALICE.1, "{}")]));
+    let f = or_skip!(node_with_alice_and_bob());
+    f.sync(&at(MIN), &alice_only());
     let before = f.snapshot();
     let out = f.run(&at(2 * MIN), &["reset", BOB.0], b"");
-    assert_exit(&out, 1, "reset of a removed slice");
-    let line = one_error_line(&out, &[BOB.0], "reset dead");
+    let line = f.assert_refused(&out, 1, &[BOB.0], &before, "reset of a removed slice");
     assert!(line.contains("not live"), "says it is not live: {line}");
-    f.assert_unchanged(&before, "reset dead");
 }
 
 #[test]
 fn reset_of_root_or_default_exits_1() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_and_bob());
     let before = f.snapshot();
     for name in ["root", "default"] {
         let out = f.run(&at(MIN), &["reset", name], b"");
-        assert_exit(&out, 1, &format!("reset {name}"));
-        one_error_line(&out, &[name], "reset root/default");
-        f.assert_unchanged(&before, "reset root/default");
+        f.assert_refused(&out, 1, &[name], &before, &format!("reset {name}"));
     }
 }
 
 /// An unknown name is a monitoring UNKNOWN (3), with or without `--check`.
 #[test]
 fn status_of_unknown_slice_exits_3_and_shows_the_others() {
-    let Some(f) = node_with_alice_and_bob() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_and_bob());
     let before = f.snapshot();
     let out = f.run(
         &at(MIN),
@@ -550,9 +477,7 @@ fn status_of_unknown_slice_exits_3_and_shows_the_others() {
 /// name, so a typo in the check cannot hide it.
 #[test]
 fn status_check_exits_1_for_capped_3_for_unknown_and_1_for_both() {
-    let Some(f) = node_with_alice_over_threshold() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_over_threshold());
     let now = at(22 * HOUR);
     f.sync(&now, &alice_and_bob());
     let check = |args: &[&str], code: i32, what: &str| {
@@ -582,10 +507,7 @@ fn status_check_exits_1_for_capped_3_for_unknown_and_1_for_both() {
 
 #[test]
 fn xid_out_of_range_is_held_others_still_applied() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     let input = slivers(&[
         (ALICE.0, ALICE.1, "{}"),
         ("pl_huge", 5000, "{}"),
@@ -626,10 +548,7 @@ fn xid_out_of_range_is_held_others_still_applied() {
 /// place and the state is saved; the next run, the handle free again, exits 0.
 #[test]
 fn refused_leaf_fails_its_slice_only() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     // Root's classes first, so the next run only adds Alice's and Bob's.
     f.sync(T0, "{}");
     assert!(f.ns.class(low(0)).is_some());
@@ -679,10 +598,7 @@ fn refused_leaf_fails_its_slice_only() {
 /// policy now gives a class without bwmon's leaf its leaf (`Op::Leaf`).
 #[test]
 fn refused_leaf_is_added_at_the_next_run() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     f.sync(T0, "{}");
     f.take_leaf_handle(low(BOB.1));
     let out = f.run(&at(MIN), &["sync"], alice_and_bob().as_bytes());
@@ -747,11 +663,15 @@ fn usage_node() -> Option<Sandbox> {
     node_with_alice_and_bob()
 }
 
+/// [`usage_error`] on a [`usage_node`] of its own.
+#[track_caller]
+fn fresh_usage_error(args: &[&str]) -> Option<String> {
+    Some(usage_error(&usage_node()?, args))
+}
+
 #[test]
 fn usage_errors_exit_2_naming_the_culprit_first() {
-    let Some(f) = usage_node() else {
-        return;
-    };
+    let f = or_skip!(usage_node());
     for (args, culprit) in [
         (vec!["frobnicate"], "frobnicate"),
         (vec!["sync", "--bogus"], "--bogus"),
@@ -773,10 +693,7 @@ fn usage_errors_exit_2_naming_the_culprit_first() {
 /// provided:;" and named none of them.
 #[test]
 fn missing_argument_is_named() {
-    let Some(f) = usage_node() else {
-        return;
-    };
-    let err = usage_error(&f, &["reset"]);
+    let err = or_skip!(fresh_usage_error(&["reset"]));
     assert!(
         err.lines().any(|l| l.trim() == "<SLICE>"),
         "names the missing <SLICE>: {err}"
@@ -790,10 +707,7 @@ fn missing_argument_is_named() {
 /// Issue: the one-line squash dropped clap's "did you mean".
 #[test]
 fn misspelt_command_suggests_the_right_one() {
-    let Some(f) = usage_node() else {
-        return;
-    };
-    let err = usage_error(&f, &["stauts"]);
+    let err = or_skip!(fresh_usage_error(&["stauts"]));
     assert!(
         err.lines()
             .any(|l| l.contains("tip:") && l.contains("'status'")),
@@ -804,10 +718,7 @@ fn misspelt_command_suggests_the_right_one() {
 /// Issue: the one-line squash dropped the list of possible values.
 #[test]
 fn bad_value_lists_the_possible_ones() {
-    let Some(f) = usage_node() else {
-        return;
-    };
-    let err = usage_error(&f, &["status", "--format", "yaml"]);
+    let err = or_skip!(fresh_usage_error(&["status", "--format", "yaml"]));
     assert!(
         err.lines().next().is_some_and(|l| l.contains("'yaml'")),
         "{err}"
@@ -856,10 +767,7 @@ fn help_and_version_exit_0_on_stdout() {
 
 #[test]
 fn default_level_routine_and_steady_syncs_print_nothing() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     // Routine: root's and two new slices' classes created.
     let out = f.sync(T0, &alice_and_bob());
     assert!(f.ns.class(low(ALICE.1)).is_some());
@@ -880,10 +788,7 @@ fn default_level_routine_and_steady_syncs_print_nothing() {
 
 #[test]
 fn verbose_prints_one_line_per_change() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     let out = f.run(T0, &["-v", "sync"], alice_and_bob().as_bytes());
     assert_exit(&out, 0, "sync -v");
     all_lines_prefixed(&out, "-v");
@@ -895,11 +800,7 @@ fn verbose_prints_one_line_per_change() {
     assert!(out.stdout.is_empty());
 
     // Removing Bob: one line about him.
-    let out = f.run(
-        &at(MIN),
-        &["-v", "sync"],
-        slivers(&[(ALICE.0, ALICE.1, "{}")]).as_bytes(),
-    );
+    let out = f.run(&at(MIN), &["-v", "sync"], alice_only().as_bytes());
     assert_exit(&out, 0, "sync -v removing bob");
     let err = stderr(&out);
     assert_eq!(
@@ -911,11 +812,7 @@ fn verbose_prints_one_line_per_change() {
     assert!(f.ns.class(low(BOB.1)).is_none(), "bob's classes removed");
 
     // Nothing changed: nothing to say, even at -v.
-    let out = f.run(
-        &at(2 * MIN),
-        &["-v", "sync"],
-        slivers(&[(ALICE.0, ALICE.1, "{}")]).as_bytes(),
-    );
+    let out = f.run(&at(2 * MIN), &["-v", "sync"], alice_only().as_bytes());
     assert_exit(&out, 0, "steady sync -v");
     assert!(
         out.stderr.is_empty(),
@@ -926,9 +823,7 @@ fn verbose_prints_one_line_per_change() {
 
 #[test]
 fn very_verbose_and_rust_log_debug_explain_decisions() {
-    let Some(f) = node_with_alice_over_threshold() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_over_threshold());
     let now = at(22 * HOUR);
     let input = alice_and_bob();
     let decision = |out: &Output| -> Option<String> {
@@ -976,10 +871,7 @@ fn very_verbose_and_rust_log_debug_explain_decisions() {
 
 #[test]
 fn quiet_suppresses_warnings() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     let input = slivers(&[
         (ALICE.0, ALICE.1, r#"{"net_max_rate": "abc"}"#),
         (BOB.0, BOB.1, "{}"),
@@ -1176,9 +1068,7 @@ fn assert_kernel_did(f: &Sandbox, before: &Shape, lines: &[String]) {
 
 #[test]
 fn sync_dry_run_changes_nothing_and_shows_what_the_real_run_does() {
-    let Some(f) = node_with_alice_over_threshold() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_over_threshold());
     let now = at(22 * HOUR);
     let before = f.snapshot();
 
@@ -1237,10 +1127,7 @@ fn sync_dry_run_changes_nothing_and_shows_what_the_real_run_does() {
 
 #[test]
 fn dry_run_of_first_sync_leaves_no_state_file() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     fs::remove_file(&f.state).unwrap();
     let _ = fs::remove_file(f.bak());
     let before = f.snapshot();
@@ -1255,9 +1142,7 @@ fn dry_run_of_first_sync_leaves_no_state_file() {
 
 #[test]
 fn reset_dry_run_changes_nothing_and_shows_the_lift() {
-    let Some(f) = node_with_alice_over_threshold() else {
-        return;
-    };
+    let f = or_skip!(node_with_alice_over_threshold());
     f.sync(&at(22 * HOUR), &alice_and_bob());
     let capped = f.ns.class(low(ALICE.1)).unwrap();
     assert!(!rate_matches(&capped.ceil, BWCAP_BITS, 0), "alice capped");

@@ -9,105 +9,12 @@
 
 mod common;
 
+use common::mid::{self, BWCAP, BWCAP_BITS, MID_LIMIT, MIN_RATE, assert_low_cap, assert_uncapped};
 use common::node::wire;
 use common::{
-    DAY, HOUR, MIN, Sandbox, Settings, T0, assert_exit, assert_rate, at, expected_ceil, i2, low,
-    parse_rate, slivers,
+    ALICE, BOB, DAY, HOUR, MIN, Sandbox, Settings, T0, alice_and_bob, alice_only, assert_exit,
+    assert_rate, at, bob_only, expected_ceil, i2, low, or_skip, parse_rate, slivers, write_script,
 };
-
-/// Node cap given to `init` in most tests, and so every slice's max rate.
-const BWCAP: &str = "1gbit";
-const BWCAP_BITS: u64 = 1_000_000_000;
-/// bwmin: every slice's min rate.
-const MIN_RATE: u64 = 1000;
-
-const ALICE: (&str, u32) = ("pl_alice", 257); // 0x101 → 1:1101, 1:2101
-const BOB: (&str, u32) = ("pl_bob", 258); // 0x102 → 1:1102, 1:2102
-
-/// Alice and Bob, both on the config's default limits.
-fn alice_and_bob() -> String {
-    slivers(&[(ALICE.0, ALICE.1, "{}"), (BOB.0, BOB.1, "{}")])
-}
-
-fn alice_only() -> String {
-    slivers(&[(ALICE.0, ALICE.1, "{}")])
-}
-
-fn bob_only() -> String {
-    slivers(&[(BOB.0, BOB.1, "{}")])
-}
-
-/// The setup of the tests that need a cap the formula leaves above min rate late in
-/// the period: quota 10000 KiB (10,240,000 B; threshold 8,192,000 B) and
-/// `SEND_PACKETS` datagrams of `SEND_PAYLOAD` bytes (8,405,880 B on the wire), so
-/// 22 h into a day the cap is ~2 kbit/s.
-const MID_KBYTE: u64 = 10_000;
-const MID_LIMIT: u64 = MID_KBYTE * 1024;
-const SEND_PACKETS: usize = 140;
-const SEND_PAYLOAD: usize = 60_000;
-
-fn mid_settings() -> Settings {
-    Settings {
-        max_kbyte: MID_KBYTE,
-        max_i2_kbyte: MID_KBYTE,
-        ..Settings::default()
-    }
-}
-
-/// init, first sync at T0 with `live`, Alice over her low threshold, sync at
-/// T0 + 22 h: she is capped and mailed once. Returns the bytes the kernel counted.
-fn alice_capped_at_22h(sb: &Sandbox, live: &str) -> u64 {
-    sb.init(T0, Some(BWCAP));
-    sb.sync(T0, live);
-    let used = sb.ns.send(low(ALICE.1), SEND_PACKETS, SEND_PAYLOAD);
-    assert_eq!(used, SEND_PACKETS as u64 * wire(SEND_PAYLOAD as u64));
-    assert!(
-        used * 100 >= MID_LIMIT * 80,
-        "the traffic must cross the threshold"
-    );
-    sb.sync(&at(22 * HOUR), live);
-    assert_low_cap(sb, ALICE.1, used, 22 * HOUR);
-    assert_eq!(sb.mails().len(), 1, "one mail for the first cap");
-    used
-}
-
-/// Alice's low class is capped by the formula for `used` bytes at `elapsed`.
-#[track_caller]
-fn assert_low_cap(sb: &Sandbox, xid: u32, used: u64, elapsed: u64) {
-    let class = sb
-        .ns
-        .class(low(xid))
-        .unwrap_or_else(|| panic!("class 1:{:x} missing", low(xid)));
-    let expected = expected_ceil(MID_LIMIT, used, DAY, elapsed, MIN_RATE, BWCAP_BITS);
-    eprintln!(
-        "1:{:x}: {class:?}, expected ceil {expected} bit/s",
-        low(xid)
-    );
-    assert!(
-        expected > MIN_RATE && expected < BWCAP_BITS,
-        "test design: the cap should be strictly between min and max, is {expected}"
-    );
-    assert_rate(
-        &class.ceil,
-        expected,
-        &format!(
-            "ceil of 1:{:x} ({used} B used, {elapsed} s into the period)",
-            low(xid)
-        ),
-    );
-}
-
-#[track_caller]
-fn assert_uncapped(sb: &Sandbox, minor: u32) {
-    let class = sb
-        .ns
-        .class(minor)
-        .unwrap_or_else(|| panic!("class 1:{minor:x} missing"));
-    assert_eq!(
-        class.ceil, "1Gbit",
-        "1:{minor:x} should be at its max rate: {class:?}"
-    );
-}
 
 /// Parses a rate as bwmon may write it in a mail (`312kbit`, `1.2Mbit`, `999bit`).
 fn mail_rate(text: &str) -> Option<f64> {
@@ -132,9 +39,7 @@ fn mail_rate(text: &str) -> Option<f64> {
 /// changes the cap, keeping an existing slice class, its ceil and its counter.
 #[test]
 fn init_builds_hierarchy_and_reinit_changes_only_the_cap() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     let out = sb.init(T0, Some("10mbit"));
     assert!(
         !String::from_utf8_lossy(&out.stderr).contains("quantum"),
@@ -222,22 +127,17 @@ fn init_builds_hierarchy_and_reinit_changes_only_the_cap() {
 /// teardown; a steady sync is silent.
 #[test]
 fn no_command_spawns_tc() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     let shadow = sb.dir.path().join("path");
     std::fs::create_dir(&shadow).unwrap();
     let path_log = sb.dir.path().join("path-tc.log");
-    let tc = shadow.join("tc");
-    std::fs::write(
-        &tc,
-        format!(
+    write_script(
+        &shadow.join("tc"),
+        &format!(
             "#!/bin/sh\necho \"$*\" >> '{}'\nexit 1\n",
             path_log.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&tc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     let path = format!(
         "{}:{}",
         shadow.display(),
@@ -277,9 +177,7 @@ fn no_command_spawns_tc() {
 /// classes, each with its pfifo leaf, in one batch; 50 slices at once too.
 #[test]
 fn first_sync_creates_every_class_and_leaf() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     sb.init(T0, Some(BWCAP));
     sb.sync(&at(MIN), &alice_and_bob());
 
@@ -303,9 +201,7 @@ fn first_sync_creates_every_class_and_leaf() {
     }
 
     // 50 slices at once on a fresh node.
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     sb.init(T0, Some(BWCAP));
     let names: Vec<String> = (0..50).map(|i| format!("pl_s{i:02}")).collect();
     let records: Vec<(&str, u32, &str)> = names
@@ -332,9 +228,7 @@ fn first_sync_creates_every_class_and_leaf() {
 #[test]
 fn traffic_over_threshold_caps_by_formula_and_mails() {
     const KBYTE: u64 = 50_000;
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     // Alice's quota comes from her rspec (KiB), Bob stays on the default (100 KiB).
     let live = slivers(&[
         (
@@ -379,22 +273,17 @@ fn traffic_over_threshold_caps_by_formula_and_mails() {
         "sendmail argv: {:?}",
         mail.argv
     );
-    assert_eq!(
-        mail.header("To").as_deref(),
-        Some("mom@example.org, pl_alice@slices.example.org")
-    );
-    assert_eq!(
-        mail.header("Subject").as_deref(),
-        Some("pl_mom capped bandwidth of slice pl_alice on node1.example.org")
-    );
-    assert_eq!(
-        mail.header("From").as_deref(),
-        Some("ExampleLab Support <support@example.org>")
-    );
-    assert_eq!(
-        mail.header("Reply-To").as_deref(),
-        Some("ExampleLab Support <support@example.org>")
-    );
+    for (name, value) in [
+        ("To", "mom@example.org, pl_alice@slices.example.org"),
+        (
+            "Subject",
+            "pl_mom capped bandwidth of slice pl_alice on node1.example.org",
+        ),
+        ("From", "ExampleLab Support <support@example.org>"),
+        ("Reply-To", "ExampleLab Support <support@example.org>"),
+    ] {
+        assert_eq!(mail.header(name).as_deref(), Some(value), "{name}");
+    }
     assert!(
         mail.header("Content-type")
             .is_some_and(|v| v.starts_with("text/plain")),
@@ -453,12 +342,8 @@ fn traffic_over_threshold_caps_by_formula_and_mails() {
 /// SPEC §5 step 9: one mail per period; the cap is recomputed at every run.
 #[test]
 fn second_sync_in_period_keeps_cap_without_second_mail() {
-    let Some(sb) = Sandbox::new(&mid_settings()) else {
-        return;
-    };
-    let used = alice_capped_at_22h(&sb, &alice_only());
-    sb.sync(&at(22 * HOUR + 30 * MIN), &alice_only());
-    assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 30 * MIN);
+    let (sb, used) = or_skip!(mid::alice_capped(&alice_only()));
+    mid::sync_still_capped(&sb, &alice_only(), used, 22 * HOUR + 30 * MIN);
     assert_eq!(sb.mails().len(), 1, "no second mail in the same period");
 }
 
@@ -466,17 +351,14 @@ fn second_sync_in_period_keeps_cap_without_second_mail() {
 /// (with a fresh mail) begins.
 #[test]
 fn new_period_lifts_cap_and_allows_a_new_mail() {
-    let Some(sb) = Sandbox::new(&mid_settings()) else {
-        return;
-    };
-    let first = alice_capped_at_22h(&sb, &alice_only());
+    let (sb, first) = or_skip!(mid::alice_capped(&alice_only()));
 
     let start2 = DAY + MIN;
     sb.sync(&at(start2), &alice_only());
     assert_uncapped(&sb, low(ALICE.1));
     assert_eq!(sb.mails().len(), 1, "lifting a cap sends no mail");
 
-    let total = sb.ns.send(low(ALICE.1), SEND_PACKETS, SEND_PAYLOAD);
+    let total = mid::send_over(&sb, low(ALICE.1));
     let used = total - first;
     sb.sync(&at(start2 + 22 * HOUR), &alice_only());
     assert_low_cap(&sb, ALICE.1, used, 22 * HOUR);
@@ -492,10 +374,7 @@ fn new_period_lifts_cap_and_allows_a_new_mail() {
 /// does not buy a fresh quota: it comes back capped at once, without a new mail.
 #[test]
 fn removed_and_readded_slice_keeps_usage_and_mail_flag() {
-    let Some(sb) = Sandbox::new(&mid_settings()) else {
-        return;
-    };
-    let used = alice_capped_at_22h(&sb, &alice_and_bob());
+    let (sb, used) = or_skip!(mid::alice_capped(&alice_and_bob()));
 
     sb.sync(&at(22 * HOUR + 10 * MIN), &bob_only());
     let classes = sb.ns.classes();
@@ -525,10 +404,7 @@ fn removed_and_readded_slice_keeps_usage_and_mail_flag() {
 /// already counted still caps the slice.
 #[test]
 fn lost_qdisc_rebuilt_by_sync_carries_usage() {
-    let Some(sb) = Sandbox::new(&mid_settings()) else {
-        return;
-    };
-    let used = alice_capped_at_22h(&sb, &alice_only());
+    let (sb, used) = or_skip!(mid::alice_capped(&alice_only()));
     sb.ns.tc(&["qdisc", "del", "dev", "lo", "root"]);
     assert!(sb.ns.classes().is_empty());
 
@@ -545,25 +421,19 @@ fn lost_qdisc_rebuilt_by_sync_carries_usage() {
     assert!(sb.ns.class(0x1fff).is_some(), "default class rebuilt");
     assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 10 * MIN);
 
-    sb.sync(&at(22 * HOUR + 20 * MIN), &alice_only());
-    assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 20 * MIN);
+    mid::sync_still_capped(&sb, &alice_only(), used, 22 * HOUR + 20 * MIN);
     assert_eq!(sb.mails().len(), 1, "still the same period: no new mail");
 }
 
 /// As above, with the operator running `bwmon init` after the loss.
 #[test]
 fn lost_qdisc_rebuilt_by_init_carries_usage() {
-    let Some(sb) = Sandbox::new(&mid_settings()) else {
-        return;
-    };
-    let used = alice_capped_at_22h(&sb, &alice_only());
+    let (sb, used) = or_skip!(mid::alice_capped(&alice_only()));
     sb.ns.tc(&["qdisc", "del", "dev", "lo", "root"]);
 
     sb.init(&at(22 * HOUR + 5 * MIN), Some(BWCAP));
-    sb.sync(&at(22 * HOUR + 10 * MIN), &alice_only());
-    assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 10 * MIN);
-    sb.sync(&at(22 * HOUR + 20 * MIN), &alice_only());
-    assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 20 * MIN);
+    mid::sync_still_capped(&sb, &alice_only(), used, 22 * HOUR + 10 * MIN);
+    mid::sync_still_capped(&sb, &alice_only(), used, 22 * HOUR + 20 * MIN);
     assert_eq!(sb.mails().len(), 1);
 }
 
@@ -571,11 +441,7 @@ fn lost_qdisc_rebuilt_by_init_carries_usage() {
 /// a class of another form under 1:100 is someone else's and stays.
 #[test]
 fn orphan_slice_classes_removed_foreign_forms_kept() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
-    sb.init(T0, Some(BWCAP));
-    sb.sync(T0, &alice_only());
+    let sb = or_skip!(Sandbox::synced(&Settings::default(), BWCAP, &alice_only()));
     let htb = |parent: &str, classid: &str| {
         sb.ns.tc(&[
             "class", "add", "dev", "lo", "parent", parent, "classid", classid, "htb", "rate",
@@ -607,9 +473,7 @@ fn orphan_slice_classes_removed_foreign_forms_kept() {
 /// nothing created.
 #[test]
 fn sync_without_hierarchy_or_state_exits_69() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     let out = sb.sync_raw(T0, &alice_only());
     assert_exit(&out, 69, "sync without init");
     assert!(
@@ -627,13 +491,9 @@ fn sync_without_hierarchy_or_state_exits_69() {
 /// at start + period — judged by `--now` alone (the wall clock is years later).
 #[test]
 fn period_boundaries_follow_now() {
-    let Some(sb) = Sandbox::new(&mid_settings()) else {
-        return;
-    };
-    let used = alice_capped_at_22h(&sb, &alice_only());
+    let (sb, used) = or_skip!(mid::alice_capped(&alice_only()));
 
-    sb.sync(&at(DAY - 1), &alice_only());
-    assert_low_cap(&sb, ALICE.1, used, DAY - 1);
+    mid::sync_still_capped(&sb, &alice_only(), used, DAY - 1);
 
     sb.sync(&at(DAY), &alice_only());
     assert_uncapped(&sb, low(ALICE.1));
@@ -644,12 +504,8 @@ fn period_boundaries_follow_now() {
 /// about "high bandwidth"; its low class stays at max.
 #[test]
 fn i2_traffic_caps_only_the_i2_class() {
-    let Some(sb) = Sandbox::new(&mid_settings()) else {
-        return;
-    };
-    sb.init(T0, Some(BWCAP));
-    sb.sync(T0, &alice_and_bob());
-    let used = sb.ns.send(i2(ALICE.1), SEND_PACKETS, SEND_PAYLOAD);
+    let sb = or_skip!(mid::synced(&alice_and_bob()));
+    let used = mid::send_over(&sb, i2(ALICE.1));
     sb.sync(&at(22 * HOUR), &alice_and_bob());
 
     // i2 max rate = bwmax (1gbit by default).
@@ -670,12 +526,8 @@ fn i2_traffic_caps_only_the_i2_class() {
 /// is retried at the next run, and the cap is applied either way.
 #[test]
 fn failed_mail_is_retried_and_cap_applied_anyway() {
-    let Some(sb) = Sandbox::new(&mid_settings()) else {
-        return;
-    };
-    sb.init(T0, Some(BWCAP));
-    sb.sync(T0, &alice_only());
-    let used = sb.ns.send(low(ALICE.1), SEND_PACKETS, SEND_PAYLOAD);
+    let sb = or_skip!(mid::synced(&alice_only()));
+    let used = mid::send_over(&sb, low(ALICE.1));
 
     std::fs::write(sb.maildir.join("exit-code"), "75").unwrap();
     let out = sb.sync_raw(&at(22 * HOUR), &alice_only());
@@ -700,10 +552,7 @@ fn failed_mail_is_retried_and_cap_applied_anyway() {
 /// its classes and cap stay exactly as they were; the others go on; exit 1 names it.
 #[test]
 fn held_record_keeps_its_classes_and_cap() {
-    let Some(sb) = Sandbox::new(&mid_settings()) else {
-        return;
-    };
-    alice_capped_at_22h(&sb, &alice_and_bob());
+    let (sb, _) = or_skip!(mid::alice_capped(&alice_and_bob()));
     let before = sb.ns.classes();
 
     let bad = slivers(&[
@@ -744,10 +593,7 @@ fn held_record_keeps_its_classes_and_cap() {
 /// recreated at the next sync, with the usage already counted.
 #[test]
 fn deleted_slice_class_recreated_with_its_usage() {
-    let Some(sb) = Sandbox::new(&mid_settings()) else {
-        return;
-    };
-    let used = alice_capped_at_22h(&sb, &alice_only());
+    let (sb, used) = or_skip!(mid::alice_capped(&alice_only()));
     sb.ns.tc(&[
         "class",
         "del",
@@ -773,24 +619,17 @@ fn deleted_slice_class_recreated_with_its_usage() {
 /// and touches nothing.
 #[test]
 fn sync_exits_75_while_the_lock_is_held() {
-    let Some(sb) = Sandbox::new(&Settings {
-        lock_wait: "1s",
-        ..Settings::default()
-    }) else {
-        return;
-    };
-    sb.init(T0, Some(BWCAP));
-    sb.sync(T0, &alice_only());
+    let sb = or_skip!(Sandbox::synced(
+        &Settings {
+            lock_wait: "1s",
+            ..Settings::default()
+        },
+        BWCAP,
+        &alice_only(),
+    ));
     let state_before = std::fs::read(&sb.state).expect("state written by sync");
 
-    let lock_path = format!("{}.lock", sb.state.display());
-    let holder = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap();
-    holder.lock().expect("take the lock");
+    let holder = sb.hold_lock();
     let started = std::time::Instant::now();
     let out = sb.sync_raw(&at(MIN), &alice_and_bob());
     assert_exit(&out, 75, "sync with the lock held");
@@ -819,12 +658,10 @@ fn sync_exits_75_while_the_lock_is_held() {
 /// on a 10/40 Gbit/s node re-applies nothing.
 #[test]
 fn rates_above_4_gbit_are_exact() {
-    let Some(sb) = Sandbox::new(&Settings {
+    let sb = or_skip!(Sandbox::new(&Settings {
         extra: "bwmax: 40gbit\n".into(),
         ..Settings::default()
-    }) else {
-        return;
-    };
+    }));
     sb.init(T0, Some("10gbit"));
     sb.sync(&at(MIN), &alice_only());
     let classes = sb.ns.classes();

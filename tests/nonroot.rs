@@ -12,14 +12,15 @@
 
 mod common;
 
-use common::{BWMON, HOUR, Netns, Sandbox, Settings, T0, assert_exit, at, slivers};
+use common::{
+    ALICE, BOB, BWMON, HOUR, Netns, Sandbox, Settings, T0, alice_and_bob, assert_exit, at, log_run,
+    or_skip, skip_or_fail, stderr, stdout,
+};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-const ALICE: (&str, u32) = ("pl_alice", 257);
-const BOB: (&str, u32) = ("pl_bob", 258);
 const NOBODY: &str = "65534";
 
 /// Whether `setpriv` can run; missing: a failure under CI, else a skip.
@@ -30,16 +31,7 @@ fn require_setpriv() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "non-root test cannot run under CI: setpriv (util-linux) is missing"
-        );
-        eprintln!(
-            "skipping non-root test: setpriv is missing (set CI=true to make this a failure)"
-        );
-    }
-    ok
+    ok || skip_or_fail("non-root test", "setpriv (util-linux) is missing")
 }
 
 /// A root `init` and `sync` with Alice and Bob in a sandbox, so a state file
@@ -50,10 +42,7 @@ fn synced() -> Option<Sandbox> {
         return None;
     }
     sb.init(T0, Some("1gbit"));
-    sb.sync(
-        T0,
-        &slivers(&[(ALICE.0, ALICE.1, "{}"), (BOB.0, BOB.1, "{}")]),
-    );
+    sb.sync(T0, &alice_and_bob());
     Some(sb)
 }
 
@@ -103,19 +92,35 @@ fn status_as_nobody(ns: &Netns, config: &Path, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("spawn setpriv");
-    eprintln!(
-        "$ (as nobody) bwmon status {} -> {:?}\n  stdout: {}\n  stderr: {}",
-        args.join(" "),
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).trim_end(),
-        String::from_utf8_lossy(&out.stderr).trim_end()
+    log_run(
+        &format!("(as nobody) bwmon status {}", args.join(" ")),
+        &out,
     );
     out
 }
 
+/// `status ARGS` as nobody, which must exit 0.
+#[track_caller]
+fn nobody_ok(ns: &Netns, config: &Path, args: &[&str], what: &str) -> Output {
+    let out = status_as_nobody(ns, config, args);
+    assert_exit(&out, 0, what);
+    out
+}
+
+/// `status` as nobody shows both slices and says nothing on stderr; with
+/// `-vv` it exits 0 as well. Returns the `-vv` run's stderr (what it says
+/// about how it read the state).
+#[track_caller]
+fn silent_then_verbose(ns: &Netns, config: &Path, what: &str) -> String {
+    let out = nobody_ok(ns, config, &[], what);
+    shows_both(&out, what);
+    assert!(out.stderr.is_empty(), "{what}: {}", stderr(&out));
+    stderr(&nobody_ok(ns, config, &["-vv"], &format!("{what}, -vv")))
+}
+
 #[track_caller]
 fn shows_both(out: &Output, what: &str) {
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = stdout(out);
     for name in [ALICE.0, BOB.0] {
         assert!(stdout.contains(name), "{what}: shows {name}:\n{stdout}");
     }
@@ -125,31 +130,23 @@ fn shows_both(out: &Output, what: &str) {
 /// nobody may not write, the state 0644, the lock file root's 0644.
 #[test]
 fn status_as_nobody_takes_the_shared_lock_on_a_read_only_lock_file() {
-    let Some(sb) = synced() else {
-        return;
-    };
-    let lock = PathBuf::from(format!("{}.lock", sb.state.display()));
+    let sb = or_skip!(synced());
+    let lock = sb.lock_path();
     assert!(lock.exists(), "the root sync made {}", lock.display());
     chmod(sb.dir.path(), 0o755);
     chmod(&sb.state, 0o644);
     chmod(&lock, 0o644);
     let config = nobody_config(sb.dir.path(), &sb.state);
 
-    let out = status_as_nobody(&sb.ns, &config, &[]);
-    assert_exit(&out, 0, "status as nobody");
-    shows_both(&out, "status as nobody");
     // Not even a warning about the nft maps, which only root may list.
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let err = silent_then_verbose(&sb.ns, &config, "status as nobody");
+    let out = nobody_ok(
+        &sb.ns,
+        &config,
+        &["--format", "json"],
+        "status --format json as nobody",
     );
-    let out = status_as_nobody(&sb.ns, &config, &["--format", "json"]);
-    assert_exit(&out, 0, "status --format json as nobody");
     shows_both(&out, "json as nobody");
-    let out = status_as_nobody(&sb.ns, &config, &["-vv"]);
-    assert_exit(&out, 0, "status -vv as nobody");
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.lines().any(|l| l.contains("not root")),
         "-vv says why the maps were not read: {err}"
@@ -168,9 +165,7 @@ fn status_as_nobody_takes_the_shared_lock_on_a_read_only_lock_file() {
 /// state without the lock (saves are atomic renames), says so at -vv.
 #[test]
 fn status_as_nobody_without_a_lock_file_in_a_read_only_dir() {
-    let Some(sb) = synced() else {
-        return;
-    };
+    let sb = or_skip!(synced());
     let dir = tempfile::Builder::new()
         .prefix("bwmon-ro-")
         .tempdir()
@@ -181,17 +176,7 @@ fn status_as_nobody_without_a_lock_file_in_a_read_only_dir() {
     let config = nobody_config(dir.path(), &state);
     chmod(dir.path(), 0o555);
 
-    let out = status_as_nobody(&sb.ns, &config, &[]);
-    assert_exit(&out, 0, "status as nobody, no lock file");
-    shows_both(&out, "no lock file");
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = status_as_nobody(&sb.ns, &config, &["-vv"]);
-    assert_exit(&out, 0, "status -vv as nobody, no lock file");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = silent_then_verbose(&sb.ns, &config, "status as nobody, no lock file");
     assert!(
         err.lines().any(|l| l.contains("without the lock")),
         "-vv says it read without the lock: {err}"
@@ -207,18 +192,15 @@ fn status_as_nobody_without_a_lock_file_in_a_read_only_dir() {
 /// namespace): one warning, the figures of the last sync, exit 0.
 #[test]
 fn status_as_nobody_without_a_hierarchy_shows_the_state() {
-    let Some(sb) = synced() else {
-        return;
-    };
+    let sb = or_skip!(synced());
     chmod(sb.dir.path(), 0o755);
     chmod(&sb.state, 0o644);
     let config = nobody_config(sb.dir.path(), &sb.state);
     let bare = Netns::new().expect("a second namespace");
 
-    let out = status_as_nobody(&bare, &config, &[]);
-    assert_exit(&out, 0, "status as nobody without a hierarchy");
+    let out = nobody_ok(&bare, &config, &[], "status as nobody without a hierarchy");
     shows_both(&out, "without a hierarchy");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "one warning: {err}");
     assert!(

@@ -9,95 +9,20 @@
 
 mod common;
 
+use common::mid::{self, BWCAP, BWCAP_BITS, MID_LIMIT, MIN_RATE, SEND_PACKETS, SEND_PAYLOAD};
 use common::{
-    DAY, HOUR, MIN, Sandbox, Settings, T0, assert_exit, assert_rate, at, expected_ceil, i2, low,
-    rate_matches, slivers,
+    ALICE, BOB, DAY, HOUR, MIN, Sandbox, T0, alice_and_bob, assert_exit, assert_rate, at,
+    expected_ceil, file_names, i2, low, or_skip, rate_matches, slice, slivers, stderr, stdout,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Output;
-
-const BWCAP: &str = "1gbit";
-const BWCAP_BITS: u64 = 1_000_000_000;
-const MIN_RATE: u64 = 1000;
-
-const ALICE: (&str, u32) = ("pl_alice", 257); // 1:1101, 1:2101
-const BOB: (&str, u32) = ("pl_bob", 258); // 1:1102, 1:2102
-
-/// Quota 10000 KiB (threshold 80 %: 8,192,000 B); 140 datagrams of 60,000 B
-/// (8,405,880 B on the wire) cross it, and 22 h into a day the cap is ~2 kbit/s.
-const MID_KBYTE: u64 = 10_000;
-const MID_LIMIT: u64 = MID_KBYTE * 1024;
-const SEND_PACKETS: usize = 140;
-const SEND_PAYLOAD: usize = 60_000;
-
-fn mid_settings() -> Settings {
-    Settings {
-        max_kbyte: MID_KBYTE,
-        max_i2_kbyte: MID_KBYTE,
-        ..Settings::default()
-    }
-}
-
-fn alice_and_bob() -> String {
-    slivers(&[(ALICE.0, ALICE.1, "{}"), (BOB.0, BOB.1, "{}")])
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// `bwmon status --format json [names]` at `now`; must exit `code`.
-#[track_caller]
-fn status_json(sb: &Sandbox, now: &str, names: &[&str], code: i32) -> Value {
-    let mut args = vec!["status", "--format", "json"];
-    args.extend(names);
-    let out = sb.run_bwmon(now, &args, None);
-    assert_exit(&out, code, "status --format json");
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("status json does not parse ({e}): {}", stdout(&out)))
-}
-
-#[track_caller]
-fn slice<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["slices"]
-        .as_array()
-        .expect("slices is an array")
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("slice {name} not in status: {status}"))
-}
 
 #[track_caller]
 fn u(v: &Value, what: &str) -> u64 {
     v.as_u64()
         .unwrap_or_else(|| panic!("{what} is not an unsigned integer: {v}"))
-}
-
-/// init, a first sync at T0 with Alice and Bob, Alice's low class over its
-/// threshold, sync at T0 + 22 h: she is capped and mailed. Returns the bytes her
-/// low class sent (its baseline was 0: the class was new at T0).
-fn alice_capped_at_22h(sb: &Sandbox) -> u64 {
-    sb.init(T0, Some(BWCAP));
-    sb.sync(T0, &alice_and_bob());
-    assert_eq!(sb.ns.class(low(ALICE.1)).expect("alice's class").sent, 0);
-    let used = sb.ns.send(low(ALICE.1), SEND_PACKETS, SEND_PAYLOAD);
-    assert!(used * 100 >= MID_LIMIT * 80, "crosses the threshold");
-    sb.sync(&at(22 * HOUR), &alice_and_bob());
-    assert_eq!(sb.mails().len(), 1, "one mail for the cap");
-    let ceil = sb.ns.class(low(ALICE.1)).unwrap().ceil;
-    assert_rate(
-        &ceil,
-        expected_ceil(MID_LIMIT, used, DAY, 22 * HOUR, MIN_RATE, BWCAP_BITS),
-        "alice's cap",
-    );
-    used
 }
 
 /// Every file in the sandbox dir (recursively, the mail dir included) with its
@@ -123,13 +48,6 @@ fn files(sb: &Sandbox) -> BTreeMap<PathBuf, Vec<u8>> {
     map
 }
 
-/// Appends `yaml` to the sandbox's config.
-fn add_config(sb: &Sandbox, yaml: &str) {
-    let mut text = fs::read_to_string(&sb.config).unwrap();
-    text.push_str(yaml);
-    fs::write(&sb.config, text).unwrap();
-}
-
 /// The value of the sample `name` (metric name with its labels, as printed).
 fn prom_value(text: &str, name: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
@@ -153,15 +71,11 @@ fn epoch(rfc3339: &str) -> i64 {
 /// unknown name exits 3 unless a shown slice is capped.
 #[test]
 fn status_shows_live_counters_and_the_applied_caps() {
-    let Some(sb) = Sandbox::new(&mid_settings()) else {
-        return;
-    };
-    sb.init(T0, Some(BWCAP));
-    sb.sync(T0, &alice_and_bob());
+    let sb = or_skip!(mid::synced(&alice_and_bob()));
     let baseline = sb.ns.class(low(ALICE.1)).expect("alice's low class").sent;
 
     let sent = sb.ns.send(low(ALICE.1), 20, 10_000);
-    let st = status_json(&sb, &at(HOUR), &[], 0);
+    let st = sb.status_json(&at(HOUR), &[], 0);
     assert_eq!(st["format_version"], 1);
     assert_eq!(st["dev"], "lo");
     assert_eq!(st["now"], at(HOUR));
@@ -194,9 +108,9 @@ fn status_shows_live_counters_and_the_applied_caps() {
     assert_exit(&out, 3, "status --check with an unknown name");
 
     // More traffic, still no sync: status follows the kernel.
-    let sent = sb.ns.send(low(ALICE.1), SEND_PACKETS, SEND_PAYLOAD);
+    let sent = mid::send_over(&sb, low(ALICE.1));
     let bob_sent = sb.ns.send(i2(BOB.1), 7, 1000);
-    let st = status_json(&sb, &at(2 * HOUR), &[], 0);
+    let st = sb.status_json(&at(2 * HOUR), &[], 0);
     assert_eq!(
         u(&slice(&st, ALICE.0)["low"]["used_bytes"], "used"),
         sent - baseline,
@@ -215,7 +129,7 @@ fn status_shows_live_counters_and_the_applied_caps() {
     // The sync caps her; status shows exactly what it applied.
     sb.sync(&at(22 * HOUR), &alice_and_bob());
     let kernel = sb.ns.class(low(ALICE.1)).unwrap();
-    let st = status_json(&sb, &at(22 * HOUR), &[], 0);
+    let st = sb.status_json(&at(22 * HOUR), &[], 0);
     let alice = slice(&st, ALICE.0);
     assert_eq!(u(&alice["low"]["used_bytes"], "used"), sent - baseline);
     assert_eq!(alice["capped"], true, "{alice}");
@@ -282,11 +196,7 @@ fn status_shows_live_counters_and_the_applied_caps() {
 /// status shows the figures of the last sync, says so once, exits 0.
 #[test]
 fn status_without_hierarchy_shows_the_state_with_one_warning() {
-    let Some(sb) = Sandbox::new(&mid_settings()) else {
-        return;
-    };
-    sb.init(T0, Some(BWCAP));
-    sb.sync(T0, &alice_and_bob());
+    let sb = or_skip!(mid::synced(&alice_and_bob()));
     let used = sb.ns.send(low(ALICE.1), 20, 10_000);
     sb.sync(&at(HOUR), &alice_and_bob());
     sb.ns.tc(&["qdisc", "del", "dev", "lo", "root"]);
@@ -306,10 +216,7 @@ fn status_without_hierarchy_shows_the_state_with_one_warning() {
 
 #[test]
 fn reset_lifts_the_cap_at_once_and_starts_a_new_period() {
-    let Some(sb) = Sandbox::new(&mid_settings()) else {
-        return;
-    };
-    alice_capped_at_22h(&sb);
+    let (sb, _) = or_skip!(mid::alice_capped(&alice_and_bob()));
     let reset_at = at(22 * HOUR + 5 * MIN);
     let spawns = sb.tc_spawns().len();
 
@@ -326,7 +233,7 @@ fn reset_lifts_the_cap_at_once_and_starts_a_new_period() {
     assert_eq!(class.rate, "1Kbit", "rate = min");
     assert_eq!(class.quantum, Some(1600), "quantum = share * 1600");
 
-    let st = status_json(&sb, &reset_at, &[ALICE.0], 0);
+    let st = sb.status_json(&reset_at, &[ALICE.0], 0);
     let alice = slice(&st, ALICE.0);
     assert_eq!(u(&alice["low"]["used_bytes"], "low used"), 0, "{alice}");
     assert_eq!(u(&alice["i2"]["used_bytes"], "i2 used"), 0);
@@ -341,12 +248,12 @@ fn reset_lifts_the_cap_at_once_and_starts_a_new_period() {
     sb.sync(&at(22 * HOUR + 10 * MIN), &alice_and_bob());
     assert_eq!(sb.ns.class(low(ALICE.1)).unwrap().ceil, "1Gbit");
     assert_eq!(sb.mails().len(), 1, "no new mail without new traffic");
-    let st = status_json(&sb, &at(22 * HOUR + 10 * MIN), &[], 0);
+    let st = sb.status_json(&at(22 * HOUR + 10 * MIN), &[], 0);
     assert_eq!(u(&slice(&st, ALICE.0)["low"]["used_bytes"], "used"), 0);
 
     // New traffic over the threshold: capped again, and a new mail.
-    let total = sb.ns.send(low(ALICE.1), SEND_PACKETS, SEND_PAYLOAD);
-    let st = status_json(&sb, &at(22 * HOUR + 20 * MIN), &[], 0);
+    let total = mid::send_over(&sb, low(ALICE.1));
+    let st = sb.status_json(&at(22 * HOUR + 20 * MIN), &[], 0);
     let used = u(&slice(&st, ALICE.0)["low"]["used_bytes"], "used");
     assert_eq!(
         used,
@@ -373,12 +280,8 @@ fn reset_lifts_the_cap_at_once_and_starts_a_new_period() {
 
 #[test]
 fn dry_runs_change_nothing_and_print_what_they_would_do() {
-    let Some(sb) = Sandbox::new(&mid_settings()) else {
-        return;
-    };
-    sb.init(T0, Some(BWCAP));
-    sb.sync(T0, &alice_and_bob());
-    let used = sb.ns.send(low(ALICE.1), SEND_PACKETS, SEND_PAYLOAD);
+    let sb = or_skip!(mid::synced(&alice_and_bob()));
+    let used = mid::send_over(&sb, low(ALICE.1));
     let now = at(22 * HOUR);
 
     let shape = sb.shape();
@@ -464,11 +367,7 @@ fn dry_runs_change_nothing_and_print_what_they_would_do() {
 /// A dry run over a lost hierarchy shows the rebuild and builds nothing.
 #[test]
 fn dry_run_over_a_lost_hierarchy_builds_nothing() {
-    let Some(sb) = Sandbox::new(&mid_settings()) else {
-        return;
-    };
-    sb.init(T0, Some(BWCAP));
-    sb.sync(T0, &alice_and_bob());
+    let sb = or_skip!(mid::synced(&alice_and_bob()));
     sb.ns.tc(&["qdisc", "del", "dev", "lo", "root"]);
     let files_before = files(&sb);
     let out = sb.run_bwmon(&at(HOUR), &["sync", "--dry-run"], Some(&alice_and_bob()));
@@ -490,13 +389,11 @@ fn dry_run_over_a_lost_hierarchy_builds_nothing() {
 
 #[test]
 fn metrics_file_written_atomically_by_every_completed_sync() {
-    let Some(sb) = Sandbox::new(&mid_settings()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&mid::settings()));
     let dir = sb.dir.path().join("textfile");
     fs::create_dir(&dir).unwrap();
     let prom = dir.join("bwmon.prom");
-    add_config(&sb, &format!("metrics_file: {}\n", prom.display()));
+    sb.add_config(&format!("metrics_file: {}\n", prom.display()));
 
     sb.init(T0, Some(BWCAP));
     assert!(!prom.exists(), "init is not a sync");
@@ -518,11 +415,11 @@ fn metrics_file_written_atomically_by_every_completed_sync() {
         Some(t1),
         "the --now of the sync: {text}"
     );
-    let names: Vec<String> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(names, ["bwmon.prom"], "no temp file left beside it");
+    assert_eq!(
+        file_names(&dir),
+        ["bwmon.prom"],
+        "no temp file left beside it"
+    );
 
     // A dry run and a failed run do not write it.
     let before = fs::read(&prom).unwrap();
@@ -561,14 +458,10 @@ fn metrics_file_written_atomically_by_every_completed_sync() {
         Some(t3),
         "a sync that exits 1 counts as completed: {text}"
     );
-    let names: Vec<String> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(names, ["bwmon.prom"]);
+    assert_eq!(file_names(&dir), ["bwmon.prom"]);
 
     // A capping sync: the file shows the cap it applied and the mail it sent.
-    let sent = sb.ns.send(low(ALICE.1), SEND_PACKETS, SEND_PAYLOAD);
+    let sent = mid::send_over(&sb, low(ALICE.1));
     sb.sync(&at(22 * HOUR), &alice_and_bob());
     let text = fs::read_to_string(&prom).unwrap();
     let kernel = sb.ns.class(low(ALICE.1)).unwrap();
@@ -616,11 +509,7 @@ fn metrics_file_written_atomically_by_every_completed_sync() {
 /// `bwmon init`; after `init`, sync recreates the classes carrying usage.
 #[test]
 fn teardown_removes_the_hierarchy_and_keeps_the_state() {
-    let Some(sb) = Sandbox::new(&mid_settings()) else {
-        return;
-    };
-    sb.init(T0, Some(BWCAP));
-    sb.sync(T0, &alice_and_bob());
+    let sb = or_skip!(mid::synced(&alice_and_bob()));
     let used = sb.ns.send(low(ALICE.1), 20, 10_000);
     sb.sync(&at(HOUR), &alice_and_bob());
 
@@ -667,7 +556,7 @@ fn teardown_removes_the_hierarchy_and_keeps_the_state() {
     sb.init(&at(HOUR + 10 * MIN), Some(BWCAP));
     sb.sync(&at(HOUR + 15 * MIN), &alice_and_bob());
     assert!(sb.ns.class(low(ALICE.1)).is_some() && sb.ns.class(i2(BOB.1)).is_some());
-    let st = status_json(&sb, &at(HOUR + 15 * MIN), &[], 0);
+    let st = sb.status_json(&at(HOUR + 15 * MIN), &[], 0);
     let alice = slice(&st, ALICE.0);
     assert_eq!(
         u(&alice["low"]["used_bytes"], "used"),
@@ -676,7 +565,7 @@ fn teardown_removes_the_hierarchy_and_keeps_the_state() {
     );
     assert_eq!(alice["period_start"], T0, "same period");
     let more = sb.ns.send(low(ALICE.1), 5, 1000);
-    let st = status_json(&sb, &at(HOUR + 20 * MIN), &[], 0);
+    let st = sb.status_json(&at(HOUR + 20 * MIN), &[], 0);
     assert_eq!(
         u(&slice(&st, ALICE.0)["low"]["used_bytes"], "used"),
         used + more,

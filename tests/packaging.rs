@@ -8,12 +8,12 @@
 //! tests that run it print a note and pass, except under `CI=true`, where they
 //! fail — the convention of `common::require_root`.
 
+mod common;
+
+use common::{BWMON, CRATE};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const BWMON: &str = env!("CARGO_BIN_EXE_bwmon");
-const CRATE: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The path `make install` rewrites to `$(PREFIX)/bin/bwmon`.
 const INSTALL_PATH: &str = "/usr/local/bin/bwmon";
@@ -145,12 +145,7 @@ fn makefile_rewrites_the_path_the_service_uses() {
 
 /// Not runnable here: under CI a failure, elsewhere a note and `false`.
 fn skip_or_fail(why: &str) -> bool {
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "packaging test cannot run under CI: {why}"
-    );
-    eprintln!("skipping packaging test: {why} (set CI=true to make this a failure)");
-    false
+    common::skip_or_fail("packaging test", why)
 }
 
 /// Whether a `systemd-analyze` with `security --offline` is on PATH.

@@ -12,22 +12,17 @@
 //! pass, except under `CI=true`, where they fail.
 //!
 //! The catalogue prints its figures (inputs per class, time) on stderr; run
-//! with `--nocapture` to see them. The tc-process-only cases (tc missing, a
-//! batch refused by line number, tc dying, interrupted dumps) are in
-//! `tests/tc_process.rs`.
+//! with `--nocapture` to see them.
 
 mod common;
 
-use common::node::{
-    BWCAP_BITS, MIN_RATE, QUOTA, SMALL_PAYLOAD, Shape, THRESH, stderr, stdout, wire,
-};
+use common::node::{BWCAP_BITS, MIN_RATE, QUOTA, SMALL_PAYLOAD, Shape, THRESH, wire};
 use common::{
-    BWMON, DAY, HOUR, MIN, Sandbox, T0, assert_exit, at, i2, low, rate_matches, require_root,
-    run_bounded,
+    BWMON, CRATE, DAY, HOUR, MIN, Sandbox, T0, assert_exit, at, i2, low, or_skip, rate_matches,
+    require_root, run_bounded, slice, stderr, stdout, write_script,
 };
 use serde_json::Value;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -71,6 +66,28 @@ fn abc() -> String {
 
 fn abcd() -> String {
     abc_plus(&[entry(D.0, D.1, "{}")])
+}
+
+/// Alice, Bob and Carol in the array form, plus `extra` records.
+fn abc_array(extra: &[&str]) -> String {
+    let mut r: Vec<String> = ABC.iter().map(|(n, x)| record(n, *x, "{}")).collect();
+    r.extend(extra.iter().map(|e| (*e).to_string()));
+    format!("[{}]", r.join(", "))
+}
+
+/// Alice, Bob and Carol with `slice`'s entry replaced by `text`.
+fn abc_but(slice: (&str, u32), text: &str) -> String {
+    let e: Vec<String> = ABC
+        .iter()
+        .map(|&(n, x)| {
+            if n == slice.0 {
+                text.to_string()
+            } else {
+                entry(n, x, "{}")
+            }
+        })
+        .collect();
+    object(&e)
 }
 
 fn abc_with(slice: (&str, u32), rspec: &str) -> String {
@@ -124,24 +141,8 @@ fn set_config(f: &Sandbox, key: &str, value: &str) {
     fs::write(&f.config, lines.join("\n") + "\n").unwrap();
 }
 
-/// `status --format json` at `now`, parsed.
-fn status_json(f: &Sandbox, now: &str) -> Value {
-    let out = f.run(now, &["status", "--format", "json"], b"");
-    assert_exit(&out, 0, "status --format json");
-    serde_json::from_slice(&out.stdout).expect("status JSON parses")
-}
-
-fn slice_view<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["slices"]
-        .as_array()
-        .expect("slices")
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("{name} not in status: {status}"))
-}
-
 fn low_used(status: &Value, name: &str) -> u64 {
-    slice_view(status, name)["low"]["used_bytes"]
+    slice(status, name)["low"]["used_bytes"]
         .as_u64()
         .expect("used_bytes")
 }
@@ -295,6 +296,14 @@ fn assert_mails_clean(f: &Sandbox, what: &str) {
         let (head, _) = msg
             .split_once("\n\n")
             .unwrap_or_else(|| panic!("{what}: mail {file} has no header block"));
+        // A header that names the slice names a valid one, between these.
+        let slice_between = |k: &str, v: &str, prefix: &str, suffix: &str| {
+            let slice = v
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_suffix(suffix))
+                .unwrap_or_else(|| panic!("{what}: mail {file}: {k}: {v:?}"));
+            assert!(valid_name(slice), "{what}: mail {file}: {k}: {v:?}");
+        };
         let mut names: Vec<&str> = Vec::new();
         for line in head.lines() {
             let (k, v) = line
@@ -306,21 +315,14 @@ fn assert_mails_clean(f: &Sandbox, what: &str) {
                 "From" | "Reply-To" => {
                     assert_eq!(v, "ExampleLab Support <support@example.org>");
                 }
-                "To" => {
-                    let slice = v
-                        .strip_prefix("mom@example.org, ")
-                        .and_then(|r| r.strip_suffix("@slices.example.org"))
-                        .unwrap_or_else(|| panic!("{what}: mail {file}: To: {v:?}"));
-                    assert!(valid_name(slice), "{what}: mail {file}: To: {v:?}");
-                }
+                "To" => slice_between(k, v, "mom@example.org, ", "@slices.example.org"),
                 "X-Mailer" => assert!(v.starts_with("bwmon/"), "{v:?}"),
-                "Subject" => {
-                    let slice = v
-                        .strip_prefix("pl_mom capped bandwidth of slice ")
-                        .and_then(|r| r.strip_suffix(" on node1.example.org"))
-                        .unwrap_or_else(|| panic!("{what}: mail {file}: Subject: {v:?}"));
-                    assert!(valid_name(slice), "{what}: mail {file}: Subject: {v:?}");
-                }
+                "Subject" => slice_between(
+                    k,
+                    v,
+                    "pl_mom capped bandwidth of slice ",
+                    " on node1.example.org",
+                ),
                 _ => panic!("{what}: mail {file}: unexpected header {line:?}"),
             }
         }
@@ -368,10 +370,7 @@ fn assert_stderr_lines_sane(out: &Output, what: &str) {
 
 #[test]
 fn every_save_keeps_the_previous_good_state_as_bak() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
-    f.init_node();
+    let f = or_skip!(Sandbox::node_inited());
     f.sync(T0, &abc());
     let first = fs::read(&f.state).unwrap();
     f.push(low(A.1), 5);
@@ -499,7 +498,7 @@ fn damaged_state_is_moved_aside_and_the_bak_used() {
         }
         // The .bak's usage plus what the kernel counted since (at most one
         // run lost): every low class is new since T0, so usage = counter.
-        let status = status_json(&f, &now);
+        let status = f.status_json(&now, &[], 0);
         for (name, xid) in ABC {
             assert_eq!(
                 low_used(&status, name),
@@ -518,9 +517,7 @@ fn damaged_state_is_moved_aside_and_the_bak_used() {
 
 #[test]
 fn missing_state_file_with_a_usable_bak_uses_the_bak() {
-    let Some(f) = enforced_three() else {
-        return;
-    };
+    let f = or_skip!(enforced_three());
     f.push(low(A.1), 3);
     f.sync(&at(2 * HOUR), &abc());
     fs::remove_file(&f.state).unwrap();
@@ -534,25 +531,14 @@ fn missing_state_file_with_a_usable_bak_uses_the_bak() {
         err.contains(f.bak().to_str().unwrap()),
         "the warning names the backup: {err}"
     );
-    let status = status_json(&f, &now);
+    let status = f.status_json(&now, &[], 0);
     assert_eq!(low_used(&status, A.0), 6 * SMALL, "alice's usage carried");
     assert_eq!(low_used(&status, A.0), f.sent(low(A.1)));
     assert_eq!(
-        slice_view(&status, A.0)["period_start"],
+        slice(&status, A.0)["period_start"],
         T0,
         "the period goes on"
     );
-}
-
-/// Files in the node's directory, but the lock and the tc wrapper's log.
-fn dir_listing(f: &Sandbox) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(f.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "state.yaml.lock" && n != "tc.log")
-        .collect();
-    v.sort();
-    v
 }
 
 /// Both unusable, or unusable and no .bak: 65 with instructions, nothing
@@ -560,9 +546,7 @@ fn dir_listing(f: &Sandbox) -> Vec<String> {
 /// it was (asserted), so the next finds it as the first did.
 #[test]
 fn state_and_bak_unusable_exits_65_changing_nothing() {
-    let Some(f) = enforced_three() else {
-        return;
-    };
+    let f = or_skip!(enforced_three());
     f.over_threshold(low(C.1));
     let good = fs::read(&f.state).unwrap();
     let damaged = damaged_states(&good);
@@ -580,7 +564,7 @@ fn state_and_bak_unusable_exits_65_changing_nothing() {
                 }
             }
             let before = f.snapshot();
-            let files_before = dir_listing(&f);
+            let files_before = f.dir_listing();
             let out = f.run(&at(20 * HOUR), &["sync"], abc().as_bytes());
             assert_exit(&out, 65, &case);
             let err = stderr(&out);
@@ -596,7 +580,7 @@ fn state_and_bak_unusable_exits_65_changing_nothing() {
             );
             f.assert_unchanged(&before, &case);
             assert_eq!(
-                dir_listing(&f),
+                f.dir_listing(),
                 files_before,
                 "{case}: no file moved or created"
             );
@@ -606,9 +590,7 @@ fn state_and_bak_unusable_exits_65_changing_nothing() {
 
 #[test]
 fn rebuild_state_adopts_current_counters() {
-    let Some(f) = enforced_three() else {
-        return;
-    };
+    let f = or_skip!(enforced_three());
     fs::write(&f.state, b"\x00garbage").unwrap();
     fs::write(f.bak(), b"version: 99\n").unwrap();
     f.push(low(A.1), 40);
@@ -639,9 +621,9 @@ fn rebuild_state_adopts_current_counters() {
         }
         assert_eq!(f.sent(low(*xid)), counters[i], "{name}'s counter kept");
     }
-    let status = status_json(&f, &now);
+    let status = f.status_json(&now, &[], 0);
     for (name, _) in ABC {
-        let s = slice_view(&status, name);
+        let s = slice(&status, name);
         assert_eq!(s["low"]["used_bytes"], 0, "{name}: usage starts at 0: {s}");
         assert_eq!(s["i2"]["used_bytes"], 0, "{name}: {s}");
         assert_eq!(s["period_start"], now, "{name}: a new period now: {s}");
@@ -650,7 +632,7 @@ fn rebuild_state_adopts_current_counters() {
     f.push(low(A.1), 1);
     let out = f.sync(&at(20 * HOUR + 15 * MIN), &abc());
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
-    let status = status_json(&f, &at(20 * HOUR + 15 * MIN));
+    let status = f.status_json(&at(20 * HOUR + 15 * MIN), &[], 0);
     assert_eq!(low_used(&status, A.0), SMALL);
 }
 
@@ -659,9 +641,7 @@ fn rebuild_state_adopts_current_counters() {
 /// rebuilt by the next sync like any other (SPEC §5 step 1).
 #[test]
 fn rebuild_state_keeps_the_hierarchy_rebuildable() {
-    let Some(f) = enforced_three() else {
-        return;
-    };
+    let f = or_skip!(enforced_three());
     fs::write(&f.state, b"garbage: [").unwrap();
     fs::remove_file(f.bak()).unwrap();
     let out = f.run(
@@ -886,13 +866,7 @@ fn catalogue() -> Vec<Case> {
     );
     add(
         "duplicate names (array form)",
-        s(&format!(
-            "[{}, {}, {}, {}]",
-            record(A.0, A.1, "{}"),
-            record(B.0, B.1, "{}"),
-            record(C.0, C.1, "{}"),
-            record(B.0, 301, "{}")
-        )),
+        s(&abc_array(&[&record(B.0, 301, "{}")])),
         held(&[B.0], &[B.0]),
     );
     add(
@@ -922,74 +896,72 @@ fn catalogue() -> Vec<Case> {
     }
     add(
         "an existing slice's xid becomes invalid",
-        s(&object(&[
-            format!(
-                r#""{}": {{"name": "{}", "xid": "abc", "_rspec": {{}}}}"#,
-                A.0, A.0
+        s(&abc_but(
+            A,
+            &format!(
+                r#""{0}": {{"name": "{0}", "xid": "abc", "_rspec": {{}}}}"#,
+                A.0
             ),
-            entry(B.0, B.1, "{}"),
-            entry(C.0, C.1, "{}"),
-        ])),
+        )),
         held(&[A.0], &[A.0]),
     );
     add(
         "an existing slice's name becomes invalid (same xid)",
-        s(&object(&[
-            format!(
+        s(&abc_but(
+            A,
+            &format!(
                 r#""pl alice": {{"name": "pl alice", "xid": {}, "_rspec": {{}}}}"#,
                 A.1
             ),
-            entry(B.0, B.1, "{}"),
-            entry(C.0, C.1, "{}"),
-        ])),
+        )),
         held(&["pl alice"], &[A.0]),
     );
     add(
         "missing name (array form)",
-        s(&format!(
-            r#"[{}, {}, {}, {{"xid": 300, "_rspec": {{}}}}]"#,
-            record(A.0, A.1, "{}"),
-            record(B.0, B.1, "{}"),
-            record(C.0, C.1, "{}")
-        )),
+        s(&abc_array(&[r#"{"xid": 300, "_rspec": {}}"#])),
         // Which slice it is cannot be known, so neither can the live set.
         Expect::Whole,
     );
-    add(
-        "name with spaces",
-        s(&mallory(r#""pl mallory""#, "300")),
-        held(&["pl mallory"], &[]),
-    );
-    add(
-        "name with a newline",
-        s(&mallory(r#""pl\nmallory""#, "300")),
-        held(&[r"pl\nmallory"], &[]),
-    );
-    add(
-        "unicode name",
-        s(&mallory(r#""pl_mällory""#, "300")),
-        held(&["pl_m"], &[]),
-    );
-    add(
-        "right-to-left override in a name",
-        s(&mallory(r#""pl_\u202emallory""#, "300")),
-        held(&["pl_"], &[]),
-    );
-    add(
-        "1 KiB name",
-        s(&mallory(&format!(r#""{}""#, "m".repeat(1024)), "300")),
-        held(&["mmmmmmmmmm"], &[]),
-    );
-    add(
-        "65-character name",
-        s(&mallory(&format!(r#""{}""#, "n".repeat(65)), "300")),
-        held(&["nnnnnnnnnn"], &[]),
-    );
-    add(
-        "empty name",
-        s(&mallory(r#""""#, "300")),
-        held(&[r#""""#], &[]),
-    );
+    let long_name = format!(r#""{}""#, "m".repeat(1024));
+    let name_65 = format!(r#""{}""#, "n".repeat(65));
+    // A new slice, xid 300, whose name is bad: (case, name as JSON, what the
+    // message names).
+    for (what, name_json, culprits) in [
+        ("name with spaces", r#""pl mallory""#, &["pl mallory"][..]),
+        ("name with a newline", r#""pl\nmallory""#, &[r"pl\nmallory"]),
+        ("unicode name", r#""pl_mällory""#, &["pl_m"]),
+        (
+            "right-to-left override in a name",
+            r#""pl_\u202emallory""#,
+            &["pl_"],
+        ),
+        ("1 KiB name", &long_name, &["mmmmmmmmmm"]),
+        ("65-character name", &name_65, &["nnnnnnnnnn"]),
+        ("empty name", r#""""#, &[r#""""#]),
+        (
+            "name with CR LF Bcc (header injection)",
+            r#""pl_x\r\nBcc: x@y""#,
+            &[r"pl_x\r\nBcc: x@y"],
+        ),
+        (
+            "name `a; rm -rf /` (shell injection)",
+            r#""a; rm -rf /""#,
+            &["a; rm -rf /"],
+        ),
+        (
+            "name `1:1001 dev eth0` (tc argument injection)",
+            r#""1:1001 dev eth0""#,
+            &["1:1001 dev eth0"],
+        ),
+        ("a tenant named root", r#""root""#, &["root", "reserved"]),
+        (
+            "a tenant named default",
+            r#""default""#,
+            &["default", "reserved"],
+        ),
+    ] {
+        add(what, s(&mallory(name_json, "300")), held(culprits, &[]));
+    }
     add(
         "name is a number",
         s(&abc_plus(&[
@@ -998,42 +970,18 @@ fn catalogue() -> Vec<Case> {
         Expect::Whole,
     );
     add(
-        "name with CR LF Bcc (header injection)",
-        s(&mallory(r#""pl_x\r\nBcc: x@y""#, "300")),
-        held(&[r"pl_x\r\nBcc: x@y"], &[]),
-    );
-    add(
-        "name `a; rm -rf /` (shell injection)",
-        s(&mallory(r#""a; rm -rf /""#, "300")),
-        held(&["a; rm -rf /"], &[]),
-    );
-    add(
-        "name `1:1001 dev eth0` (tc argument injection)",
-        s(&mallory(r#""1:1001 dev eth0""#, "300")),
-        held(&["1:1001 dev eth0"], &[]),
-    );
-    add(
         "record is a number",
         s(&abc_plus(&[r#""pl_mallory": 5"#.into()])),
         Expect::Whole,
     );
     add(
         "record is null (array form)",
-        s(&format!(
-            "[{}, {}, {}, null]",
-            record(A.0, A.1, "{}"),
-            record(B.0, B.1, "{}"),
-            record(C.0, C.1, "{}")
-        )),
+        s(&abc_array(&["null"])),
         Expect::Whole,
     );
     add(
         "existing slice's record is a string",
-        s(&object(&[
-            format!(r#""{}": "{}""#, A.0, A.0),
-            entry(B.0, B.1, "{}"),
-            entry(C.0, C.1, "{}"),
-        ])),
+        s(&abc_but(A, &format!(r#""{0}": "{0}""#, A.0))),
         Expect::Whole,
     );
     add("records are numbers", s("[1, 2, 3]"), Expect::Whole);
@@ -1050,14 +998,13 @@ fn catalogue() -> Vec<Case> {
     );
     add(
         "an existing slice's _rspec key renamed: held, not gone",
-        s(&object(&[
-            format!(
-                r#""{}": {{"name": "{}", "xid": {}, "_rspecs": {{}}}}"#,
-                A.0, A.0, A.1
+        s(&abc_but(
+            A,
+            &format!(
+                r#""{0}": {{"name": "{0}", "xid": {1}, "_rspecs": {{}}}}"#,
+                A.0, A.1
             ),
-            entry(B.0, B.1, "{}"),
-            entry(C.0, C.1, "{}"),
-        ])),
+        )),
         held(&[A.0, "neither _rspec nor rspec"], &[A.0]),
     );
     add(
@@ -1065,31 +1012,13 @@ fn catalogue() -> Vec<Case> {
         s(&abc_plus(&[r#""pl_mallory": {"xid": 300}"#.into()])),
         held(&["pl_mallory", "neither _rspec nor rspec"], &[]),
     );
-    add(
-        "a tenant named root",
-        s(&mallory(r#""root""#, "300")),
-        held(&["root", "reserved"], &[]),
-    );
-    add(
-        "a tenant named default",
-        s(&mallory(r#""default""#, "300")),
-        held(&["default", "reserved"], &[]),
-    );
-    add(
-        "_rspec is an array",
-        s(&abc_with(B, "[1, 2]")),
-        held(&[B.0], &[B.0]),
-    );
-    add(
-        "_rspec is null",
-        s(&abc_with(B, "null")),
-        held(&[B.0], &[B.0]),
-    );
-    add(
-        "_rspec is a string",
-        s(&abc_with(B, r#""net_max_rate=5000""#)),
-        held(&[B.0], &[B.0]),
-    );
+    for (what, rspec) in [
+        ("_rspec is an array", "[1, 2]"),
+        ("_rspec is null", "null"),
+        ("_rspec is a string", r#""net_max_rate=5000""#),
+    ] {
+        add(what, s(&abc_with(B, rspec)), held(&[B.0], &[B.0]));
+    }
 
     // Warning only: that key takes its default, exit 0.
     for (value, shown) in [
@@ -1129,53 +1058,40 @@ fn catalogue() -> Vec<Case> {
             },
         );
     }
-    add(
-        "net_share 0",
-        s(&abc_with(B, r#"{"net_share": 0}"#)),
-        warn(B.0, "net_share", &["0"]),
-    );
-    add(
-        "net_share 2^32",
-        s(&abc_with(B, r#"{"net_share": 4294967296}"#)),
-        warn(B.0, "net_share", &["4294967296"]),
-    );
-    add(
-        "net_max_kbyte -1",
-        s(&abc_with(B, r#"{"net_max_kbyte": -1}"#)),
-        warn(B.0, "net_max_kbyte", &["-1"]),
-    );
+    for (what, key, value) in [
+        ("net_share 0", "net_share", "0"),
+        ("net_share 2^32", "net_share", "4294967296"),
+        ("net_max_kbyte -1", "net_max_kbyte", "-1"),
+    ] {
+        add(
+            what,
+            s(&abc_with(B, &format!(r#"{{"{key}": {value}}}"#))),
+            warn(B.0, key, &[value]),
+        );
+    }
 
     // Valid.
-    add(
-        "net_max_rate \"5000\" (number as string)",
-        s(&abc_with(B, r#"{"net_max_rate": "5000"}"#)),
-        Expect::Valid(bob_max_rate_5mbit),
-    );
-    add(
-        "net_max_rate 5000.0",
-        s(&abc_with(B, r#"{"net_max_rate": 5000.0}"#)),
-        Expect::Valid(bob_max_rate_5mbit),
-    );
-    add(
-        "net_max_rate \"5000.0\"",
-        s(&abc_with(B, r#"{"net_max_rate": "5000.0"}"#)),
-        Expect::Valid(bob_max_rate_5mbit),
-    );
-    add(
-        "net_max_rate 5e3",
-        s(&abc_with(B, r#"{"net_max_rate": 5e3}"#)),
-        Expect::Valid(bob_max_rate_5mbit),
-    );
+    for (what, value) in [
+        ("net_max_rate \"5000\" (number as string)", r#""5000""#),
+        ("net_max_rate 5000.0", "5000.0"),
+        ("net_max_rate \"5000.0\"", r#""5000.0""#),
+        ("net_max_rate 5e3", "5e3"),
+    ] {
+        add(
+            what,
+            s(&abc_with(B, &format!(r#"{{"net_max_rate": {value}}}"#))),
+            Expect::Valid(bob_max_rate_5mbit),
+        );
+    }
     add(
         "xid as a string",
-        s(&object(&[
-            entry(A.0, A.1, "{}"),
-            format!(
-                r#""{}": {{"name": "{}", "xid": "{}", "_rspec": {{}}}}"#,
-                B.0, B.0, B.1
+        s(&abc_but(
+            B,
+            &format!(
+                r#""{0}": {{"name": "{0}", "xid": "{1}", "_rspec": {{}}}}"#,
+                B.0, B.1
             ),
-            entry(C.0, C.1, "{}"),
-        ])),
+        )),
         Expect::Valid(abc_enforced),
     );
     add(
@@ -1185,12 +1101,7 @@ fn catalogue() -> Vec<Case> {
     );
     add(
         "array form",
-        s(&format!(
-            "[{}, {}, {}]",
-            record(A.0, A.1, "{}"),
-            record(B.0, B.1, "{}"),
-            record(C.0, C.1, "{}")
-        )),
+        s(&abc_array(&[])),
         Expect::Valid(abc_enforced),
     );
     add(
@@ -1205,13 +1116,13 @@ fn catalogue() -> Vec<Case> {
         ])),
         Expect::Valid(abc_enforced),
     );
-    add("empty object", s("{}"), Expect::Valid(all_three_removed));
-    add("empty array", s("[]"), Expect::Valid(all_three_removed));
-    add(
-        "empty object padded with whitespace",
-        s(" \n{ }\n\n"),
-        Expect::Valid(all_three_removed),
-    );
+    for (what, input) in [
+        ("empty object", "{}"),
+        ("empty array", "[]"),
+        ("empty object padded with whitespace", " \n{ }\n\n"),
+    ] {
+        add(what, s(input), Expect::Valid(all_three_removed));
+    }
     cases
 }
 
@@ -1507,9 +1418,7 @@ fn fifty_megabyte_inputs_are_quick_and_bounded() {
         ("4,000 records of 13 KB", many, 0, true),
         ("a 50 MB unknown key", filler, 0, false),
     ] {
-        let Some(f) = enforced_three() else {
-            return;
-        };
+        let f = or_skip!(enforced_three());
         prepare_run(&f);
         let before = f.shape();
         if kernel_work {
@@ -1568,9 +1477,7 @@ fn fifty_megabyte_inputs_are_quick_and_bounded() {
 /// device): 69, one line naming it, state and mails as they were.
 #[test]
 fn device_gone_exits_69_changing_nothing() {
-    let Some(f) = Sandbox::node() else {
-        return;
-    };
+    let f = or_skip!(Sandbox::node());
     let ip = |args: &[&str]| {
         let out = f.ns.command("ip").args(args).output().expect("spawn ip");
         assert!(
@@ -1620,9 +1527,7 @@ fn device_gone_exits_69_changing_nothing() {
 /// itself is added at the next run is `cli::refused_leaf_is_added_at_the_next_run`.)
 #[test]
 fn refused_leaf_fails_that_slice_only() {
-    let Some(f) = enforced_three() else {
-        return;
-    };
+    let f = or_skip!(enforced_three());
     prepare_run(&f);
     f.take_leaf_handle(low(D.1));
     let before = f.snapshot();
@@ -1683,17 +1588,14 @@ fn set_sendmail(f: &Sandbox, path: &Path) {
 
 fn script(f: &Sandbox, name: &str, body: &str) -> PathBuf {
     let p = f.path(name);
-    fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    write_script(&p, &format!("#!/bin/sh\n{body}\n"));
     p
 }
 
 #[test]
 fn sendmail_trouble_caps_anyway_and_mails_next_run() {
     for what in ["missing", "exit 1", "hanging"] {
-        let Some(f) = Sandbox::node_with("  timeout: 1s\n") else {
-            return;
-        };
+        let f = or_skip!(Sandbox::node_with("  timeout: 1s\n"));
         f.init_node();
         f.sync(T0, &abc());
         f.over_threshold(low(C.1));
@@ -1737,9 +1639,9 @@ fn sendmail_trouble_caps_anyway_and_mails_next_run() {
             );
         }
         assert!(!err.contains(B.0), "{err}");
-        let status = status_json(&f, &at(20 * HOUR));
+        let status = f.status_json(&at(20 * HOUR), &[], 0);
         for name in &capped {
-            let s = slice_view(&status, name);
+            let s = slice(&status, name);
             assert_eq!(s["capped"], true, "sendmail {what}: {s}");
             assert_eq!(
                 s["mailed"], false,
@@ -1770,9 +1672,7 @@ fn sendmail_trouble_caps_anyway_and_mails_next_run() {
 /// `mail.timeout`, not by that child.
 #[test]
 fn sendmail_failing_with_a_lingering_child_is_bounded_by_the_timeout() {
-    let Some(f) = Sandbox::node_with("  timeout: 1s\n") else {
-        return;
-    };
+    let f = or_skip!(Sandbox::node_with("  timeout: 1s\n"));
     f.init_node();
     f.sync(T0, &abc());
     f.over_threshold(low(C.1));
@@ -1820,9 +1720,7 @@ fn formula(used: u64, elapsed: u64) -> u64 {
 
 #[test]
 fn clock_going_backwards_hands_out_nothing() {
-    let Some((f, used)) = carol_capped() else {
-        return;
-    };
+    let (f, used) = or_skip!(carol_capped());
     // Observed: elapsed is measured from the period start to the clock as it
     // now reads (0 before the start), so the remainder is spread over what the
     // clock says is left: the cap rises, the quota does not.
@@ -1833,8 +1731,8 @@ fn clock_going_backwards_hands_out_nothing() {
     ] {
         let out = f.sync(&back, &abc());
         assert!(out.stderr.is_empty(), "{}", stderr(&out));
-        let status = status_json(&f, &back);
-        let s = slice_view(&status, C.0);
+        let status = f.status_json(&back, &[], 0);
+        let s = slice(&status, C.0);
         assert_eq!(s["period_start"], T0, "no new period at {back}: {s}");
         assert_eq!(s["low"]["used_bytes"], used, "usage kept at {back}: {s}");
         assert_eq!(s["capped"], true, "still capped at {back}: {s}");
@@ -1865,9 +1763,7 @@ fn clock_going_backwards_hands_out_nothing() {
 
 #[test]
 fn now_before_a_slices_period_start() {
-    let Some((f, _)) = carol_capped() else {
-        return;
-    };
+    let (f, _) = or_skip!(carol_capped());
     // A new slice starts at 20 h; a run at 2 h "before" its period began.
     f.sync(&at(20 * HOUR + MIN), &abcd());
     let used = f.over_threshold(low(D.1));
@@ -1878,8 +1774,8 @@ fn now_before_a_slices_period_start() {
     ] {
         let out = f.run(&now, &["sync"], abcd().as_bytes());
         assert_exit(&out, 0, &format!("sync at {now}"));
-        let status = status_json(&f, &now);
-        let d = slice_view(&status, D.0);
+        let status = f.status_json(&now, &[], 0);
+        let d = slice(&status, D.0);
         assert_eq!(d["period_start"], at(20 * HOUR + MIN), "{d}");
         assert_eq!(d["capped"], true, "over threshold, elapsed 0: capped: {d}");
         let ceil = d["low"]["ceil_bps"].as_u64().unwrap();
@@ -1895,15 +1791,13 @@ fn now_before_a_slices_period_start() {
 
 #[test]
 fn a_week_off_starts_new_periods_and_forgets_the_dead() {
-    let Some((f, _)) = carol_capped() else {
-        return;
-    };
+    let (f, _) = or_skip!(carol_capped());
     // Bob removed at 21 h: a dead record.
     f.sync(
         &at(21 * HOUR),
         &object(&[entry(A.0, A.1, "{}"), entry(C.0, C.1, "{}")]),
     );
-    let status = status_json(&f, &at(21 * HOUR));
+    let status = f.status_json(&at(21 * HOUR), &[], 0);
     assert_eq!(status["dead"][0]["name"], B.0, "{status}");
     let week = at(7 * DAY + 21 * HOUR);
     let out = f.sync(
@@ -1911,9 +1805,9 @@ fn a_week_off_starts_new_periods_and_forgets_the_dead() {
         &object(&[entry(A.0, A.1, "{}"), entry(C.0, C.1, "{}")]),
     );
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
-    let status = status_json(&f, &week);
+    let status = f.status_json(&week, &[], 0);
     for name in [A.0, C.0] {
-        let s = slice_view(&status, name);
+        let s = slice(&status, name);
         assert_eq!(s["period_start"], week, "{name}: new period from now: {s}");
         assert_eq!(s["low"]["used_bytes"], 0, "{s}");
         assert_eq!(s["capped"], false, "{s}");
@@ -1927,11 +1821,8 @@ fn a_week_off_starts_new_periods_and_forgets_the_dead() {
     );
     // Bob back: a fresh slice, his old usage is from a past period.
     f.sync(&at(7 * DAY + 22 * HOUR), &abc());
-    let status = status_json(&f, &at(7 * DAY + 22 * HOUR));
-    assert_eq!(
-        slice_view(&status, B.0)["period_start"],
-        at(7 * DAY + 22 * HOUR)
-    );
+    let status = f.status_json(&at(7 * DAY + 22 * HOUR), &[], 0);
+    assert_eq!(slice(&status, B.0)["period_start"], at(7 * DAY + 22 * HOUR));
 }
 
 /// Observed and asserted: a shorter `period` applies at the next sync to the
@@ -1940,9 +1831,7 @@ fn a_week_off_starts_new_periods_and_forgets_the_dead() {
 /// started more recently keeps its start and ends at start + new period.
 #[test]
 fn period_shortened_mid_period() {
-    let Some((f, _)) = carol_capped() else {
-        return;
-    };
+    let (f, _) = or_skip!(carol_capped());
     // Dave starts at 20 h.
     f.sync(&at(20 * HOUR + MIN), &abcd());
     let dave = f.push(low(D.1), 100);
@@ -1951,9 +1840,9 @@ fn period_shortened_mid_period() {
     let now = at(22 * HOUR);
     let out = f.sync(&now, &abcd());
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
-    let status = status_json(&f, &now);
+    let status = f.status_json(&now, &[], 0);
     assert_eq!(status["period_seconds"], 6 * HOUR);
-    let c = slice_view(&status, C.0);
+    let c = slice(&status, C.0);
     assert_eq!(
         c["period_start"], now,
         "carol (22 h into a 1 d period): a new 6 h period: {c}"
@@ -1961,7 +1850,7 @@ fn period_shortened_mid_period() {
     assert_eq!(c["low"]["used_bytes"], 0, "{c}");
     assert_eq!(c["capped"], false, "{c}");
     assert!(!capped_in_kernel(&f, low(C.1)), "carol's cap lifted");
-    let d = slice_view(&status, D.0);
+    let d = slice(&status, D.0);
     assert_eq!(
         d["period_start"],
         at(20 * HOUR + MIN),
@@ -1974,8 +1863,7 @@ fn period_shortened_mid_period() {
 /// The man page's CLOCKS section covers each case the tests above exercise.
 #[test]
 fn man_page_documents_clocks() {
-    let man =
-        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("man/bwmon.1")).unwrap();
+    let man = fs::read_to_string(Path::new(CRATE).join("man/bwmon.1")).unwrap();
     let clocks = man
         .split_once("CLOCKS")
         .map(|x| x.1)
@@ -2062,9 +1950,7 @@ fn mass_removal_is_refused_unless_allowed() {
             .count()
     };
 
-    let Some(f) = fresh("") else {
-        return;
-    };
+    let f = or_skip!(fresh(""));
     // 5 of 8 (62 %) and more than 3.
     let five_gone = numbered(6..=8);
     refused(
@@ -2098,9 +1984,7 @@ fn mass_removal_is_refused_unless_allowed() {
     );
 
     // Held records and renamed xids are not removals.
-    let Some(f2) = fresh("") else {
-        return;
-    };
+    let f2 = or_skip!(fresh(""));
     let held: Vec<String> = (1..=8)
         .map(|i| {
             let name = format!("pl_s{i}");
@@ -2120,17 +2004,11 @@ fn mass_removal_is_refused_unless_allowed() {
     f2.sync(&at(2 * HOUR), &object(&moved));
 
     // 4 of 10 (40 %) goes through; so do 3 of 4, and `{}` on 3 slices.
-    let Some(f3) = Sandbox::node() else {
-        return;
-    };
-    f3.init_node();
+    let f3 = or_skip!(Sandbox::node_inited());
     f3.sync(T0, &numbered(1..=10));
     f3.sync(&at(HOUR), &numbered(5..=10));
     assert_eq!(live_classes(&f3, 1..=10), 6);
-    let Some(f4) = Sandbox::node() else {
-        return;
-    };
-    f4.init_node();
+    let f4 = or_skip!(Sandbox::node_inited());
     f4.sync(T0, &numbered(1..=4));
     f4.sync(&at(HOUR), &numbered(4..=4));
     f4.sync(&at(HOUR), &numbered(1..=3));
@@ -2138,9 +2016,7 @@ fn mass_removal_is_refused_unless_allowed() {
     assert_eq!(live_classes(&f4, 1..=4), 0);
 
     // The operator's word: the flag, or the config's share.
-    let Some(f5) = fresh("") else {
-        return;
-    };
+    let f5 = or_skip!(fresh(""));
     let out = f5.run(
         &at(HOUR),
         &["sync", "--allow-mass-removal"],
@@ -2148,9 +2024,7 @@ fn mass_removal_is_refused_unless_allowed() {
     );
     assert_exit(&out, 0, "--allow-mass-removal");
     assert_eq!(live_classes(&f5, 1..=8), 3, "classes removed");
-    let Some(f6) = fresh("max_removal_percent: 70\n") else {
-        return;
-    };
+    let f6 = or_skip!(fresh("max_removal_percent: 70\n"));
     f6.sync(&at(HOUR), &five_gone);
     assert_eq!(live_classes(&f6, 1..=8), 3, "classes removed");
 }

@@ -10,8 +10,7 @@
 
 mod common;
 
-use common::node::stderr;
-use common::{HOUR, MIN, Sandbox, Settings, T0, assert_exit, at, low, slivers};
+use common::{HOUR, MIN, Sandbox, Settings, T0, assert_exit, at, low, or_skip, slivers, stderr};
 use std::collections::BTreeMap;
 use std::fs;
 
@@ -50,9 +49,7 @@ fn five_with_alice_capped() -> Option<Sandbox> {
 /// and the mails are exactly as before.
 #[test]
 fn wrong_dumps_are_refused_and_change_nothing() {
-    let Some(sb) = five_with_alice_capped() else {
-        return;
-    };
+    let sb = or_skip!(five_with_alice_capped());
     let renamed = all_five().replace("\"_rspec\"", "\"_rspec_\"");
     let wrapped = format!(r#"{{"slivers": {}}}"#, all_five());
     let one_left = slivers(&[(SLICES[4].0, SLICES[4].1, "{}")]);
@@ -112,9 +109,7 @@ fn wrong_dumps_are_refused_and_change_nothing() {
 /// no classes, as its message says.
 #[test]
 fn held_records_keep_classes_caps_and_maps_as_they_say() {
-    let Some(sb) = five_with_alice_capped() else {
-        return;
-    };
+    let sb = or_skip!(five_with_alice_capped());
     let state_line = |sb: &Sandbox| {
         fs::read_to_string(&sb.state)
             .expect("state")
@@ -174,9 +169,7 @@ fn held_records_keep_classes_caps_and_maps_as_they_say() {
 /// build with node cap = bwmax. The cap is kept and reused, and init says so.
 #[test]
 fn init_after_teardown_reuses_the_node_cap() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     sb.init(T0, Some("100mbit"));
     sb.sync(T0, &all_five());
     assert_exit(&sb.run_bwmon(&at(MIN), &["teardown"], None), 0, "teardown");
@@ -210,9 +203,7 @@ fn init_after_teardown_reuses_the_node_cap() {
 /// differs, and touch nothing.
 #[test]
 fn foreign_htb_tree_is_refused_by_every_command() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     for cmd in [
         "qdisc add dev lo root handle 1: htb default 1fff",
         "class add dev lo parent 1: classid 1:1 htb rate 1gbit",
@@ -249,9 +240,7 @@ fn foreign_htb_tree_is_refused_by_every_command() {
 /// every series stays unique.
 #[test]
 fn tenants_named_root_or_default_are_held() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     sb.init(T0, Some("100mbit"));
     let input = slivers(&[("root", 300, "{}"), ("default", 301, "{}"), ALICE_REC]);
     let out = sb.sync_raw(T0, &input);

@@ -27,14 +27,16 @@
 mod common;
 
 use common::rtnl_log::{Request, RtnlLog, monotonic_ns};
-use common::{BWMON, Class, HOUR, MIN, Netns, Sandbox, Settings, T0, at, i2, low, slivers};
+use common::{
+    ALICE, BWMON, Class, HOUR, MIN, Netns, Sandbox, Settings, T0, alice_and_bob, at, bob_only, i2,
+    low, or_skip, slivers_owned, wait_within, which, write_script,
+};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Read;
 use std::net::UdpSocket;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -144,33 +146,26 @@ fn run_quiet(mut cmd: Command, what: &str) -> Ran {
     }
 }
 
-/// Waits for `child`, killing it and failing the test when it hangs.
-fn wait_within(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} ran longer than {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn write_script(path: &Path, text: &str) {
-    fs::write(path, text).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+/// init and a first sync of `slivers` (written to `input`) at `T0`, both
+/// of which must succeed.
+fn init_and_first_sync(sb: &Sandbox, input: &Path, slivers: &str) {
+    let init = run_quiet(bwmon(sb, T0, &["init", "--bwcap", BWCAP]), "init");
+    assert_eq!(init.status.code(), Some(0), "init: {}", init.describe());
+    fs::write(input, slivers).unwrap();
+    let first = run_quiet(
+        bwmon(sb, T0, &["sync", "--input", input.to_str().unwrap()]),
+        "first sync",
+    );
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "first sync: {}",
+        first.describe()
+    );
 }
 
 fn real_nft() -> PathBuf {
-    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .expect("nft (nftables) is installed")
+    which("nft").expect("nft (nftables) is installed")
 }
 
 fn parse_json(text: &str, what: &str) -> Result<Value, String> {
@@ -284,11 +279,7 @@ fn st_slivers(removed: &BTreeSet<usize>) -> String {
         .filter(|i| !removed.contains(i))
         .map(|i| (st_name(i), st_xid(i), st_rspec(i)))
         .collect();
-    let records: Vec<(&str, u32, &str)> = rspecs
-        .iter()
-        .map(|(n, x, r)| (n.as_str(), *x, r.as_str()))
-        .collect();
-    slivers(&records)
+    slivers_owned(&rspecs)
 }
 
 /// Paced UDP datagrams into some classes (`SO_PRIORITY` = 1:minor) from a thread
@@ -388,9 +379,7 @@ fn crash_safety_sigkill_during_sync() {
         classify: None,
         extra: String::new(),
     };
-    let Some(sb) = Sandbox::new(&settings) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&settings));
     let started = Instant::now();
     let (mut rng, seed) = Rng::from_env();
     eprintln!("crash safety: STRESS_SEED={seed}");
@@ -398,20 +387,8 @@ fn crash_safety_sigkill_during_sync() {
     let input = dir.join("slivers.json");
     let _sink = sb.ns.udp_sink();
 
-    let init = run_quiet(bwmon(&sb, T0, &["init", "--bwcap", BWCAP]), "init");
-    assert_eq!(init.status.code(), Some(0), "init: {}", init.describe());
     let mut removed: BTreeSet<usize> = BTreeSet::new();
-    fs::write(&input, st_slivers(&removed)).unwrap();
-    let first = run_quiet(
-        bwmon(&sb, T0, &["sync", "--input", input.to_str().unwrap()]),
-        "first sync",
-    );
-    assert_eq!(
-        first.status.code(),
-        Some(0),
-        "first sync: {}",
-        first.describe()
-    );
+    init_and_first_sync(&sb, &input, &st_slivers(&removed));
 
     let mut traffic = Traffic::start(
         &sb.ns,
@@ -660,9 +637,7 @@ fn crash_safety_sigkill_during_sync() {
 #[ignore = "heavy: run by make stress"]
 fn sync_killed_after_its_batch_keeps_a_removed_slices_usage() {
     // `classify: uid` (the default): the sync runs nft.
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     let dir = sb.dir.path().to_path_buf();
     let trigger = dir.join("kill-after-batch");
     // Applying the table (`nft -f -`) while the trigger file exists: SIGKILL
@@ -676,13 +651,11 @@ fn sync_killed_after_its_batch_keeps_a_removed_slices_usage() {
             real = real_nft().display()
         ),
     );
-    let mut config = fs::read_to_string(&sb.config).unwrap();
-    let _ = writeln!(config, "nft: {}", nft.display());
-    fs::write(&sb.config, config).unwrap();
+    sb.add_config(&format!("nft: {}\n", nft.display()));
     let _sink = sb.ns.udp_sink();
-    let (alice, bob) = (("pl_alice", 257), ("pl_bob", 258));
-    let both = slivers(&[(alice.0, alice.1, "{}"), (bob.0, bob.1, "{}")]);
-    let bob_only = slivers(&[(bob.0, bob.1, "{}")]);
+    let alice = ALICE;
+    let both = alice_and_bob();
+    let bob_only = bob_only();
     sb.init(T0, Some(BWCAP));
     sb.sync(T0, &both);
     let sent = sb.ns.send(low(alice.1), 50, 1000);
@@ -738,25 +711,10 @@ fn sync_killed_after_its_batch_keeps_a_removed_slices_usage() {
 
 /// The keys (uids) of bwmon's nftables `low` map in the sandbox's namespace.
 fn classified(sb: &Sandbox) -> Vec<u64> {
-    let out = sb
-        .ns
-        .command("nft")
-        .args(["-j", "list", "map", "inet", "bwmon", "low"])
-        .output()
-        .expect("spawn nft");
-    assert!(
-        out.status.success(),
-        "nft list map: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("nft -j prints JSON");
-    doc["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|item| item["map"]["elem"].as_array())
-        .flatten()
-        .filter_map(|pair| pair[0].as_u64())
+    sb.ns
+        .nft_map("low")
+        .expect("nft list map inet bwmon low")
+        .into_keys()
         .collect()
 }
 
@@ -956,11 +914,7 @@ fn p_slivers(without: &[usize], rspecs: &[(usize, &str)]) -> String {
             (p_name(i), p_xid(i), r.to_string())
         })
         .collect();
-    let records: Vec<(&str, u32, &str)> = recs
-        .iter()
-        .map(|(n, x, r)| (n.as_str(), *x, r.as_str()))
-        .collect();
-    slivers(&records)
+    slivers_owned(&recs)
 }
 
 #[derive(Clone, Debug)]
@@ -1052,20 +1006,7 @@ fn overlap_sandbox(lock_wait: &'static str) -> Option<(Sandbox, UdpSocket)> {
     };
     let sb = Sandbox::new(&settings)?;
     let sink = sb.ns.udp_sink();
-    let init = run_quiet(bwmon(&sb, T0, &["init", "--bwcap", BWCAP]), "init");
-    assert_eq!(init.status.code(), Some(0), "init: {}", init.describe());
-    let input = sb.dir.path().join("in-setup.json");
-    fs::write(&input, p_slivers(&[], &[])).unwrap();
-    let first = run_quiet(
-        bwmon(&sb, T0, &["sync", "--input", input.to_str().unwrap()]),
-        "first sync",
-    );
-    assert_eq!(
-        first.status.code(),
-        Some(0),
-        "first sync: {}",
-        first.describe()
-    );
+    init_and_first_sync(&sb, &sb.path("in-setup.json"), &p_slivers(&[], &[]));
     // p_00 over its low threshold (81,920 B), p_01 under, p_02 over its i2
     // threshold (163,840 B), p_04 (removed and re-added later) some.
     sb.ns.send(low(p_xid(0)), 90, 1000);
@@ -1276,9 +1217,7 @@ fn record(ns: &Netns) -> RtnlLog {
 #[ignore = "heavy: run by make stress"]
 fn overlapping_runs_are_serialised() {
     let started = Instant::now();
-    let Some((sb, _sink)) = overlap_sandbox("30s") else {
-        return;
-    };
+    let (sb, _sink) = or_skip!(overlap_sandbox("30s"));
     let (mut rng, seed) = Rng::from_env();
     let start_snapshot = snapshot(&sb);
     let runs = invocations();
@@ -1418,14 +1357,7 @@ fn overlapping_runs_are_serialised() {
     )
     .unwrap();
     let before = snapshot(&sb);
-    let lock_path = PathBuf::from(format!("{}.lock", sb.state.display()));
-    let holder = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .unwrap();
-    holder.lock().expect("take the lock");
+    let holder = sb.hold_lock();
     let held_since = Instant::now();
     let late = [
         Invocation::Sync {

@@ -44,10 +44,8 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use common::node::wire;
-use common::{BWMON, Netns, Sandbox, Settings, assert_exit};
+use common::{BWMON, CRATE, Netns, Sandbox, Settings, assert_exit, or_skip, slice};
 use serde_json::Value;
-
-const CRATE: &str = env!("CARGO_MANIFEST_DIR");
 
 const T0: &str = "2026-11-24T00:00:00Z";
 const T2300: &str = "2026-11-24T23:00:00Z";
@@ -133,9 +131,7 @@ impl Env {
     fn with_names(extra: &str, names: Names) -> Option<Env> {
         let sb = Sandbox::new(&settings())?;
         if !extra.is_empty() {
-            let mut config = fs::read_to_string(&sb.config).unwrap();
-            config.push_str(&extra.replace("{dir}", &sb.dir.path().display().to_string()));
-            fs::write(&sb.config, config).unwrap();
+            sb.add_config(&extra.replace("{dir}", &sb.dir.path().display().to_string()));
         }
         let sink = sb.ns.udp_sink();
         Some(Env {
@@ -280,6 +276,13 @@ impl Env {
         self.traffic_to_2330();
     }
 
+    /// A sandbox of its own (no extra config) that ran the [`Env::scenario`].
+    fn after_scenario() -> Option<Env> {
+        let env = Env::new("")?;
+        env.scenario();
+        Some(env)
+    }
+
     fn status(&self, now: &str, format: &str) -> String {
         self.ok(0, now, &["status", "--format", format])
     }
@@ -296,15 +299,6 @@ fn ts(text: &str) -> DateTime<Utc> {
 
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("status JSON does not parse: {e}\n{text}"))
-}
-
-fn slice<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc["slices"]
-        .as_array()
-        .expect("slices is an array")
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no slice {name} in {doc:#}"))
 }
 
 fn table_rows<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
@@ -359,26 +353,15 @@ fn expected_samples_from_json(doc: &Value) -> BTreeMap<String, f64> {
         for class in ["low", "i2"] {
             let c = &s[class];
             let l = [("slice", name), ("class", class)];
-            want.insert(
-                sample_key("bwmon_slice_used_bytes", &l),
-                num(&c["used_bytes"]),
-            );
-            want.insert(
-                sample_key("bwmon_slice_quota_bytes", &l),
-                num(&c["quota_bytes"]),
-            );
-            want.insert(
-                sample_key("bwmon_slice_threshold_bytes", &l),
-                num(&c["threshold_bytes"]),
-            );
-            want.insert(
-                sample_key("bwmon_slice_ceil_bits_per_second", &l),
-                num(&c["ceil_bps"]),
-            );
-            want.insert(
-                sample_key("bwmon_slice_max_bits_per_second", &l),
-                num(&c["max_bps"]),
-            );
+            for (family, key) in [
+                ("bwmon_slice_used_bytes", "used_bytes"),
+                ("bwmon_slice_quota_bytes", "quota_bytes"),
+                ("bwmon_slice_threshold_bytes", "threshold_bytes"),
+                ("bwmon_slice_ceil_bits_per_second", "ceil_bps"),
+                ("bwmon_slice_max_bits_per_second", "max_bps"),
+            ] {
+                want.insert(sample_key(family, &l), num(&c[key]));
+            }
             want.insert(sample_key("bwmon_slice_capped", &l), flag(&c["capped"]));
         }
         let l = [("slice", name)];
@@ -390,20 +373,15 @@ fn expected_samples_from_json(doc: &Value) -> BTreeMap<String, f64> {
     }
     for d in doc["dead"].as_array().unwrap() {
         let name = d["name"].as_str().unwrap();
-        want.insert(
-            sample_key(
-                "bwmon_dead_slice_used_bytes",
-                &[("slice", name), ("class", "low")],
-            ),
-            num(&d["low_used_bytes"]),
-        );
-        want.insert(
-            sample_key(
-                "bwmon_dead_slice_used_bytes",
-                &[("slice", name), ("class", "i2")],
-            ),
-            num(&d["i2_used_bytes"]),
-        );
+        for (class, key) in [("low", "low_used_bytes"), ("i2", "i2_used_bytes")] {
+            want.insert(
+                sample_key(
+                    "bwmon_dead_slice_used_bytes",
+                    &[("slice", name), ("class", class)],
+                ),
+                num(&d[key]),
+            );
+        }
     }
     if let Some(t) = doc["last_sync"].as_str() {
         want.insert(
@@ -419,10 +397,7 @@ fn expected_samples_from_json(doc: &Value) -> BTreeMap<String, f64> {
 
 #[test]
 fn status_snapshots() {
-    let Some(env) = Env::new("") else {
-        return;
-    };
-    env.scenario();
+    let env = or_skip!(Env::after_scenario());
     let table = env.status(T2330, "table");
     let json_text = env.status(T2330, "json");
     let prom = env.status(T2330, "prometheus");
@@ -435,9 +410,7 @@ fn status_snapshots() {
 /// `pl_alice 257 938K/10M 9 0/18G 0 21k/50M 1G/1G CM 1h -`.
 #[test]
 fn status_table_reproduces_the_contract_example_row() {
-    let Some(env) = Env::new("") else {
-        return;
-    };
+    let env = or_skip!(Env::new(""));
     env.scenario_to_2300();
     let table = env.status(T2300, "table");
     let rows = table_rows(&table, "pl_alice");
@@ -463,10 +436,7 @@ fn status_table_reproduces_the_contract_example_row() {
 
 #[test]
 fn status_table_numbers_are_rounded_si() {
-    let Some(env) = Env::new("") else {
-        return;
-    };
-    env.scenario();
+    let env = or_skip!(Env::after_scenario());
     let table = env.status(T2330, "table");
     let cells = |name: &str| -> Vec<String> {
         let rows = table_rows(&table, name);
@@ -504,9 +474,7 @@ fn status_table_fits_80_columns_for_16_char_names() {
     assert_eq!(names.bob.len(), 16);
     assert_eq!(names.carol.len(), 16);
     for (names, what) in [(Names::default(), "short names"), (names, "16-char names")] {
-        let Some(env) = Env::with_names("", names) else {
-            return;
-        };
+        let env = or_skip!(Env::with_names("", names));
         env.scenario();
         let table = env.status(T2330, "table");
         for line in table.lines() {
@@ -524,15 +492,13 @@ fn status_table_fits_80_columns_for_16_char_names() {
 fn status_table_long_name_widens_without_wrapping() {
     let long = "pl_a_rather_long_slice_name_30";
     assert_eq!(long.len(), 30);
-    let Some(env) = Env::with_names(
+    let env = or_skip!(Env::with_names(
         "",
         Names {
             bob: long.into(),
             ..Names::default()
         },
-    ) else {
-        return;
-    };
+    ));
     env.scenario();
     let table = env.status(T2330, "table");
     let lines: Vec<&str> = table.lines().collect();
@@ -576,10 +542,7 @@ fn status_table_long_name_widens_without_wrapping() {
 
 #[test]
 fn status_has_no_ansi_escapes_when_not_a_tty() {
-    let Some(env) = Env::new("") else {
-        return;
-    };
-    env.scenario();
+    let env = or_skip!(Env::after_scenario());
     for format in ["table", "json", "prometheus"] {
         let out = env.run(T2330, &["status", "--format", format]);
         assert_exit(&out, 0, format);
@@ -596,10 +559,7 @@ fn status_has_no_ansi_escapes_when_not_a_tty() {
 
 #[test]
 fn status_lists_dead_records_under_their_heading() {
-    let Some(env) = Env::new("") else {
-        return;
-    };
-    env.scenario();
+    let env = or_skip!(Env::after_scenario());
     let table = env.status(T2330, "table");
     let lines: Vec<&str> = table.lines().collect();
     let heading = lines
@@ -670,10 +630,7 @@ fn status_lists_dead_records_under_their_heading() {
 
 #[test]
 fn status_json_is_the_contract_shape() {
-    let Some(env) = Env::new("") else {
-        return;
-    };
-    env.scenario();
+    let env = or_skip!(Env::after_scenario());
     let text = env.status(T2330, "json");
     let doc = json(&text);
     assert_eq!(doc["format_version"], 1, "format_version");
@@ -838,10 +795,7 @@ fn status_json_is_the_contract_shape() {
 
 #[test]
 fn status_json_full_at_is_now_when_the_quota_is_reached() {
-    let Some(env) = Env::new("") else {
-        return;
-    };
-    env.scenario();
+    let env = or_skip!(Env::after_scenario());
     // pl_bob goes over his whole low quota after the 23:00 sync (pl_alice,
     // capped at 21 kbit/s, would take hours).
     env.send(BOB_LOW_CLASS, LOW_QUOTA + 5 - BOB_LOW_2330);
@@ -860,9 +814,7 @@ fn status_json_full_at_is_now_when_the_quota_is_reached() {
 
 #[test]
 fn status_without_state_file() {
-    let Some(env) = Env::new("") else {
-        return;
-    };
+    let env = or_skip!(Env::new(""));
     // The hierarchy `init` builds (with the default class), and no state.
     env.ok(0, T0, &["init", "--bwcap", "100mbit"]);
     for f in [env.sb.state.clone(), env.sb.bak()] {
@@ -896,10 +848,7 @@ fn status_without_state_file() {
 
 #[test]
 fn status_filters_by_name_and_names_unknown_ones() {
-    let Some(env) = Env::new("") else {
-        return;
-    };
-    env.scenario();
+    let env = or_skip!(Env::after_scenario());
     let out = env.run(T2330, &["status", "pl_bob", "nosuch"]);
     assert_exit(&out, 3, "status pl_bob nosuch");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -1008,10 +957,7 @@ fn status_prometheus_passes_the_reference_parser() {
     if !prometheus_client() {
         return;
     }
-    let Some(env) = Env::new("") else {
-        return;
-    };
-    env.scenario();
+    let env = or_skip!(Env::after_scenario());
     let prom = env.status(T2330, "prometheus");
     let doc = json(&env.status(T2330, "json"));
     assert!(prom.ends_with('\n'), "the text ends with a newline");
@@ -1106,10 +1052,7 @@ fn status_prometheus_passes_the_reference_parser() {
 /// samples, each exactly once.
 #[test]
 fn status_prometheus_has_help_and_type_for_every_family() {
-    let Some(env) = Env::new("") else {
-        return;
-    };
-    env.scenario();
+    let env = or_skip!(Env::after_scenario());
     let prom = env.status(T2330, "prometheus");
     let mut help = BTreeMap::new();
     let mut typ = BTreeMap::new();
@@ -1155,9 +1098,7 @@ fn status_prometheus_has_help_and_type_for_every_family() {
 
 #[test]
 fn status_check_exits_1_when_a_slice_is_capped() {
-    let Some(env) = Env::new("") else {
-        return;
-    };
+    let env = or_skip!(Env::new(""));
     env.first_sync();
     // Nothing capped yet.
     let plain = env.ok(0, T0, &["status"]);
@@ -1182,9 +1123,7 @@ fn status_check_exits_1_when_a_slice_is_capped() {
 
 #[test]
 fn metrics_file_holds_what_status_prints_and_is_written_atomically() {
-    let Some(env) = Env::new("metrics_file: {dir}/metrics/bwmon.prom\n") else {
-        return;
-    };
+    let env = or_skip!(Env::new("metrics_file: {dir}/metrics/bwmon.prom\n"));
     let metrics_dir = env.path("metrics");
     fs::create_dir(&metrics_dir).unwrap();
     let metrics = metrics_dir.join("bwmon.prom");
@@ -1253,9 +1192,7 @@ fn metrics_file_holds_what_status_prints_and_is_written_atomically() {
 
 #[test]
 fn metrics_file_written_by_a_sync_that_exits_1() {
-    let Some(env) = Env::new("metrics_file: {dir}/bwmon.prom\n") else {
-        return;
-    };
+    let env = or_skip!(Env::new("metrics_file: {dir}/bwmon.prom\n"));
     env.scenario_to_2300();
     // At 23:15 the input has a record bwmon cannot act on (xid beyond
     // 4094): it is held and named, the others are enforced, the run exits 1.

@@ -1,32 +1,51 @@
-//! Harness for the real-kernel tests: a throw-away network namespace per test, a
-//! sandbox directory with config, state, a counting `tc` wrapper and a capturing
-//! `sendmail`, a sender that puts real packets into a slice's HTB class, and
-//! readers for what the kernel then shows.
+//! The one fixture of the integration tests: a throw-away network namespace
+//! per test, a sandbox directory with config, state, a counting `tc` wrapper
+//! and a capturing `sendmail`, a sender that puts real packets into a slice's
+//! HTB class, readers for what the kernel then shows, runners for the binary
+//! and the assertions every test file makes on what a run printed.
 //!
 //! Everything happens inside namespaces named `bwt-<pid>-<n>` on their own `lo`:
 //! the host's interfaces are never touched.
 //!
 //! [`node`] is the node the command-line and robustness tests share (a config
 //! sized for real traffic, and the [`node::Snapshot`] a run that must change
-//! nothing is checked against); [`fake`] is the stand-in tc that only
-//! `tests/tc_process.rs` still uses, until issue 10 removes the tc process;
-//! [`rtnl_log`] is the kernel's record of the rtnetlink requests made in a
-//! namespace, whoever makes them (a tc process or bwmon itself).
+//! nothing is checked against); [`mid`] is the mid-sized quota of the kernel
+//! and operator tests, which real traffic crosses within a day; [`rtnl_log`]
+//! is the kernel's record of the rtnetlink requests made in a namespace,
+//! whoever makes them.
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
+/// `or_skip!(fixture)`: the fixture, or a return from the test when it is
+/// `None` (it cannot run here: see [`require_root`], which has already failed
+/// the test under CI). One line for the let-else every test opens with.
+#[allow(unused_macros)] // packaging.rs skips without it
+macro_rules! or_skip {
+    ($fixture:expr) => {
+        match $fixture {
+            Some(fixture) => fixture,
+            None => return,
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use or_skip;
+
 /// The binary under test.
 pub const BWMON: &str = env!("CARGO_BIN_EXE_bwmon");
+/// The crate's root: where `dist/`, `doc/` and the fixtures are.
+pub const CRATE: &str = env!("CARGO_MANIFEST_DIR");
 
 /// How long one bwmon run may take before the test calls it hung.
 const RUN_TIMEOUT: Duration = Duration::from_mins(1);
@@ -54,16 +73,19 @@ pub fn require_root() -> bool {
     });
     match reason {
         None => true,
-        Some(why) => skip_or_fail(why),
+        Some(why) => skip_or_fail("real-kernel test", why),
     }
 }
 
-fn skip_or_fail(why: &str) -> bool {
+/// A `what` (e.g. "real-kernel test") that cannot run here: under CI
+/// (`CI=true`) a failure, so a broken runner is never a green one; elsewhere a
+/// line on stderr and `false`, for the test to return early.
+pub fn skip_or_fail(what: &str, why: &str) -> bool {
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
-        "real-kernel test cannot run under CI: {why}"
+        "{what} cannot run under CI: {why}"
     );
-    eprintln!("skipping real-kernel test: {why} (set CI=true to make this a failure)");
+    eprintln!("skipping {what}: {why} (set CI=true to make this a failure)");
     false
 }
 
@@ -240,6 +262,40 @@ impl Netns {
         })
         .join()
         .expect("sink thread")
+    }
+
+    /// Elements of bwmon's nft map `inet bwmon NAME`: key → classid text;
+    /// `None` when the map (or the table) does not exist.
+    pub fn nft_map(&self, name: &str) -> Option<BTreeMap<u64, String>> {
+        let out = self
+            .command("nft")
+            .args(["-j", "list", "map", "inet", "bwmon", name])
+            .output()
+            .expect("spawn nft");
+        if !out.status.success() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nft -j is JSON");
+        let map = v["nftables"]
+            .as_array()
+            .expect("nftables array")
+            .iter()
+            .find(|i| i.get("map").is_some())
+            .expect("a map object")["map"]
+            .clone();
+        Some(
+            map["elem"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|pair| {
+                    (
+                        pair[0].as_u64().expect("numeric key"),
+                        pair[1].as_str().expect("classid").to_string(),
+                    )
+                })
+                .collect(),
+        )
     }
 
     /// Polls class `1:minor` until `backlog 0b 0p`; returns its `Sent` bytes.
@@ -507,7 +563,7 @@ impl Sandbox {
         let ns = match Netns::new() {
             Ok(ns) => ns,
             Err(e) => {
-                skip_or_fail(&e);
+                skip_or_fail("real-kernel test", &e);
                 return None;
             }
         };
@@ -522,15 +578,8 @@ impl Sandbox {
         let real_tc = which("tc").unwrap_or_else(|| PathBuf::from("/usr/sbin/tc"));
 
         let tc = root.join("tc");
-        write_script(
-            &tc,
-            &format!(
-                "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
-                tc_log.display(),
-                real_tc.display()
-            ),
-        );
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sendmail-capture");
+        logging_wrapper(&tc, &tc_log, &real_tc);
+        let fixture = Path::new(CRATE).join("tests/fixtures/sendmail-capture");
         let sendmail = root.join("sendmail");
         write_script(
             &sendmail,
@@ -604,13 +653,7 @@ impl Sandbox {
             cmd.env(k, v);
         }
         let output = run_bounded(cmd, stdin, &args.join(" "));
-        eprintln!(
-            "$ bwmon {} -> {:?}\n  stdout: {}\n  stderr: {}",
-            args.join(" "),
-            output.status.code(),
-            clip(&String::from_utf8_lossy(&output.stdout)),
-            clip(&String::from_utf8_lossy(&output.stderr))
-        );
+        log_run(&format!("bwmon {}", args.join(" ")), &output);
         output
     }
 
@@ -639,13 +682,76 @@ impl Sandbox {
         out
     }
 
+    /// A sandbox with bwmon's hierarchy (`init --bwcap BWCAP` at `T0`) and a
+    /// first sync of `live` at `T0` (`None`: see [`require_root`]).
+    pub fn synced(settings: &Settings, bwcap: &str, live: &str) -> Option<Sandbox> {
+        let sb = Sandbox::new(settings)?;
+        sb.init(T0, Some(bwcap));
+        sb.sync(T0, live);
+        Some(sb)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn bak(&self) -> PathBuf {
+        self.state_with(".bak")
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        self.state_with(".lock")
+    }
+
+    fn state_with(&self, suffix: &str) -> PathBuf {
+        let mut p = self.state.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    }
+
+    /// Takes the state's lock exclusively, as a running sync would; held
+    /// until the returned file is unlocked or dropped.
+    pub fn hold_lock(&self) -> fs::File {
+        let holder = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.lock_path())
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.lock_path().display()));
+        holder.lock().expect("take the lock");
+        holder
+    }
+
+    /// Appends `yaml` to the config.
+    pub fn add_config(&self, yaml: &str) {
+        let mut text = fs::read_to_string(&self.config).unwrap();
+        text.push_str(yaml);
+        fs::write(&self.config, text).unwrap();
+    }
+
+    /// Files in the sandbox directory, sorted, but the lock (any run may
+    /// create it) and the tc wrapper's log.
+    pub fn dir_listing(&self) -> Vec<String> {
+        file_names(self.dir.path())
+            .into_iter()
+            .filter(|n| n != "state.yaml.lock" && n != "tc.log")
+            .collect()
+    }
+
+    /// `bwmon status --format json [names]` at `now`, which must exit `code`.
+    #[track_caller]
+    pub fn status_json(&self, now: &str, names: &[&str], code: i32) -> serde_json::Value {
+        let mut args = vec!["status", "--format", "json"];
+        args.extend(names);
+        let out = self.run_bwmon(now, &args, None);
+        assert_exit(&out, code, "status --format json");
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("status JSON does not parse ({e}): {}", stdout(&out)))
+    }
+
     /// Lines in the tc wrapper's log so far: one per tc process spawned.
     pub fn tc_spawns(&self) -> Vec<String> {
-        fs::read_to_string(&self.tc_log)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        read_lines(&self.tc_log)
     }
 
     /// Every mail sendmail received so far, in order.
@@ -693,24 +799,40 @@ pub fn run_bounded(mut cmd: Command, stdin: &[u8], what: &str) -> Output {
         let _ = err_pipe.read_to_end(&mut v);
         v
     });
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait bwmon") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("bwmon {what} ran longer than {RUN_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
+    let status = wait_within(&mut child, RUN_TIMEOUT, &format!("bwmon {what}"));
     let _ = writer.join();
     Output {
         status,
         stdout: out_reader.join().unwrap(),
         stderr: err_reader.join().unwrap(),
     }
+}
+
+/// Waits for `child`, killing it and failing the test when it runs longer
+/// than `limit`: a hung run must fail its test, not the whole suite's timeout.
+pub fn wait_within(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} ran longer than {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Logs a finished run to stderr (shown with the failing test's output).
+pub fn log_run(command: &str, output: &Output) {
+    eprintln!(
+        "$ {command} -> {:?}\n  stdout: {}\n  stderr: {}",
+        output.status.code(),
+        clip(&String::from_utf8_lossy(&output.stdout)),
+        clip(&String::from_utf8_lossy(&output.stderr))
+    );
 }
 
 /// `text` trimmed, and cut to its first 4 KiB (a run's log line, not a dump).
@@ -781,6 +903,15 @@ pub fn slivers(records: &[(&str, u32, &str)]) -> String {
     format!("{{{}}}", body.join(", "))
 }
 
+/// As [`slivers`], for records built at run time.
+pub fn slivers_owned(records: &[(String, u32, String)]) -> String {
+    let borrowed: Vec<(&str, u32, &str)> = records
+        .iter()
+        .map(|(n, x, r)| (n.as_str(), *x, r.as_str()))
+        .collect();
+    slivers(&borrowed)
+}
+
 /// The low class minor of a slice xid (`0x1000 | xid`).
 pub fn low(xid: u32) -> u32 {
     0x1000 | xid
@@ -791,17 +922,147 @@ pub fn i2(xid: u32) -> u32 {
     0x2000 | xid
 }
 
-fn write_script(path: &Path, text: &str) {
+/// Writes an executable script.
+pub fn write_script(path: &Path, text: &str) {
     fs::write(path, text).unwrap();
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-fn which(program: &str) -> Option<PathBuf> {
+/// A script at `wrapper` that appends its arguments to `log` and execs
+/// `real`: how a test counts the processes bwmon spawns without changing
+/// what they do.
+pub fn logging_wrapper(wrapper: &Path, log: &Path, real: &Path) {
+    write_script(
+        wrapper,
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    );
+}
+
+/// `program` on PATH, or in the sbin directories a non-root PATH leaves out.
+pub fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .chain(["/usr/sbin".into(), "/sbin".into()])
         .map(|d| d.join(program))
         .find(|p| p.is_file())
+}
+
+/// The lines of the file at `path`; none while it does not exist (a wrapper
+/// writes its log only once it runs).
+pub fn read_lines(path: &Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The names in directory `dir`, sorted.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Slice `name` in a `status --format json` document.
+#[track_caller]
+pub fn slice<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["slices"]
+        .as_array()
+        .expect("slices is an array")
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("slice {name} not in status: {status:#}"))
+}
+
+// ---------------------------------------------------------------------------
+// Slices
+
+/// The two slices most tests run; xid 0x101 is classes 1:1101 and 1:2101,
+/// 0x102 is 1:1102 and 1:2102.
+pub const ALICE: (&str, u32) = ("pl_alice", 257);
+pub const BOB: (&str, u32) = ("pl_bob", 258);
+
+/// Alice and Bob, both on the config's default limits.
+pub fn alice_and_bob() -> String {
+    slivers(&[(ALICE.0, ALICE.1, "{}"), (BOB.0, BOB.1, "{}")])
+}
+
+pub fn alice_only() -> String {
+    slivers(&[(ALICE.0, ALICE.1, "{}")])
+}
+
+pub fn bob_only() -> String {
+    slivers(&[(BOB.0, BOB.1, "{}")])
+}
+
+// ---------------------------------------------------------------------------
+// What a run printed
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The error contract: exactly one line on stderr, starting with `bwmon: `,
+/// containing every one of `names`. Returns the line.
+#[track_caller]
+pub fn one_error_line(out: &Output, names: &[&str], what: &str) -> String {
+    let err = stderr(out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what}: stderr must be exactly one line, is {}:\n{err}",
+        lines.len()
+    );
+    let line = lines[0];
+    assert!(
+        line.starts_with("bwmon: "),
+        "{what}: the message must start with `bwmon: `: {line:?}"
+    );
+    for n in names {
+        assert!(
+            line.contains(n),
+            "{what}: the message must name {n:?}: {line:?}"
+        );
+    }
+    line.to_string()
+}
+
+/// Every stderr line starts with `bwmon: `.
+#[track_caller]
+pub fn all_lines_prefixed(out: &Output, what: &str) {
+    for line in stderr(out).lines() {
+        assert!(
+            line.starts_with("bwmon: "),
+            "{what}: stderr line without `bwmon: `: {line:?}"
+        );
+    }
+}
+
+/// `out` exited `code` and printed nothing at all.
+#[track_caller]
+pub fn assert_silent(out: &Output, code: i32, what: &str) {
+    assert_exit(out, code, what);
+    let mut msg = String::new();
+    if !out.stdout.is_empty() {
+        let _ = write!(msg, "stdout: {}", stdout(out));
+    }
+    if !out.stderr.is_empty() {
+        let _ = write!(msg, "stderr: {}", stderr(out));
+    }
+    assert!(msg.is_empty(), "{what}: not silent: {msg}");
 }
 
 #[cfg(test)]
@@ -819,5 +1080,6 @@ mod tests {
     }
 }
 
+pub mod mid;
 pub mod node;
 pub mod rtnl_log;

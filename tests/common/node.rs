@@ -9,11 +9,9 @@
 //! issue 10, rtnetlink after it): the effects are read back with `tc` and `nft`,
 //! run by the test itself.
 
-use super::{Sandbox, Settings, T0, assert_exit};
+use super::{Sandbox, Settings, T0, assert_exit, file_names, one_error_line};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::fs;
-use std::path::PathBuf;
 use std::process::Output;
 
 /// Node cap given to `init` (ceil of 1:10), so every slice's low max rate.
@@ -161,6 +159,13 @@ impl Sandbox {
         Sandbox::new(&settings())
     }
 
+    /// As [`Sandbox::node`], with bwmon's hierarchy ([`Sandbox::init_node`]).
+    pub fn node_inited() -> Option<Sandbox> {
+        let f = Sandbox::node()?;
+        f.init_node();
+        Some(f)
+    }
+
     /// As [`Sandbox::node`], with `extra` YAML after the `mail:` block.
     pub fn node_with(extra: &str) -> Option<Sandbox> {
         Sandbox::new(&settings_with(extra))
@@ -169,22 +174,6 @@ impl Sandbox {
     /// `bwmon init --bwcap 500mbit` at `T0`, which must succeed.
     pub fn init_node(&self) {
         self.init(T0, Some(BWCAP));
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    pub fn bak(&self) -> PathBuf {
-        let mut p = self.state.as_os_str().to_owned();
-        p.push(".bak");
-        PathBuf::from(p)
-    }
-
-    pub fn lock_path(&self) -> PathBuf {
-        let mut p = self.state.as_os_str().to_owned();
-        p.push(".lock");
-        PathBuf::from(p)
     }
 
     /// `bwmon -c CONFIG --dev lo --now NOW ARGS...` with raw `stdin`.
@@ -242,12 +231,7 @@ impl Sandbox {
 
     /// File names in the mail directory, sorted.
     pub fn mail_files(&self) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(&self.maildir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
+        file_names(&self.maildir)
     }
 
     /// Each mail's text (`N.msg`), in order.
@@ -286,6 +270,24 @@ impl Sandbox {
         }
     }
 
+    /// The refusal contract: `out` exited `code` with the one error line
+    /// naming `names` ([`one_error_line`]), and the run left the node as in
+    /// `before`. Returns the line.
+    #[track_caller]
+    pub fn assert_refused(
+        &self,
+        out: &Output,
+        code: i32,
+        names: &[&str],
+        before: &Snapshot,
+        what: &str,
+    ) -> String {
+        assert_exit(out, code, what);
+        let line = one_error_line(out, names, what);
+        self.assert_unchanged(before, what);
+        line
+    }
+
     /// State, backup, the kernel's classes and qdiscs, the nft table and the
     /// mails are as in `before`.
     #[track_caller]
@@ -308,66 +310,4 @@ impl Sandbox {
         assert_eq!(now.nft, before.nft, "{what}: the nft table changed");
         assert_eq!(now.mails, before.mails, "{what}: a mail was sent");
     }
-}
-
-// ---------------------------------------------------------------------------
-// What a run printed
-
-pub fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-pub fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The error contract: exactly one line on stderr, starting with `bwmon: `,
-/// containing every one of `names`. Returns the line.
-#[track_caller]
-pub fn one_error_line(out: &Output, names: &[&str], what: &str) -> String {
-    let err = stderr(out);
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{what}: stderr must be exactly one line, is {}:\n{err}",
-        lines.len()
-    );
-    let line = lines[0];
-    assert!(
-        line.starts_with("bwmon: "),
-        "{what}: the message must start with `bwmon: `: {line:?}"
-    );
-    for n in names {
-        assert!(
-            line.contains(n),
-            "{what}: the message must name {n:?}: {line:?}"
-        );
-    }
-    line.to_string()
-}
-
-/// Every stderr line starts with `bwmon: `.
-#[track_caller]
-pub fn all_lines_prefixed(out: &Output, what: &str) {
-    for line in stderr(out).lines() {
-        assert!(
-            line.starts_with("bwmon: "),
-            "{what}: stderr line without `bwmon: `: {line:?}"
-        );
-    }
-}
-
-/// `out` exited `code` and printed nothing at all.
-#[track_caller]
-pub fn assert_silent(out: &Output, code: i32, what: &str) {
-    assert_exit(out, code, what);
-    let mut msg = String::new();
-    if !out.stdout.is_empty() {
-        let _ = write!(msg, "stdout: {}", stdout(out));
-    }
-    if !out.stderr.is_empty() {
-        let _ = write!(msg, "stderr: {}", stderr(out));
-    }
-    assert!(msg.is_empty(), "{what}: not silent: {msg}");
 }
