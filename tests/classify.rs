@@ -583,17 +583,12 @@ fn teardown_removes_the_table() {
 /// back in its one `nft -f -` run.
 #[test]
 fn maps_emptied_behind_bwmons_back_are_seen_and_put_back() {
-    let Some(sb) = Sandbox::new(&Settings::default()) else {
-        return;
-    };
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
     let (_, log) = nft_logged(&sb);
     sb.init(T0, Some(BWCAP));
     sb.sync(T0, &alice_and_bob());
     let classified = |now: &str| -> Vec<(String, bool)> {
-        let out = sb.run_bwmon(now, &["status", "--format", "json"], None);
-        assert_exit(&out, 0, "status --format json");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status is JSON");
-        v["slices"]
+        sb.status_json(now, &[], 0)["slices"]
             .as_array()
             .expect("slices")
             .iter()
@@ -615,10 +610,10 @@ fn maps_emptied_behind_bwmons_back_are_seen_and_put_back() {
         assert!(out.status.success(), "nft {args:?}: {out:?}");
         now += MIN;
         assert_eq!(classified(&at(now)), both(false), "{what}: status");
-        let calls = log_lines(&log).len();
+        let calls = read_lines(&log).len();
         sb.sync(&at(now), &alice_and_bob());
         assert_eq!(
-            log_lines(&log)[calls..],
+            read_lines(&log)[calls..],
             ["-f -"],
             "{what}: one nft run puts the table back"
         );
