@@ -113,7 +113,7 @@ fn main() {
         "time" => {
             assert_eq!(
                 text,
-                bwmon::fuzzing::serde_yaml(&state),
+                state.to_yaml_serde(),
                 "to_yaml writes what serde_json wrote"
             );
             assert_eq!(

@@ -3,17 +3,11 @@
 
 use crate::cli::{Cli, Command, FormatArg, Global};
 use crate::config::{Config, Overrides};
+use crate::context::Context;
 use crate::status::Format;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use std::io::Write;
 use std::process::ExitCode;
-
-/// What every command gets: the validated config and the time to act at.
-#[derive(Debug)]
-pub struct Context {
-    pub config: Config,
-    pub now: DateTime<Utc>,
-}
 
 /// stderr, one line per message, `bwmon: ` first; default level warn, so a
 /// cron run with nothing to report prints nothing.
@@ -50,7 +44,7 @@ pub fn init_logging(g: &Global) {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Generate(args) = &cli.command {
-        crate::cli::generate(&args.what, &mut std::io::stdout().lock())?;
+        crate::manual::generate(&args.what, &mut std::io::stdout().lock())?;
         return Ok(ExitCode::SUCCESS);
     }
     let g = cli.global;

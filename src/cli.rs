@@ -72,22 +72,6 @@ pub enum Generated {
     },
 }
 
-/// Writes the man page or a completion script generated from the one clap
-/// definition, so neither can drift from the code.
-pub fn generate(what: &Generated, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    use clap::CommandFactory;
-    let mut cmd = Cli::command();
-    // Rendered whole first: clap_complete panics on a write error.
-    let mut buf = Vec::new();
-    match what {
-        Generated::Man => crate::manual::render(&mut buf)?,
-        Generated::Completions { shell } => {
-            clap_complete::generate(*shell, &mut cmd, "bwmon", &mut buf);
-        }
-    }
-    out.write_all(&buf)
-}
-
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Node cap: ceil of all non-exempt traffic (tc rate, e.g. 100mbit) [default: the cap in force, else the one the state remembers, else config `bwcap`, else bwmax]

@@ -45,43 +45,13 @@ pub fn state(data: &[u8]) {
         let written = s.to_yaml();
         assert_eq!(
             written,
-            serde_yaml(&s),
+            s.to_yaml_serde(),
             "to_yaml differs from the serde writer"
         );
         let again = State::from_yaml(&written, what)
             .unwrap_or_else(|e| panic!("a state bwmon wrote does not load: {e}"));
         assert_eq!(again, s);
     }
-}
-
-/// The state file as `serde_json` wrote it before `State::to_yaml` was
-/// written by hand: the reference that writer must match byte for byte.
-pub fn serde_yaml(s: &State) -> String {
-    fn line<T: serde::Serialize>(out: &mut Vec<u8>, value: &T) {
-        serde_json::to_writer(out, value).expect("state serialises");
-    }
-    let mut out: Vec<u8> = Vec::new();
-    out.extend_from_slice(b"# bwmon state: written by bwmon, do not edit while it runs\n");
-    out.extend_from_slice(
-        format!("{{\"version\": {}, \"last_sync\": ", crate::state::VERSION).as_bytes(),
-    );
-    line(&mut out, &s.last_sync);
-    out.extend_from_slice(b",\n \"hierarchy\": ");
-    line(&mut out, &s.hierarchy);
-    out.extend_from_slice(b",\n \"classified\": ");
-    line(&mut out, &s.classified);
-    out.extend_from_slice(b",\n \"slices\": [");
-    for (i, slice) in s.slices.values().enumerate() {
-        out.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
-        line(&mut out, slice);
-    }
-    out.extend_from_slice(b"],\n \"dead\": [");
-    for (i, d) in s.dead.values().enumerate() {
-        out.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
-        line(&mut out, d);
-    }
-    out.extend_from_slice(b"]}\n");
-    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 /// The rtnetlink dump decoders: any bytes, fed to a class dump and a qdisc

@@ -4,9 +4,9 @@
 //! slice classes into somebody else's tree (an old shaping script,
 //! `PlanetLab`'s `bwlimit`) where they would end up outside any node cap.
 
+use crate::classes::{ClassId, KernelClass};
 use crate::policy::{CAP_CLASS, I2_PARENT, LOW_PARENT, ROOT_CLASS};
 use crate::state::Hierarchy;
-use crate::tc::{ClassId, KernelClass};
 use crate::units::Rate;
 
 /// The interior classes and the parent each must have (`None`: the qdisc).

@@ -2,8 +2,8 @@
 //! its cap. Idempotent: it inspects what is there and changes only that, so
 //! slice classes keep their settings and counters.
 
-use crate::app::Context;
 use crate::config::Classify;
+use crate::context::Context;
 use crate::error::Fatal;
 use crate::hierarchy::{self, Tree, node_cap};
 use crate::lock::{self, Mode};
@@ -25,9 +25,7 @@ pub fn run(ctx: &Context, bwcap: Option<Rate>, bwmax: Option<Rate>) -> anyhow::R
         Classify::None => None,
         Classify::Uid | Classify::Mark => Some(Nft::new(&cfg.nft)?),
     };
-    let store = Store::new(&cfg.state_file);
-    store.ensure_dir()?;
-    let _lock = lock::acquire(&store.lock_path(), Mode::Exclusive, cfg.lock_wait)?;
+    let (store, _lock) = ctx.lock_state(false)?;
     let mut state = store.load()?.unwrap_or_default();
     let remembered = state.hierarchy.get(&cfg.dev).copied();
 
@@ -168,5 +166,5 @@ fn record(state: &mut State, dev: &str, bwcap: Rate, bwmax: Rate) {
 
 /// `qdisc htb 1: root …`: the root qdisc bwmon builds on.
 fn is_our_root(q: &Qdisc) -> bool {
-    q.kind == "htb" && q.handle == crate::tc::ClassId::new(1, 0)
+    q.kind == "htb" && q.handle == crate::classes::ClassId::new(1, 0)
 }

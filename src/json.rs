@@ -160,9 +160,12 @@ impl Pretty {
 
     /// Starts an object member: the value is written next.
     pub fn key(&mut self, key: &str) {
+        // Keys are bwmon's own words: nothing to escape.
+        debug_assert!(!key.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'));
         self.element();
-        put_str(&mut self.out, key);
-        self.out.extend_from_slice(b": ");
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\": ");
     }
 
     /// Starts an array element: the value is written next.
@@ -203,9 +206,14 @@ impl Pretty {
     }
 
     fn newline(&mut self) {
-        self.out.push(b'\n');
-        for _ in 0..self.depth {
-            self.out.extend_from_slice(b"  ");
+        const INDENT: &[u8] = b"\n                ";
+        if let Some(line) = INDENT.get(..=2 * self.depth) {
+            self.out.extend_from_slice(line);
+        } else {
+            self.out.push(b'\n');
+            for _ in 0..self.depth {
+                self.out.extend_from_slice(b"  ");
+            }
         }
     }
 

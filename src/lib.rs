@@ -4,8 +4,13 @@
 //! fuzz targets reach the pure parts directly.
 
 pub mod app;
+pub mod apply;
+#[cfg(test)]
+mod arith_tests;
+pub mod classes;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -1,9 +1,10 @@
 //! The man page: clap's own rendering of the command line (so options never
 //! drift from the code), one subsection per command, and the sections clap
 //! knows nothing of — the slivers input, configuration, files, exit status,
-//! clocks and examples.
+//! clocks and examples; and `bwmon generate`, which writes it or a
+//! completion script from that one definition.
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Generated};
 use clap::CommandFactory;
 use std::io::Write;
 
@@ -313,3 +314,18 @@ bwmon reset pl_alice
 .SH SEE ALSO
 \fBtc\fR(8), \fBtc\-htb\fR(8), \fBsendmail\fR(8)
 "#;
+
+/// Writes the man page or a completion script generated from the one clap
+/// definition, so neither can drift from the code.
+pub fn generate(what: &Generated, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut cmd = Cli::command();
+    // Rendered whole first: clap_complete panics on a write error.
+    let mut buf = Vec::new();
+    match what {
+        Generated::Man => render(&mut buf)?,
+        Generated::Completions { shell } => {
+            clap_complete::generate(*shell, &mut cmd, "bwmon", &mut buf);
+        }
+    }
+    out.write_all(&buf)
+}

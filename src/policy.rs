@@ -4,10 +4,10 @@
 //! so every rule (periods, caps, reinstatement, counter resets) is tested
 //! without root and without a clock.
 
+use crate::classes::{ClassId, KernelClass};
 use crate::config::Defaults;
 use crate::slivers::Rspec;
 use crate::state::{ClassState, DEFAULT_XID, DeadState, ROOT_XID, SliceState, State, is_special};
-use crate::tc::{ClassId, KernelClass};
 use crate::units::{BWMIN, Bytes, Rate};
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
@@ -288,18 +288,18 @@ pub struct Inputs<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// The kernel's slice classes by (kind, xid).
-/// Indexed by xid (12 bits): no hashing on the hot path of 4,000 slices.
 /// Every xid a class id can hold (`1:(1000|xid)`, 12 bits).
 const XIDS: usize = 0x1000;
 
-struct KernelIndex<'a> {
+/// The kernel's slice classes by kind and xid: a lookup per class without
+/// hashing, for the plan and the status view alike.
+pub struct KernelIndex<'a> {
     lo: Vec<Option<&'a KernelClass>>,
     i2: Vec<Option<&'a KernelClass>>,
 }
 
 impl<'a> KernelIndex<'a> {
-    fn new(kernel: &'a [KernelClass]) -> Self {
+    pub fn new(kernel: &'a [KernelClass]) -> Self {
         let mut k = KernelIndex {
             lo: vec![None; 0x1000],
             i2: vec![None; 0x1000],
@@ -316,7 +316,7 @@ impl<'a> KernelIndex<'a> {
         k
     }
 
-    fn get(&self, (kind, xid): (Kind, u16)) -> Option<&'a KernelClass> {
+    pub fn get(&self, (kind, xid): (Kind, u16)) -> Option<&'a KernelClass> {
         let slot = match kind {
             Kind::Low => &self.lo,
             Kind::I2 => &self.i2,
@@ -710,6 +710,3 @@ fn needs_change(prev: &ClassState, kernel: Option<&KernelClass>, spec: &Spec) ->
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod arith;

@@ -3,14 +3,13 @@
 //! renderings — an 80-column table for people, stable JSON for scripts, and
 //! Prometheus text for the node exporter's textfile collector.
 
+use crate::classes::KernelClass;
 use crate::json::Pretty;
-use crate::policy::{Kind, advance, plus_secs};
+use crate::policy::{KernelIndex, Kind, advance, plus_secs};
 use crate::state::{ClassState, Hierarchy, SliceState, State};
-use crate::tc::KernelClass;
 use crate::units::{Bytes, Rate};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 /// The JSON layout's version: bumped when a field changes meaning or goes away.
@@ -116,10 +115,7 @@ pub fn build(
     period_secs: u64,
     now: DateTime<Utc>,
 ) -> Report {
-    let counters: HashMap<(Kind, u16), &KernelClass> = kernel
-        .iter()
-        .filter_map(|c| Kind::of_kernel_class(c).map(|k| (k, c)))
-        .collect();
+    let counters = KernelIndex::new(kernel);
     let pace_secs = state
         .last_sync
         .and_then(|t| u64::try_from((now - t).num_seconds()).ok())
@@ -129,7 +125,7 @@ pub fn build(
             Kind::Low => &s.lo,
             Kind::I2 => &s.i2,
         };
-        let kc = counters.get(&(kind, s.xid));
+        let kc = counters.get((kind, s.xid));
         view_class(c, kc.map(|k| k.sent), kc.map(|k| k.ceil), pace_secs, now)
     };
     let slices = state

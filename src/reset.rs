@@ -1,14 +1,13 @@
 //! `bwmon reset SLICE`: forgive one slice — a new period starts now, its caps
 //! are lifted through tc at once, its usage and mail flag are cleared.
 
-use crate::app::Context;
+use crate::apply::{apply_outcome, finish, print_dry_run};
+use crate::context::Context;
 use crate::error::Fatal;
 use crate::hierarchy::Tree;
-use crate::lock::{self, Mode};
 use crate::policy;
 use crate::report::rfc3339;
-use crate::state::{Store, is_special};
-use crate::sync::{apply_outcome, finish, print_dry_run};
+use crate::state::is_special;
 use crate::tc::batch::Batch;
 use crate::tc::kernel::Kernel;
 use anyhow::bail;
@@ -17,16 +16,7 @@ use std::process::ExitCode;
 pub fn run(ctx: &Context, name: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
     let cfg = &ctx.config;
     let mut tc = Kernel::open(&cfg.dev)?;
-    let store = Store::new(&cfg.state_file);
-    let mode = if dry_run {
-        Mode::Shared
-    } else {
-        Mode::Exclusive
-    };
-    if mode == Mode::Exclusive {
-        store.ensure_dir()?;
-    }
-    let _lock = lock::acquire(&store.lock_path(), mode, cfg.lock_wait)?;
+    let (store, _lock) = ctx.lock_state(dry_run)?;
     let kernel = tc.dump_classes()?;
     match crate::hierarchy::inspect(&kernel, &cfg.dev).map_err(Fatal::Unavailable)? {
         Tree::Ours => {}

@@ -31,11 +31,11 @@
 //!   step and times by hand into one buffer (11.2 M); strings that need
 //!   escaping, and times chrono writes its own way (years beyond 0..=9999,
 //!   leap seconds), still go through `serde_json`, so the bytes are what it
-//!   wrote. `fuzzing::serde_yaml` keeps the serde writer as the reference
+//!   wrote. `State::to_yaml_serde` keeps the serde writer as the reference
 //!   the tests and the fuzz target compare with.
 
 use crate::error::Fatal;
-use crate::json::{put_bool, put_str, put_time, put_u64};
+use crate::json::{line, put_bool, put_str, put_time, put_u64};
 use crate::units::{Bytes, Rate};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -253,6 +253,32 @@ impl State {
         }
         out.extend_from_slice(b"]}\n");
         String::from_utf8(out).unwrap_or_else(|e| unreachable!("only UTF-8 is written: {e}"))
+    }
+
+    /// The file as `serde_json` wrote it before [`State::to_yaml`] was
+    /// written by hand: the reference that writer must match byte for byte
+    /// (tests, the fuzz target, `examples/state_bench`).
+    #[doc(hidden)]
+    pub fn to_yaml_serde(&self) -> String {
+        let mut out: Vec<u8> = HEADER.to_vec();
+        out.extend_from_slice(format!("{{\"version\": {VERSION}, \"last_sync\": ").as_bytes());
+        line(&mut out, &self.last_sync);
+        out.extend_from_slice(b",\n \"hierarchy\": ");
+        line(&mut out, &self.hierarchy);
+        out.extend_from_slice(b",\n \"classified\": ");
+        line(&mut out, &self.classified);
+        out.extend_from_slice(b",\n \"slices\": [");
+        for (i, slice) in self.slices.values().enumerate() {
+            out.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
+            line(&mut out, slice);
+        }
+        out.extend_from_slice(b"],\n \"dead\": [");
+        for (i, d) in self.dead.values().enumerate() {
+            out.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
+            line(&mut out, d);
+        }
+        out.extend_from_slice(b"]}\n");
+        String::from_utf8(out).unwrap_or_else(|e| unreachable!("serde_json writes UTF-8: {e}"))
     }
 
     /// Parses a state file's text; `what` names it in errors.
@@ -1015,7 +1041,7 @@ pub(crate) mod tests {
 
     /// The hand-written writer against the serde writer it replaced.
     fn same_bytes_as_serde(s: &State) {
-        assert_eq!(s.to_yaml(), crate::fuzzing::serde_yaml(s));
+        assert_eq!(s.to_yaml(), s.to_yaml_serde());
     }
 
     #[test]
@@ -1357,7 +1383,7 @@ pub(crate) mod tests {
             #[test]
             fn any_state_is_written_as_serde_wrote_it(s in any_state("\\PC{0,12}|[\"\\\\\u{0}-\u{1f}a]{0,4}")) {
                 let text = s.to_yaml();
-                prop_assert_eq!(&text, &crate::fuzzing::serde_yaml(&s));
+                prop_assert_eq!(&text, &s.to_yaml_serde());
                 let fast = State::from_own_yaml(&text);
                 if let Some(fast) = fast {
                     prop_assert_eq!(Ok(fast), load_serde(&text));

@@ -1,13 +1,13 @@
 //! `bwmon status`: where every slice stands, from the state (under a shared
 //! lock) and one tc dump for live counters.
 
-use crate::app::Context;
 use crate::config::Classify;
+use crate::context::Context;
 use crate::error::Fatal;
 use crate::hierarchy::{self, node_cap, node_max};
 use crate::lock::{self, Mode};
 use crate::nft::{self, Unreadable};
-use crate::policy::Kind;
+use crate::policy::{KernelIndex, Kind};
 use crate::report::{self, Report};
 use crate::state::is_special;
 use crate::state::{Hierarchy, Store};
@@ -140,7 +140,7 @@ fn render(report: &Report, format: Format) -> String {
 /// slices whose traffic cannot be reaching their classes.
 fn mark_classified(
     report: &mut Report,
-    kernel: &[crate::tc::KernelClass],
+    kernel: &[crate::classes::KernelClass],
     classified: Result<std::collections::BTreeSet<u16>, Unreadable>,
 ) {
     let live = match classified {
@@ -159,6 +159,7 @@ fn mark_classified(
             return;
         }
     };
+    let index = KernelIndex::new(kernel);
     let mut silent: Vec<&str> = Vec::new();
     for s in &mut report.slices {
         if is_special(s.xid) {
@@ -166,10 +167,7 @@ fn mark_classified(
         }
         let present = live.contains(&s.xid);
         s.classified = Some(present);
-        let counted = kernel
-            .iter()
-            .find(|c| c.id == Kind::Low.class_id(s.xid))
-            .is_some_and(|c| c.sent.0 > 0);
+        let counted = index.get((Kind::Low, s.xid)).is_some_and(|c| c.sent.0 > 0);
         if !present && !counted {
             silent.push(&s.name);
         }

@@ -5,9 +5,9 @@
 //! can read and replay. Every class change is a complete spec: `class change`
 //! resets any field left out.
 
+use crate::classes::ClassId;
 use crate::policy::{CAP_CLASS, I2_PARENT, Kind, LOW_PARENT, Op, ROOT_CLASS, Spec, quantum};
 use crate::state::DEFAULT_XID;
-use crate::tc::ClassId;
 use crate::units::{BWMIN, Rate};
 
 /// What a line of the batch is for.

@@ -24,7 +24,7 @@
 
 pub use super::htb::DecodeError;
 use super::htb::{self, HtbClass, HtbQdisc, Nlas};
-use super::{ClassId, KernelClass};
+use crate::classes::{ClassId, KernelClass};
 use crate::units::Bytes;
 use netlink_packet_core::{
     NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NetlinkBuffer, NetlinkMessage,

@@ -3,9 +3,9 @@
 //! HTB's own options come from [`super::htb`]; the framing (header, flags,
 //! handles) is here.
 
-use super::ClassId;
 use super::batch::{Change, ClassVerb};
 use super::htb;
+use crate::classes::ClassId;
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
     NetlinkMessage, NetlinkPayload,

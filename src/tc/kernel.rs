@@ -2,12 +2,12 @@
 //! class dump to read, the root qdisc, and one batch of changes to write. No
 //! `tc` process (SPEC §4): a sync is one dump and one batch, whatever N.
 
-use super::KernelClass;
 use super::batch::Batch;
 use super::decode::{ClassDump, DumpError, Feed, Qdisc, QdiscDump};
 use super::encode::{self, Dump};
 use super::htb::Psched;
 use super::netlink::{Refusal, Rtnl};
+use crate::classes::KernelClass;
 use crate::error::Fatal;
 use std::collections::BTreeMap;
 use std::time::Instant;

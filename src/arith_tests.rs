@@ -1,17 +1,18 @@
 //! Counter arithmetic under every u64 (issue "never lose a byte", item 9):
 //! counters, limits and times anywhere in their range never overflow,
 //! underflow or panic, from the policy through the state file, the status
-//! view and the mail.
+//! view and the mail. At the top of the crate because it crosses every
+//! layer from the policy up.
 
-use super::*;
+use crate::classes::{ClassId, KernelClass};
 use crate::config::Defaults;
 use crate::mail::compose;
+use crate::policy::*;
 use crate::report;
 use crate::slivers::Rspec;
 use crate::state::tests::props::any_class;
 use crate::state::{ClassState, Hierarchy, SliceState, State};
-use crate::tc::{ClassId, KernelClass};
-use crate::units::{Bytes, Kbit, KiB, Rate};
+use crate::units::{BWMIN, Bytes, Kbit, KiB, Rate};
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use std::collections::HashSet;
