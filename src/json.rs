@@ -31,6 +31,11 @@ const PAIRS: [[u8; 2]; 100] = {
 
 #[allow(clippy::cast_possible_truncation)] // every cast is of a value < 100
 pub fn put_u64(out: &mut Vec<u8>, mut n: u64) {
+    // Zeros and small counts are most of what is written.
+    if n < 10 {
+        out.push(b'0' + n as u8);
+        return;
+    }
     let mut buf = [0u8; 20];
     let mut at = buf.len();
     while n >= 100 {
@@ -141,6 +146,23 @@ impl Pretty {
         }
     }
 
+    /// A writer for a run of elements of the level this one is at, to be
+    /// [`Pretty::append`]ed to it: `after` says whether elements come before
+    /// that run. Lets two threads write the two halves of a long array.
+    pub fn part(&self, after: bool, bytes: usize) -> Self {
+        Pretty {
+            out: Vec::with_capacity(bytes),
+            depth: self.depth,
+            first: self.first && !after,
+        }
+    }
+
+    /// Takes the elements `part` wrote, in order.
+    pub fn append(&mut self, mut part: Pretty) {
+        self.out.append(&mut part.out);
+        self.first = part.first;
+    }
+
     /// `{` or `[`.
     pub fn open(&mut self, bracket: u8) {
         self.out.push(bracket);
@@ -217,7 +239,8 @@ impl Pretty {
         }
     }
 
-    pub fn finish(self) -> String {
-        String::from_utf8(self.out).unwrap_or_else(|e| unreachable!("only UTF-8 is written: {e}"))
+    /// The text, UTF-8 by construction (only `&str`s and ASCII go in).
+    pub fn finish(self) -> Vec<u8> {
+        self.out
     }
 }

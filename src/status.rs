@@ -104,7 +104,7 @@ pub fn run(
     let text = render(&report, format);
     let mut out = std::io::stdout().lock();
     // A closed pipe (`bwmon status | head`) is not an error worth a message.
-    let _ = out.write_all(text.as_bytes());
+    let _ = out.write_all(&text);
     Ok(ExitCode::from(exit_status(
         check,
         report.any_capped(),
@@ -128,11 +128,11 @@ fn exit_status(check: bool, capped: bool, unknown: bool) -> u8 {
     }
 }
 
-fn render(report: &Report, format: Format) -> String {
+fn render(report: &Report, format: Format) -> Vec<u8> {
     match format {
-        Format::Table => report.table(),
+        Format::Table => report.table().into_bytes(),
         Format::Json => report.json(),
-        Format::Prometheus => report.prometheus(),
+        Format::Prometheus => report.prometheus().into_bytes(),
     }
 }
 

@@ -341,14 +341,25 @@ fn check_removals(
             "{records} record(s) but no live slice among them: nothing was changed; {OVERRIDE}"
         ));
     }
-    let kept: HashSet<&str> = after.slices.values().map(|s| s.name.as_str()).collect();
-    let live: Vec<&str> = before
+    let live: Vec<(u16, &str)> = before
         .slices
         .values()
         .filter(|s| !crate::state::is_special(s.xid))
-        .map(|s| s.name.as_str())
+        .map(|s| (s.xid, s.name.as_str()))
         .collect();
-    let removed: Vec<&str> = live.iter().copied().filter(|n| !kept.contains(n)).collect();
+    // A slice kept under its xid is the common case; the names are hashed
+    // only when some slice is not (removed, or its xid changed).
+    let same_xid =
+        |&(xid, name): &(u16, &str)| after.slices.get(&xid).is_some_and(|s| s.name == name);
+    let removed: Vec<&str> = if live.iter().all(same_xid) {
+        Vec::new()
+    } else {
+        let kept: HashSet<&str> = after.slices.values().map(|s| s.name.as_str()).collect();
+        live.iter()
+            .map(|&(_, name)| name)
+            .filter(|n| !kept.contains(n))
+            .collect()
+    };
     let over_share = removed.len() * 100 > usize::from(max_percent) * live.len();
     if removed.len() > crate::config::MASS_REMOVAL_MIN && over_share {
         let named = report::listed(&removed, LISTED);
