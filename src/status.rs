@@ -31,16 +31,16 @@ pub fn run(
     let cfg = &ctx.config;
     let store = Store::new(&cfg.state_file);
     let _lock = lock::acquire(&store.lock_path(), Mode::Shared, cfg.lock_wait)?;
-    // The class dump and the nf_tables query run while the state is parsed.
-    let (loaded, kernel, classified) = std::thread::scope(|s| {
-        let dump = s.spawn(|| Kernel::open(&cfg.dev).and_then(|mut tc| tc.dump_classes()));
-        let nft = s.spawn(|| (cfg.classify != Classify::None).then(nft::classified));
+    // The class dump runs while the state is parsed and the nft map read.
+    let work = || {
         let loaded = store.load();
-        let kernel = dump
-            .join()
-            .unwrap_or_else(|_| Err(Fatal::Unavailable("the class dump thread panicked".into())));
-        (loaded, kernel, nft.join().unwrap_or(None))
-    });
+        let classified = (cfg.classify != Classify::None).then(nft::classified);
+        (loaded, classified)
+    };
+    let (kernel, (loaded, classified)) = match Kernel::open(&cfg.dev) {
+        Ok(mut tc) => tc.dump_classes_while(work),
+        Err(e) => (Err(e), work()),
+    };
     // A reader must not move files; an unusable state is shown from its backup.
     let state = match loaded {
         Ok(s) => s.unwrap_or_default(),

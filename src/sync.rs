@@ -46,8 +46,7 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
 
     // The dump (read-only) runs while the slivers and the state are parsed:
     // at thousands of slices each takes a noticeable share of the run.
-    let (kernel, input, loaded, mapped) = std::thread::scope(|s| {
-        let dump = s.spawn(|| tc.dump_classes());
+    let (kernel, (input, loaded, mapped)) = tc.dump_classes_while(|| {
         let input = slivers::parse(&text, &slivers::uid_from_nss);
         let loaded = if input.is_ok() {
             store.load()
@@ -57,10 +56,7 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
         // What the nft maps hold now, not what the state says they were
         // given: a flushed ruleset is put back by the next run.
         let mapped = (cfg.classify != Classify::None).then(nft::classified);
-        let kernel = dump
-            .join()
-            .unwrap_or_else(|_| Err(Fatal::Unavailable("the class dump thread panicked".into())));
-        (kernel, input, loaded, mapped)
+        (input, loaded, mapped)
     });
     // Whole-input errors stop the run before anything is changed.
     let origin = path.map_or_else(|| "stdin".to_string(), |p| p.display().to_string());

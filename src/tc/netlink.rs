@@ -211,6 +211,25 @@ pub fn parse_acks(mut buf: &[u8]) -> Vec<Ack> {
     acks
 }
 
+/// Whether a datagram holds the end of the dump requested with `seq`
+/// (`NLMSG_DONE`, or the error that ends it): what a thread that only
+/// receives needs to know to stop.
+pub fn ends_dump(mut buf: &[u8], seq: u32) -> bool {
+    while buf.len() >= HEADER {
+        let len = u32_at(buf, 0) as usize;
+        if len < HEADER || len > buf.len() {
+            // Malformed: nothing more will make sense; the decoder says why.
+            return true;
+        }
+        let kind = u16_at(buf, 4);
+        if (kind == NLMSG_DONE || kind == NLMSG_ERROR) && u32_at(buf, 8) == seq {
+            return true;
+        }
+        buf = &buf[align(len).min(buf.len())..];
+    }
+    false
+}
+
 /// The `NLMSGERR_ATTR_MSG` string after the echoed request: its header only
 /// when the ack says `NLM_F_CAPPED`, else the whole request.
 fn ext_ack_message(body: &[u8], capped: bool) -> Option<String> {
@@ -325,6 +344,23 @@ mod tests {
         let mut lying = ack(1, 0, None);
         lying[0] = 0xff;
         assert!(parse_acks(&lying).is_empty());
+    }
+
+    #[test]
+    fn the_end_of_a_dump_is_found_by_its_sequence_number() {
+        let mut more = header(20, 44, 2, 3);
+        more.extend_from_slice(&[0; 4]);
+        assert!(!ends_dump(&more, 3));
+        let mut done = more.clone();
+        done.extend(header(20, NLMSG_DONE, 2, 3));
+        done.extend_from_slice(&0i32.to_ne_bytes());
+        assert!(ends_dump(&done, 3));
+        assert!(!ends_dump(&done, 4), "another request's end");
+        assert!(ends_dump(&ack(3, -1, None), 3), "an error ends it too");
+        assert!(
+            ends_dump(&[0xff; 16], 3),
+            "garbage: stop and let the decoder say"
+        );
     }
 
     #[test]
