@@ -30,3 +30,4 @@ pub mod status;
 pub mod sync;
 pub mod tc;
 pub mod units;
+pub mod wire;

@@ -10,6 +10,7 @@
 //! the rust-netlink crates have no `nf_tables` messages.
 
 use super::Unreadable;
+use crate::wire::{HEADER, Messages, align, u16_at};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 use std::collections::BTreeSet;
 use std::io;
@@ -30,7 +31,6 @@ const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_DUMP_INTR: u16 = 0x10;
-const HEADER: usize = 16;
 /// `struct nfgenmsg`: family, version, resource id.
 const NFGEN: usize = 4;
 /// Attribute type bits that are flags (`NLA_F_NESTED`, `NLA_F_NET_BYTEORDER`).
@@ -127,24 +127,17 @@ pub struct Dump {
 impl Dump {
     /// Takes one datagram; `true` once the dump has ended. Malformed bytes
     /// end it as an I/O error (EIO) rather than a guess.
-    pub fn feed(&mut self, mut buf: &[u8]) -> bool {
-        while buf.len() >= HEADER {
-            let len = u32_at(buf, 0) as usize;
-            if len < HEADER || len > buf.len() {
-                break;
-            }
-            let kind = u16_at(buf, 4);
-            let flags = u16_at(buf, 6);
-            let body = &buf[HEADER..len];
-            buf = &buf[align(len).min(buf.len())..];
-            self.interrupted |= flags & NLM_F_DUMP_INTR != 0;
-            match kind {
+    pub fn feed(&mut self, buf: &[u8]) -> bool {
+        let mut messages = Messages::new(buf);
+        for m in messages.by_ref() {
+            self.interrupted |= m.flags & NLM_F_DUMP_INTR != 0;
+            match m.kind {
                 NLMSG_DONE => {
                     self.end = Some(End::Done);
                     return true;
                 }
                 NLMSG_ERROR => {
-                    let code = body.get(..4).map_or(-nix::libc::EIO, |b| {
+                    let code = m.body.get(..4).map_or(-nix::libc::EIO, |b| {
                         i32::from_ne_bytes([b[0], b[1], b[2], b[3]])
                     });
                     self.end = Some(if code == 0 {
@@ -155,14 +148,14 @@ impl Dump {
                     return true;
                 }
                 _ => {
-                    if !body.get(NFGEN..).is_some_and(|a| self.elements(a)) {
+                    if !m.body.get(NFGEN..).is_some_and(|a| self.elements(a)) {
                         self.end = Some(End::Error(nix::libc::EIO));
                         return true;
                     }
                 }
             }
         }
-        if !buf.is_empty() {
+        if !messages.rest.is_empty() {
             self.end = Some(End::Error(nix::libc::EIO));
             return true;
         }
@@ -241,23 +234,10 @@ impl<'a> Iterator for Attrs<'a> {
     }
 }
 
-fn align(len: usize) -> usize {
-    (len + 3) & !3
-}
-
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    b.get(at..at + 2)
-        .map_or(0, |s| u16::from_ne_bytes([s[0], s[1]]))
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4)
-        .map_or(0, |s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::u32_at;
 
     fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
         let mut a = u16::try_from(4 + payload.len())

@@ -244,15 +244,7 @@ fn without(kernel: Vec<KernelClass>, xid: u16) -> Vec<KernelClass> {
 }
 
 fn run(state: State, live: &[Live], kernel: &[KernelClass], now: DateTime<Utc>) -> Plan {
-    run_full(
-        node(),
-        state,
-        live,
-        kernel,
-        now,
-        &HashSet::new(),
-        &HashSet::new(),
-    )
+    run_on(node(), state, live, kernel, now)
 }
 
 fn run_on(

@@ -133,36 +133,18 @@ impl Batch {
         for (i, op) in ops.iter().enumerate() {
             let o = Origin::Op(i);
             match *op {
-                Op::Add { xid, kind, spec } => {
+                Op::Add { xid, kind, spec } | Op::Change { xid, kind, spec } => {
                     let id = kind.class_id(xid);
-                    let parent = Some(kind.parent());
-                    let verb = ClassVerb::Add;
-                    self.push(
-                        dev,
-                        o,
-                        Change::Class {
-                            verb,
-                            parent,
-                            id,
-                            spec,
-                        },
-                    );
-                    self.push(dev, o, Change::Leaf { parent: id });
-                }
-                Op::Change { xid, kind, spec } => {
-                    let id = kind.class_id(xid);
-                    let parent = Some(kind.parent());
-                    let verb = ClassVerb::Change;
-                    self.push(
-                        dev,
-                        o,
-                        Change::Class {
-                            verb,
-                            parent,
-                            id,
-                            spec,
-                        },
-                    );
+                    let verb = if matches!(op, Op::Add { .. }) {
+                        ClassVerb::Add
+                    } else {
+                        ClassVerb::Change
+                    };
+                    self.push_class(dev, o, verb, kind.parent(), id, spec);
+                    // A new class gets bwmon's leaf at once.
+                    if verb == ClassVerb::Add {
+                        self.push(dev, o, Change::Leaf { parent: id });
+                    }
                 }
                 Op::Delete { xid, kind } => {
                     let id = kind.class_id(xid);
@@ -244,21 +226,32 @@ impl Batch {
                 ceil,
                 quantum: quantum(1),
             };
-            let parent = Some(kind.parent());
-            let verb = ClassVerb::Add;
             let h = Origin::Hierarchy;
-            self.push(
-                dev,
-                h,
-                Change::Class {
-                    verb,
-                    parent,
-                    id,
-                    spec,
-                },
-            );
+            self.push_class(dev, h, ClassVerb::Add, kind.parent(), id, spec);
             self.push(dev, h, Change::Leaf { parent: id });
         }
+    }
+
+    fn push_class(
+        &mut self,
+        dev: &str,
+        origin: Origin,
+        verb: ClassVerb,
+        parent: ClassId,
+        id: ClassId,
+        spec: Spec,
+    ) {
+        let parent = Some(parent);
+        self.push(
+            dev,
+            origin,
+            Change::Class {
+                verb,
+                parent,
+                id,
+                spec,
+            },
+        );
     }
 }
 

@@ -12,6 +12,7 @@
 //! its change by sequence number.
 
 use crate::error::Fatal;
+use crate::wire::{HEADER, Messages, align, u16_at, u32_at};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use std::io;
 
@@ -20,8 +21,6 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLM_F_CAPPED: u16 = 0x100;
 const NLM_F_ACK_TLVS: u16 = 0x200;
-/// `struct nlmsghdr`.
-const HEADER: usize = 16;
 /// The extended ack's human-readable message (`NLMSGERR_ATTR_MSG`).
 const NLMSGERR_ATTR_MSG: u16 = 1;
 
@@ -181,53 +180,38 @@ impl Rtnl {
 
 /// The acks in one datagram; anything else in it is skipped. Pure, so the
 /// framing is tested without a kernel.
-pub fn parse_acks(mut buf: &[u8]) -> Vec<Ack> {
-    let mut acks = Vec::new();
-    while buf.len() >= HEADER {
-        let len = u32_at(buf, 0) as usize;
-        if len < HEADER || len > buf.len() {
-            break;
-        }
-        let kind = u16_at(buf, 4);
-        let flags = u16_at(buf, 6);
-        let seq = u32_at(buf, 8);
-        let body = &buf[HEADER..len];
-        if kind == NLMSG_ERROR && body.len() >= 4 {
-            let code = i32::from_ne_bytes([body[0], body[1], body[2], body[3]]);
+pub fn parse_acks(buf: &[u8]) -> Vec<Ack> {
+    Messages::new(buf)
+        .filter(|m| m.kind == NLMSG_ERROR && m.body.len() >= 4)
+        .map(|m| {
+            let b = m.body;
+            let code = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
             let refusal = (code != 0).then(|| Refusal {
                 errno: code.saturating_neg(),
-                message: if flags & NLM_F_ACK_TLVS == 0 {
+                message: if m.flags & NLM_F_ACK_TLVS == 0 {
                     None
                 } else {
-                    ext_ack_message(body, flags & NLM_F_CAPPED != 0)
+                    ext_ack_message(b, m.flags & NLM_F_CAPPED != 0)
                 },
             });
-            acks.push(Ack { seq, refusal });
-        } else if kind == NLMSG_DONE {
-            // Not an ack; dumps are read by `dump`.
-        }
-        buf = &buf[align(len).min(buf.len())..];
-    }
-    acks
+            Ack {
+                seq: m.seq,
+                refusal,
+            }
+        })
+        .collect()
 }
 
 /// Whether a datagram holds the end of the dump requested with `seq`
 /// (`NLMSG_DONE`, or the error that ends it): what a thread that only
 /// receives needs to know to stop.
-pub fn ends_dump(mut buf: &[u8], seq: u32) -> bool {
-    while buf.len() >= HEADER {
-        let len = u32_at(buf, 0) as usize;
-        if len < HEADER || len > buf.len() {
-            // Malformed: nothing more will make sense; the decoder says why.
-            return true;
-        }
-        let kind = u16_at(buf, 4);
-        if (kind == NLMSG_DONE || kind == NLMSG_ERROR) && u32_at(buf, 8) == seq {
-            return true;
-        }
-        buf = &buf[align(len).min(buf.len())..];
-    }
-    false
+pub fn ends_dump(buf: &[u8], seq: u32) -> bool {
+    let mut messages = Messages::new(buf);
+    let end = messages
+        .by_ref()
+        .any(|m| (m.kind == NLMSG_DONE || m.kind == NLMSG_ERROR) && m.seq == seq);
+    // Malformed: nothing more will make sense; the decoder says why.
+    end || messages.rest.len() >= HEADER
 }
 
 /// The `NLMSGERR_ATTR_MSG` string after the echoed request: its header only
@@ -253,20 +237,6 @@ fn ext_ack_message(body: &[u8], capped: bool) -> Option<String> {
         tlvs = &tlvs[align(len).min(tlvs.len())..];
     }
     None
-}
-
-fn align(len: usize) -> usize {
-    (len + 3) & !3
-}
-
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    b.get(at..at + 2)
-        .map_or(0, |s| u16::from_ne_bytes([s[0], s[1]]))
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4)
-        .map_or(0, |s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 #[cfg(test)]
