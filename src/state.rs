@@ -402,6 +402,20 @@ fn put_slice(out: &mut Vec<u8>, s: &SliceState) {
     out.push(b'}');
 }
 
+/// A class's keys in the file, in order, each with what comes before it:
+/// the one list [`put_class`] writes and [`Scan::class`] reads.
+const CLASS_KEYS: [&[u8]; 9] = [
+    b"{\"base\":",
+    b",\"carry\":",
+    b",\"last\":",
+    b",\"ceil\":",
+    b",\"min\":",
+    b",\"max\":",
+    b",\"quota\":",
+    b",\"thresh\":",
+    b",\"share\":",
+];
+
 fn put_class(out: &mut Vec<u8>, c: &ClassState) {
     let ClassState {
         base,
@@ -414,18 +428,18 @@ fn put_class(out: &mut Vec<u8>, c: &ClassState) {
         thresh,
         share,
     } = c;
-    let fields: [(&[u8], u64); 9] = [
-        (b"{\"base\":", base.0),
-        (b",\"carry\":", carry.0),
-        (b",\"last\":", last.0),
-        (b",\"ceil\":", ceil.0),
-        (b",\"min\":", min.0),
-        (b",\"max\":", max.0),
-        (b",\"quota\":", quota.0),
-        (b",\"thresh\":", thresh.0),
-        (b",\"share\":", u64::from(*share)),
+    let values = [
+        base.0,
+        carry.0,
+        last.0,
+        ceil.0,
+        min.0,
+        max.0,
+        quota.0,
+        thresh.0,
+        u64::from(*share),
     ];
-    for (key, value) in fields {
+    for (key, value) in CLASS_KEYS.iter().zip(values) {
         out.extend_from_slice(key);
         put_u64(out, value);
     }
@@ -653,35 +667,23 @@ impl<'a> Scan<'a> {
     }
 
     fn class(&mut self) -> Option<ClassState> {
-        self.eat(b"{\"base\":")?;
-        let base = Bytes(self.u64()?);
-        self.eat(b",\"carry\":")?;
-        let carry = Bytes(self.u64()?);
-        self.eat(b",\"last\":")?;
-        let last = Bytes(self.u64()?);
-        self.eat(b",\"ceil\":")?;
-        let ceil = Rate(self.u64()?);
-        self.eat(b",\"min\":")?;
-        let min = Rate(self.u64()?);
-        self.eat(b",\"max\":")?;
-        let max = Rate(self.u64()?);
-        self.eat(b",\"quota\":")?;
-        let quota = Bytes(self.u64()?);
-        self.eat(b",\"thresh\":")?;
-        let thresh = Bytes(self.u64()?);
-        self.eat(b",\"share\":")?;
-        let share = u32::try_from(self.u64()?).ok()?;
+        let mut v = [0u64; CLASS_KEYS.len()];
+        for (value, key) in v.iter_mut().zip(CLASS_KEYS) {
+            self.eat(key)?;
+            *value = self.u64()?;
+        }
         self.eat(b"}")?;
+        let [base, carry, last, ceil, min, max, quota, thresh, share] = v;
         Some(ClassState {
-            base,
-            carry,
-            last,
-            ceil,
-            min,
-            max,
-            quota,
-            thresh,
-            share,
+            base: Bytes(base),
+            carry: Bytes(carry),
+            last: Bytes(last),
+            ceil: Rate(ceil),
+            min: Rate(min),
+            max: Rate(max),
+            quota: Bytes(quota),
+            thresh: Bytes(thresh),
+            share: u32::try_from(share).ok()?,
         })
     }
 
