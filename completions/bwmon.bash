@@ -16,6 +16,9 @@ _bwmon() {
             ",$1")
                 cmd="bwmon"
                 ;;
+            bwmon,explain)
+                cmd="bwmon__subcmd__explain"
+                ;;
             bwmon,generate)
                 cmd="bwmon__subcmd__generate"
                 ;;
@@ -55,6 +58,9 @@ _bwmon() {
             bwmon__subcmd__generate__subcmd__help,man)
                 cmd="bwmon__subcmd__generate__subcmd__help__subcmd__man"
                 ;;
+            bwmon__subcmd__help,explain)
+                cmd="bwmon__subcmd__help__subcmd__explain"
+                ;;
             bwmon__subcmd__help,generate)
                 cmd="bwmon__subcmd__help__subcmd__generate"
                 ;;
@@ -89,12 +95,50 @@ _bwmon() {
 
     case "${cmd}" in
         bwmon)
-            opts="-c -v -q -h -V --config --dev --state --verbose --quiet --now --help --version init sync status reset teardown generate help"
+            opts="-c -v -q -h -V --config --dev --state --verbose --quiet --now --help --version init sync status reset explain teardown generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dev)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --now)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bwmon__subcmd__explain)
+            opts="-c -v -q -h --format --config --dev --state --verbose --quiet --now --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -281,8 +325,22 @@ _bwmon() {
             return 0
             ;;
         bwmon__subcmd__help)
-            opts="init sync status reset teardown generate help"
+            opts="init sync status reset explain teardown generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bwmon__subcmd__help__subcmd__explain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

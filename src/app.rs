@@ -1,7 +1,7 @@
 //! From the parsed command line to a command: logging, configuration, the
 //! clock, and dispatch. The commands themselves live in `init` and `sync`.
 
-use crate::cli::{Cli, Command, FormatArg, Global};
+use crate::cli::{Cli, Command, ExplainFormat, FormatArg, Global};
 use crate::config::{Config, Overrides};
 use crate::context::Context;
 use crate::status::Format;
@@ -53,6 +53,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         dev: g.dev,
         state: g.state,
     })?;
+    // `--now` also asks `explain` what a sync would decide at that time.
+    let what_if = g.now.is_some();
     let ctx = Context {
         config,
         now: g.now.unwrap_or_else(Utc::now),
@@ -77,6 +79,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::status::run(&ctx, &args.slices, format, args.check)
         }
         Command::Reset(args) => crate::reset::run(&ctx, &args.slice, args.dry_run),
+        Command::Explain(args) => {
+            let format = match args.format {
+                ExplainFormat::Table => crate::explain::Format::Table,
+                ExplainFormat::Json => crate::explain::Format::Json,
+            };
+            crate::explain::run(&ctx, &args.slice, format, what_if)
+        }
         Command::Teardown => crate::init::teardown(&ctx),
         Command::Generate(_) => unreachable!("handled before the config is read"),
     }

@@ -48,6 +48,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Start a new period for one slice now: caps lifted, usage and mail flag cleared
     Reset(ResetArgs),
+    /// The numbers behind a slice's ceils: used, threshold, quota, what is left, the formula, the clamps
+    Explain(ExplainArgs),
     /// Remove the HTB hierarchy bwmon made on the device (the state file, with the node cap, is kept: a later `init` reuses it)
     Teardown,
     /// Write the man page or a shell completion script to stdout
@@ -122,6 +124,24 @@ pub enum FormatArg {
     Json,
     /// Prometheus text, for the node exporter's textfile collector
     Prometheus,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The slice to explain
+    #[arg(value_name = "SLICE")]
+    pub slice: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ExplainFormat::Table)]
+    pub format: ExplainFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExplainFormat {
+    /// One block per class, every byte shown
+    Table,
+    /// Stable JSON: bytes, bit/s, RFC 3339 times, `format_version`
+    Json,
 }
 
 #[derive(Debug, Args)]

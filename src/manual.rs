@@ -88,6 +88,17 @@ kernel refuses is named with the kernel's reason and retried at the next run;
 the others stand. Rates are read back exactly as the kernel keeps them, so a
 class is changed only when its rate, ceil or quantum really differ.
 \fBtc \-s \-d class show dev\fR \fIDEV\fR is how to look.
+.PP
+\fBbwmon explain\fR \fISLICE\fR shows the figures of that formula for each of
+the slice's classes as the last sync decided them, rebuilt from the state
+with the code the sync used: the counter read, the baseline, what was
+carried from an earlier class, used, the threshold, the quota, what is left,
+the seconds left, the formula with its values, the clamp that applied (raised
+to the minimum rate, which is at most 25\ % of the node cap; at the maximum,
+so not capped; under the threshold) and the resulting ceil, in bit/s and as
+\fBtc\fR prints it. With \fB\-\-now\fR it also reads the live counter and
+shows what a sync at that time would decide. It reads only, under the
+shared lock.
 "#;
 
 const SECTIONS: &str = r#".SH SLIVERS INPUT
@@ -248,7 +259,7 @@ Usage error.
 .TP
 \fB3\fR
 \fBstatus\fR was given a \fISLICE\fR name that is neither a live slice nor a
-removed one (a monitoring UNKNOWN), with or without \fB\-\-check\fR; the
+removed one (or \fBexplain\fR a name that is no live slice) (a monitoring UNKNOWN), with or without \fB\-\-check\fR; the
 other names are still shown. Under \fB\-\-check\fR a capped slice among them
 makes it 1.
 .TP
@@ -309,6 +320,10 @@ bwmon status \-\-check > /dev/null
 
 # forgive a slice: caps lifted, usage cleared, a new period now
 bwmon reset pl_alice
+
+# why is pl_alice slow, and what would a sync at 23:00 give it
+bwmon explain pl_alice
+bwmon \-\-now 2026\-11\-24T23:00:00Z explain pl_alice
 .RE
 .fi
 .SH SEE ALSO

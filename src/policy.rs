@@ -708,5 +708,8 @@ fn needs_change(prev: &ClassState, kernel: Option<&KernelClass>, spec: &Spec) ->
     })
 }
 
+mod decision;
+pub use decision::{Clamp, Decision, decide};
+
 #[cfg(test)]
 mod tests;
