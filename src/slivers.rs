@@ -13,7 +13,7 @@
 //! Reading is typed serde over the borrowed input, judged once all of it has
 //! parsed: a record is a struct of `Raw` values, so one bad value costs
 //! only its key or its record. Parts are by hand where derive would cost
-//! speed or behaviour, as `examples/slivers_parse` shows at 4,000 records
+//! speed or behaviour, as `bench/slivers_parse.rs` shows at 4,000 records
 //! (this whole parse: 47 M instructions; only deserializing into a
 //! `serde_json::Value`: 77 M, into derived structs of `#[serde(untagged)]`
 //! values: 85 M): `Json`'s one visitor (untagged formats an error for each
