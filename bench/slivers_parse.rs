@@ -4,14 +4,19 @@
 //! node manager's other fields and a second copy of the keys as `rspec`.
 //! The xids are given, so no NSS lookup is timed.
 //!
-//! usage: `slivers_parse [N] [RUNS] [rspec|nm] [parse|value|derive]`
+//! usage: `slivers_parse [N] [RUNS] [rspec|nm] [parse|value|derive|with]`
 //! (default 4000, 101, rspec, parse) → the median and spread of RUNS reads
-//! in ms. The readers: `parse` is `slivers::parse`; the other two only
+//! in ms. The readers: `parse` is `slivers::parse`; the others only
 //! deserialize, as the baselines its module doc cites: `value` into a
-//! `serde_json::Value`, `derive` into derived structs whose values are an
-//! `#[serde(untagged)]` number-or-string (the derive-based reader, which
-//! would also turn a repeated key into an error). With RUNS = 1 it reads
-//! once, for an instruction count of that reader alone:
+//! `serde_json::Value`; `derive` and `with` into derived structs whose
+//! values are a number-or-string, read by `#[serde(untagged)]` or by one
+//! `deserialize_with` visitor. Both derived readers would change what
+//! bwmon does: a repeated key in a record becomes an error of the whole
+//! input, and unknown keys are skipped unchecked (`IgnoredAny`). `parse`
+//! also judges the records: its serde part alone is the inclusive count of
+//! `serde_json::de::from_trait` (`callgrind_annotate --inclusive=yes`).
+//! With RUNS = 1 it reads once, for an instruction count of that reader
+//! alone:
 //!
 //! ```text
 //! valgrind --tool=callgrind --toggle-collect='slivers_parse::read_*' \
@@ -19,10 +24,12 @@
 //! ```
 
 use serde::Deserialize;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::time::Instant;
 
 fn dump(n: u32, nm: bool) -> String {
@@ -71,44 +78,93 @@ enum Raw<'a> {
     Other(Value),
 }
 
-// Named as the input's keys are.
-#[allow(dead_code, clippy::struct_field_names)]
-#[derive(Deserialize)]
-struct Keys<'a> {
-    #[serde(borrow)]
-    net_min_rate: Option<Raw<'a>>,
-    #[serde(borrow)]
-    net_max_rate: Option<Raw<'a>>,
-    #[serde(borrow)]
-    net_i2_min_rate: Option<Raw<'a>>,
-    #[serde(borrow)]
-    net_i2_max_rate: Option<Raw<'a>>,
-    #[serde(borrow)]
-    net_max_kbyte: Option<Raw<'a>>,
-    #[serde(borrow)]
-    net_i2_max_kbyte: Option<Raw<'a>>,
-    #[serde(borrow)]
-    net_thresh_kbyte: Option<Raw<'a>>,
-    #[serde(borrow)]
-    net_i2_thresh_kbyte: Option<Raw<'a>>,
-    #[serde(borrow)]
-    net_share: Option<Raw<'a>>,
-    #[serde(borrow)]
-    net_i2_share: Option<Raw<'a>>,
+/// Reads a [`Raw`] with one visitor, as `deserialize_with` would: no
+/// buffering of the value to try each variant in turn, as untagged does.
+fn raw<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Raw<'de>>, D::Error> {
+    struct RawVisitor;
+    impl<'de> Visitor<'de> for RawVisitor {
+        type Value = Raw<'de>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(Raw::Other(Value::Null))
+        }
+        fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
+            Ok(Raw::Other(b.into()))
+        }
+        fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
+            Ok(Raw::Number(n.into()))
+        }
+        fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
+            Ok(Raw::Number(n.into()))
+        }
+        fn visit_f64<E>(self, f: f64) -> Result<Self::Value, E> {
+            Ok(Number::from_f64(f).map_or(Raw::Other(Value::Null), Raw::Number))
+        }
+        fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+            Ok(Raw::String(Cow::Borrowed(s)))
+        }
+        fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+            Ok(Raw::String(Cow::Owned(s.to_owned())))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Value::deserialize(SeqAccessDeserializer::new(seq)).map(Raw::Other)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            Value::deserialize(MapAccessDeserializer::new(map)).map(Raw::Other)
+        }
+    }
+    deserializer.deserialize_any(RawVisitor).map(Some)
 }
 
-#[allow(dead_code)]
-#[derive(Deserialize)]
-struct Record<'a> {
-    #[serde(borrow)]
-    name: Option<Raw<'a>>,
-    #[serde(borrow)]
-    xid: Option<Raw<'a>>,
-    #[serde(borrow, rename = "_rspec")]
-    effective: Option<Keys<'a>>,
-    #[serde(borrow)]
-    rspec: Option<Keys<'a>>,
+/// A record and its rspec as derived structs whose values are read as
+/// `$how` says: the two derive-based readers differ only there.
+macro_rules! derived {
+    ($record:ident, $keys:ident, $($how:tt)*) => {
+        // Named as the input's keys are.
+        #[allow(dead_code, clippy::struct_field_names)]
+        #[derive(Deserialize)]
+        struct $keys<'a> {
+            #[serde(borrow, $($how)*)]
+            net_min_rate: Option<Raw<'a>>,
+            #[serde(borrow, $($how)*)]
+            net_max_rate: Option<Raw<'a>>,
+            #[serde(borrow, $($how)*)]
+            net_i2_min_rate: Option<Raw<'a>>,
+            #[serde(borrow, $($how)*)]
+            net_i2_max_rate: Option<Raw<'a>>,
+            #[serde(borrow, $($how)*)]
+            net_max_kbyte: Option<Raw<'a>>,
+            #[serde(borrow, $($how)*)]
+            net_i2_max_kbyte: Option<Raw<'a>>,
+            #[serde(borrow, $($how)*)]
+            net_thresh_kbyte: Option<Raw<'a>>,
+            #[serde(borrow, $($how)*)]
+            net_i2_thresh_kbyte: Option<Raw<'a>>,
+            #[serde(borrow, $($how)*)]
+            net_share: Option<Raw<'a>>,
+            #[serde(borrow, $($how)*)]
+            net_i2_share: Option<Raw<'a>>,
+        }
+
+        #[allow(dead_code)]
+        #[derive(Deserialize)]
+        struct $record<'a> {
+            #[serde(borrow, $($how)*)]
+            name: Option<Raw<'a>>,
+            #[serde(borrow, $($how)*)]
+            xid: Option<Raw<'a>>,
+            #[serde(borrow, rename = "_rspec")]
+            effective: Option<$keys<'a>>,
+            #[serde(borrow)]
+            rspec: Option<$keys<'a>>,
+        }
+    };
 }
+
+derived!(Record, Keys,);
+derived!(WithRecord, WithKeys, default, deserialize_with = "raw");
 
 #[inline(never)]
 fn read_parse(text: &str) -> usize {
@@ -130,6 +186,12 @@ fn read_derive(text: &str) -> usize {
     records.len()
 }
 
+#[inline(never)]
+fn read_with(text: &str) -> usize {
+    let records: HashMap<&str, WithRecord> = serde_json::from_str(text).expect("parses");
+    records.len()
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let n: u32 = args.next().map_or(4000, |a| a.parse().expect("N"));
@@ -146,7 +208,8 @@ fn main() {
         "parse" => read_parse,
         "value" => read_value,
         "derive" => read_derive,
-        other => panic!("reader {other:?}: parse, value or derive"),
+        "with" => read_with,
+        other => panic!("reader {other:?}: parse, value, derive or with"),
     };
     let text = dump(n, nm);
     let mut ms: Vec<f64> = (0..runs)
