@@ -3,10 +3,10 @@
 //! name, xid and resource value are; it touches no state and no kernel.
 //!
 //! Its serde reader ([`read`]) is by hand: in `bench/slivers_parse.rs`, at
-//! 4,000 records, this whole parse takes 47 M instructions and 5.6 ms (30 M
-//! in serde); deserializing alone takes 77 M and 21 ms into a `Value`, 86 M
-//! and 18 ms into derived structs of `#[serde(untagged)]` values, 38 M and
-//! 15 ms into ones whose values one `deserialize_with` visitor reads, and
+//! 4,000 records, this whole parse takes 47 M instructions and 5 ms (30 M
+//! in serde); deserializing alone takes 77 M and 35 ms into a `Value`, 86 M
+//! and 22 ms into derived structs of `#[serde(untagged)]` values, 38 M and
+//! 17 ms into ones whose values one `deserialize_with` visitor reads, and
 //! those fail the whole input on a repeated key and skip unknown keys
 //! unchecked. It runs on `bwmon sync`'s main thread beside the kernel's
 //! ~15 ms dump of the classes, and must end first.
