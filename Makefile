@@ -80,6 +80,8 @@ fuzz:
 bench: deps
 	$(CARGO) build --release --locked --bin bwmon --example send_traffic --example nl_floor
 	python3 bench/bench.py
+	$(CARGO) build --release --locked --example slivers_parse
+	for r in parse value derive with; do target/release/examples/slivers_parse 4000 101 rspec $$r || exit 1; done
 
 clean:
 	$(CARGO) clean

@@ -2,6 +2,15 @@
 //! held records and one-line warnings. This module owns what a valid slice
 //! name, xid and resource value are; it touches no state and no kernel.
 //!
+//! Its serde reader ([`read`]) is by hand: in `bench/slivers_parse.rs`, at
+//! 4,000 records, this whole parse takes 47 M instructions and 5 ms (30 M
+//! in serde); deserializing alone takes 77 M and 35 ms into a `Value`, 86 M
+//! and 22 ms into derived structs of `#[serde(untagged)]` values, 38 M and
+//! 17 ms into ones whose values one `deserialize_with` visitor reads, and
+//! those fail the whole input on a repeated key and skip unknown keys
+//! unchecked. It runs on `bwmon sync`'s main thread beside the kernel's
+//! ~15 ms dump of the classes, and must end first.
+//!
 //! Every record ends up in exactly one of [`Input::live`], [`Input::held`]
 //! (a per-slice error: its state and classes stay as they were, never
 //! dropped, never aliased onto another slice's xid) or [`Input::skipped`]. A
@@ -9,25 +18,13 @@
 //! unknown), is an [`InputError`]. Every message is one printable line: odd
 //! names are escaped with `{:?}` and clipped, values are compact JSON,
 //! clipped and escaped.
-//!
-//! Reading is typed serde over the borrowed input, judged once all of it has
-//! parsed: a record is a struct of `Raw` values, so one bad value costs
-//! only its key or its record. Parts are by hand where derive would cost
-//! speed or behaviour, as `examples/slivers_parse` shows at 4,000 records
-//! (this whole parse: 47 M instructions; only deserializing into a
-//! `serde_json::Value`: 77 M, into derived structs of `#[serde(untagged)]`
-//! values: 85 M): `Json`'s one visitor (untagged formats an error for each
-//! variant a value misses), the loops over keys (a derived struct refuses a
-//! repeated key; here the last one counts, as in `serde_json::Map`, and a
-//! repeated top-level key is two records), and `Skip` (`IgnoredAny` checks
-//! neither UTF-8, escapes, numbers nor nesting depth).
+
+mod read;
 
 use crate::units::{Kbit, KiB};
-use serde::Deserialize;
-use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
-use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Number, Value};
-use std::{borrow::Cow, fmt, marker::PhantomData};
+use read::{Fields, Json, KEYS, Keys, Raw, Top};
+use serde_json::Number;
+use std::{borrow::Cow, fmt};
 
 /// Per-slice resource keys as given; `None` = key missing or its value
 /// invalid (→ the caller uses the default).
@@ -151,13 +148,7 @@ pub fn parse(
     if bytes.iter().all(|b| b" \t\n\r".contains(b)) {
         return error("is only whitespace");
     }
-    // UTF-8 checked once here is not checked again string by string; invalid
-    // UTF-8 goes the slow way, for serde_json's own message.
-    let top = match std::str::from_utf8(bytes) {
-        Ok(text) => serde_json::from_str(text),
-        Err(_) => serde_json::from_slice(bytes),
-    };
-    let records = match top {
+    let records = match read::top(bytes) {
         Ok(Json::Object(Top(recs)) | Json::Array(Top(recs))) => recs,
         Ok(other) => {
             let kind = other.kind();
@@ -184,143 +175,15 @@ pub fn uid_from_nss(name: &str) -> Result<Option<u32>, String> {
         .map_err(|e| format!("looking up user {:?} failed: {e}", clip(name)))
 }
 
-/// One JSON value: a scalar as given (strings borrowed unless escaped), an
-/// array or object as `T` reads it.
-enum Json<'a, T> {
-    Null,
-    Bool(bool),
-    Number(Number),
-    String(Cow<'a, str>),
-    Array(T),
-    Object(T),
-}
-
-/// How [`Json`] reads the arrays and objects of one place in the input.
-trait Container<'de>: Sized {
-    fn seq<A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error>;
-    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
-}
-
-impl<'de, T: Container<'de>> Deserialize<'de> for Json<'de, T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(JsonVisitor(PhantomData))
-    }
-}
-
-struct JsonVisitor<T>(PhantomData<T>);
-
-impl<'de, T: Container<'de>> Visitor<'de> for JsonVisitor<T> {
-    type Value = Json<'de, T>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Json::Null)
-    }
-    fn visit_bool<E>(self, b: bool) -> Result<Self::Value, E> {
-        Ok(Json::Bool(b))
-    }
-    fn visit_i64<E>(self, n: i64) -> Result<Self::Value, E> {
-        Ok(Json::Number(n.into()))
-    }
-    fn visit_u64<E>(self, n: u64) -> Result<Self::Value, E> {
-        Ok(Json::Number(n.into()))
-    }
-    fn visit_f64<E>(self, f: f64) -> Result<Self::Value, E> {
-        // Finite from serde_json; as in a `Value`, anything else is null.
-        Ok(Number::from_f64(f).map_or(Json::Null, Json::Number))
-    }
-    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
-        Ok(Json::String(Cow::Borrowed(s)))
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-        Ok(Json::String(Cow::Owned(s.to_owned())))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        T::seq(seq).map(Json::Array)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        T::map(map).map(Json::Object)
-    }
-}
-
-impl<T> Json<'_, T> {
-    fn kind(&self) -> &'static str {
-        match self {
-            Json::Null => "null",
-            Json::Bool(_) => "a boolean",
-            Json::Number(_) => "a number",
-            Json::String(_) => "a string",
-            Json::Array(_) => "an array",
-            Json::Object(_) => "an object",
-        }
-    }
-}
-
-/// Any value, checked as a `Value` would be (UTF-8, escapes, numbers in
-/// range, depth), and dropped.
-struct Skip;
-
-impl<'de> Container<'de> for Skip {
-    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
-        while seq.next_element::<Json<Skip>>()?.is_some() {}
-        Ok(Skip)
-    }
-    fn map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        while map.next_entry::<Json<Skip>, Json<Skip>>()?.is_some() {}
-        Ok(Skip)
-    }
-}
-
-/// A value to read a number from. An array or object is never valid: it is
-/// built, as a `Value` for the message, only on that rare path.
-type Raw<'a> = Json<'a, Box<Value>>;
-
-impl<'de> Container<'de> for Box<Value> {
-    fn seq<A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error> {
-        Value::deserialize(SeqAccessDeserializer::new(seq)).map(Box::new)
-    }
-    fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        Value::deserialize(MapAccessDeserializer::new(map)).map(Box::new)
-    }
-}
-
-impl Raw<'_> {
-    /// A whole number ≥ 0 that fits u64: a JSON number (`5000`, `5000.0`) or
-    /// a string of one (`"5000"`, `"5000.0"`, no surrounding whitespace).
-    fn whole(&self) -> Option<u64> {
-        match self {
-            Json::Number(n) => whole_number(n),
-            Json::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-                s.parse().ok()
-            }
-            // `Number::from_str` takes exactly one JSON number: no whitespace.
-            Json::String(s) => whole_number(&s.parse().ok()?),
-            _ => None,
-        }
-    }
-
-    /// Compact JSON for a message (as a `Value` prints it), clipped, with
-    /// anything that could break the line or fool a terminal escaped.
-    fn render(&self) -> String {
-        let json = match self {
-            Json::Null => Ok("null".to_owned()),
-            Json::Bool(b) => Ok(b.to_string()),
-            Json::Number(n) => serde_json::to_string(n),
-            Json::String(s) => serde_json::to_string(s),
-            Json::Array(v) | Json::Object(v) => serde_json::to_string(v),
-        };
-        let json = json.unwrap_or_else(|_| "?".to_owned());
-        let mut out = String::new();
-        for c in clip(&json).chars() {
-            if c.is_ascii_graphic() || c == ' ' || c == '…' {
-                out.push(c);
-            } else {
-                out.extend(c.escape_debug());
-            }
-        }
-        out
+/// A whole number ≥ 0 that fits u64: a JSON number (`5000`, `5000.0`) or a
+/// string of one (`"5000"`, `"5000.0"`, no surrounding whitespace).
+fn whole(value: &Raw<'_>) -> Option<u64> {
+    match value {
+        Json::Number(n) => whole_number(n),
+        Json::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+        // `Number::from_str` takes exactly one JSON number: no whitespace.
+        Json::String(s) => whole_number(&s.parse().ok()?),
+        _ => None,
     }
 }
 
@@ -337,93 +200,6 @@ fn whole_number(n: &Number) -> Option<u64> {
     // Exact: `f` is integral, non-negative and below 2^64.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     fits.then_some(f as u64)
-}
-
-/// The rspec keys read, in [`Rspec`]'s order: rates, volumes, shares.
-const KEYS: [&str; 10] = [
-    "net_min_rate",
-    "net_max_rate",
-    "net_i2_min_rate",
-    "net_i2_max_rate",
-    "net_max_kbyte",
-    "net_i2_max_kbyte",
-    "net_thresh_kbyte",
-    "net_i2_thresh_kbyte",
-    "net_share",
-    "net_i2_share",
-];
-
-/// The records, each with its key in the object form, in order, repeated
-/// keys included (a repeated key is two records, so both get held).
-struct Top<'a>(Vec<(Option<Cow<'a, str>>, Json<'a, Fields<'a>>)>);
-
-/// An object's key.
-#[derive(Deserialize)]
-struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
-
-impl<'de> Container<'de> for Top<'de> {
-    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
-        let mut recs = Vec::new();
-        while let Some(rec) = seq.next_element()? {
-            recs.push((None, rec));
-        }
-        Ok(Top(recs))
-    }
-    fn map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut recs = Vec::new();
-        while let Some((Key(key), rec)) = map.next_entry()? {
-            recs.push((Some(key), rec));
-        }
-        Ok(Top(recs))
-    }
-}
-
-/// A record's keys that bwmon reads, as given (none for an array).
-#[derive(Default)]
-struct Fields<'a> {
-    name: Option<Raw<'a>>,
-    xid: Option<Raw<'a>>,
-    effective: Option<Json<'a, Keys<'a>>>,
-    rspec: Option<Json<'a, Keys<'a>>>,
-}
-
-impl<'de> Container<'de> for Fields<'de> {
-    fn seq<A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error> {
-        Skip::seq(seq).map(|_| Fields::default())
-    }
-    fn map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut rec = Fields::default();
-        while let Some(Key(key)) = map.next_key()? {
-            match &*key {
-                "name" => rec.name = Some(map.next_value()?),
-                "xid" => rec.xid = Some(map.next_value()?),
-                "_rspec" => rec.effective = Some(map.next_value()?),
-                "rspec" => rec.rspec = Some(map.next_value()?),
-                _ => drop(map.next_value::<Json<Skip>>()?),
-            }
-        }
-        Ok(rec)
-    }
-}
-
-/// An rspec's values of the [`KEYS`], as given (none for an array).
-#[derive(Default)]
-struct Keys<'a>(Box<[Option<Raw<'a>>; KEYS.len()]>);
-
-impl<'de> Container<'de> for Keys<'de> {
-    fn seq<A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error> {
-        Skip::seq(seq).map(|_| Keys::default())
-    }
-    fn map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut keys = Keys::default();
-        while let Some(Key(key)) = map.next_key()? {
-            match KEYS.iter().position(|k| *k == key) {
-                Some(i) => keys.0[i] = Some(map.next_value()?),
-                None => drop(map.next_value::<Json<Skip>>()?),
-            }
-        }
-        Ok(keys)
-    }
 }
 
 /// What became of one record.
@@ -541,7 +317,7 @@ fn read_xid(
     let valid = |n: u64| u16::try_from(n).ok().filter(|x| (1..=XID_MAX).contains(x));
     match (given, name) {
         (Some(v), _) => {
-            let Some(n) = v.whole() else {
+            let Some(n) = whole(v) else {
                 return Err(format!(
                     "xid {} is not a whole number in 1..=4094",
                     v.render()
@@ -577,7 +353,7 @@ fn read_rspec(slice: &str, keys: &Keys<'_>) -> (Rspec, Vec<String>) {
             4..8 => ("a whole number of KiB", 0, u64::MAX),
             _ => ("a whole number in 1..=4294967295", 1, u32::MAX.into()),
         };
-        n[i] = value.whole().filter(|v| (least..=most).contains(v));
+        n[i] = whole(value).filter(|v| (least..=most).contains(v));
         if n[i].is_none() {
             let value = value.render();
             warnings.push(format!(
