@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hierarchy;
