@@ -961,23 +961,28 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 print(json.dumps(out))
 "#;
 
-/// The families the reference parser reads from `text`.
-fn parse_with_prometheus_client(text: &str) -> Vec<Value> {
+/// Runs `program args` with `text` on its stdin, and waits for it.
+fn pipe_into(program: &Path, args: &[&str], text: &str) -> Output {
     use std::io::Write;
-    let mut child = Command::new("python3")
-        .args(["-c", PARSE_PY])
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn python3");
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
     child
         .stdin
         .take()
         .unwrap()
         .write_all(text.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The families the reference parser reads from `text`.
+fn parse_with_prometheus_client(text: &str) -> Vec<Value> {
+    let out = pipe_into(Path::new("python3"), &["-c", PARSE_PY], text);
     assert!(
         out.status.success(),
         "prometheus_client cannot parse the status text: {}\n{text}",
@@ -1163,21 +1168,7 @@ fn promtool_accepts_the_status_text_and_the_metrics_file() {
         ("status --format prometheus", &status),
     ] {
         assert!(text.contains("bwmon_caps_total 1\n"), "{what}:\n{text}");
-        use std::io::Write;
-        let mut child = Command::new(&promtool)
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn promtool");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = pipe_into(&promtool, &["check", "metrics"], text);
         assert!(
             out.status.success(),
             "promtool check metrics on the {what}: {}\n{}{}\n{text}",
