@@ -555,7 +555,7 @@ _bwmon() {
             return 0
             ;;
         bwmon__subcmd__status)
-            opts="-c -v -q -h --format --check --config --dev --state --verbose --quiet --now --help"
+            opts="-c -v -q -h --format --check --no-legend --config --dev --state --verbose --quiet --now --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -60,7 +60,7 @@ complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -l rebuild-state -d 'S
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -s v -l verbose -d 'More output: -v says what changed, -vv why'
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -s q -l quiet -d 'Only errors'
 complete -c bwmon -n "__fish_bwmon_using_subcommand sync" -s h -l help -d 'Print help'
-complete -c bwmon -n "__fish_bwmon_using_subcommand status" -l format -d 'Output format' -r -f -a "table\t'Aligned columns for people (80 columns for names up to 16 characters)'
+complete -c bwmon -n "__fish_bwmon_using_subcommand status" -l format -d 'Output format' -r -f -a "table\t'Aligned columns for people (80 columns for names up to 16 characters): bytes in IEC units (K = KiB), rates in SI bit/s (k = 1000), a legend under it'
 json\t'Stable JSON: bytes, bit/s, RFC 3339 times, `format_version`'
 prometheus\t'Prometheus text, for the node exporter\'s textfile collector'"
 complete -c bwmon -n "__fish_bwmon_using_subcommand status" -s c -l config -d 'Configuration file [default: /etc/bwmon/bwmon.yaml, if present]' -r -F
@@ -68,6 +68,7 @@ complete -c bwmon -n "__fish_bwmon_using_subcommand status" -l dev -d 'Egress de
 complete -c bwmon -n "__fish_bwmon_using_subcommand status" -l state -d 'State file (overrides `state_file` in the config)' -r -F
 complete -c bwmon -n "__fish_bwmon_using_subcommand status" -l now -d 'Act as if this were the current time (RFC 3339), for tests and what-ifs' -r
 complete -c bwmon -n "__fish_bwmon_using_subcommand status" -l check -d 'For monitoring checks: exit 1 when a slice shown is capped, else 3 when a SLICE name is unknown, else 0 (Nagios: OK, WARNING, UNKNOWN)'
+complete -c bwmon -n "__fish_bwmon_using_subcommand status" -l no-legend -d 'Leave out the two legend lines under the table (what its units and flags mean), for scripts that read the rows'
 complete -c bwmon -n "__fish_bwmon_using_subcommand status" -s v -l verbose -d 'More output: -v says what changed, -vv why'
 complete -c bwmon -n "__fish_bwmon_using_subcommand status" -s q -l quiet -d 'Only errors'
 complete -c bwmon -n "__fish_bwmon_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'

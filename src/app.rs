@@ -72,7 +72,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
         Command::Status(args) => {
             let format = match args.format {
-                FormatArg::Table => Format::Table,
+                FormatArg::Table => Format::Table {
+                    legend: !args.no_legend,
+                },
                 FormatArg::Json => Format::Json,
                 FormatArg::Prometheus => Format::Prometheus,
             };

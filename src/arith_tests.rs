@@ -141,11 +141,12 @@ proptest! {
                 slice_address: Some("SLICE@s".into()),
                 hostname: "h".into(),
                 timeout: std::time::Duration::from_secs(1),
+                subject: crate::config::DEFAULT_SUBJECT.into(),
             }, req, period, now);
         }
         let r = report::build(&p.state, &kernel, "lo",
             Some(Hierarchy::new(Rate(u64::MAX), Rate(u64::MAX))), period, now);
-        let _ = (r.table(), r.json(), r.prometheus());
+        let _ = (r.table(true), r.json(), r.prometheus());
         // What is written is read back the same, at any u64.
         let text = p.state.to_yaml();
         prop_assert_eq!(State::from_yaml(&text, Path::new("s")).expect("round trip"), p.state.clone());

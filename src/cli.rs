@@ -114,11 +114,15 @@ pub struct StatusArgs {
     /// a SLICE name is unknown, else 0 (Nagios: OK, WARNING, UNKNOWN)
     #[arg(long)]
     pub check: bool,
+    /// Leave out the two legend lines under the table (what its units and
+    /// flags mean), for scripts that read the rows
+    #[arg(long)]
+    pub no_legend: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FormatArg {
-    /// Aligned columns for people (80 columns for names up to 16 characters)
+    /// Aligned columns for people (80 columns for names up to 16 characters): bytes in IEC units (K = KiB), rates in SI bit/s (k = 1000), a legend under it
     Table,
     /// Stable JSON: bytes, bit/s, RFC 3339 times, `format_version`
     Json,

@@ -54,6 +54,32 @@ struct RawMail {
     slice_address: Option<String>,
     hostname: Option<String>,
     timeout: Option<String>,
+    subject: Option<String>,
+}
+
+/// The cap mail's Subject unless `mail.subject` says otherwise: the words
+/// every earlier bwmon (and the 2008 module) wrote.
+pub const DEFAULT_SUBJECT: &str = "pl_mom capped bandwidth of slice {slice} on {hostname}";
+
+/// What `mail.subject` may name: the slice, `mail.hostname`, `mail.name`.
+pub const SUBJECT_FIELDS: [&str; 3] = ["{slice}", "{hostname}", "{name}"];
+
+/// A Subject template names only [`SUBJECT_FIELDS`]; any other brace is a
+/// mistake a person should hear about at once, not in every mail.
+fn check_subject(template: &str) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(open) = rest.find(['{', '}']) {
+        let tail = &rest[open..];
+        let Some(field) = SUBJECT_FIELDS.iter().find(|f| tail.starts_with(*f)) else {
+            let shown: String = tail.chars().take(12).collect();
+            return Err(format!(
+                "{template:?}: unknown placeholder at {shown:?} (use {})",
+                SUBJECT_FIELDS.join(", ")
+            ));
+        };
+        rest = &tail[field.len()..];
+    }
+    Ok(())
 }
 
 /// Per-slice defaults for keys a sliver's rspec leaves out.
@@ -77,6 +103,8 @@ pub struct MailConfig {
     pub slice_address: Option<String>,
     pub hostname: String,
     pub timeout: Duration,
+    /// The Subject, `{slice}`, `{hostname}` and `{name}` filled in.
+    pub subject: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -294,6 +322,7 @@ impl Config {
             slice_address: m.slice_address,
             timeout: duration("mail.timeout", &m.timeout, Duration::from_secs(30))?,
             hostname,
+            subject: m.subject.unwrap_or_else(|| DEFAULT_SUBJECT.into()),
         };
         for (key, value) in [
             ("mail.from", Some(&mail.from)),
@@ -301,6 +330,7 @@ impl Config {
             ("mail.list", Some(&mail.list)),
             ("mail.slice_address", mail.slice_address.as_ref()),
             ("mail.hostname", Some(&mail.hostname)),
+            ("mail.subject", Some(&mail.subject)),
         ] {
             if let Some(v) = value {
                 // A CR or LF here would let the config inject mail headers.
@@ -309,6 +339,7 @@ impl Config {
                 }
             }
         }
+        check_subject(&mail.subject).map_err(|why| bad("mail.subject", why))?;
 
         Ok(Config {
             dev,
@@ -384,11 +415,12 @@ mod tests {
         assert_eq!(c.lock_wait, Duration::from_mins(1));
         assert_eq!(c.mail.timeout, Duration::from_secs(30));
         assert_eq!(c.state_file, PathBuf::from(DEFAULT_STATE));
+        assert_eq!(c.mail.subject, DEFAULT_SUBJECT);
     }
 
     #[test]
     fn every_spec_key_is_read() {
-        let yaml = "dev: eth1\ntc: /sbin/tc\nstate_file: /tmp/s.yaml\nlock_wait: 5s\nperiod: 6h\nbwmax: 10gbit\nbwcap: 100mbit\ninput: /tmp/in.json\ndefaults:\n  max_kbyte: 100\n  max_i2_kbyte: 200\n  thresh_percent: 50\n  share: 2\nclassify: none\nmail:\n  enabled: false\n  sendmail: /bin/true\n  from: a@b\n  name: Lab\n  list: l@b\n  slice_address: SLICE@s.b\n  hostname: n1\n  timeout: 3s\n";
+        let yaml = "dev: eth1\ntc: /sbin/tc\nstate_file: /tmp/s.yaml\nlock_wait: 5s\nperiod: 6h\nbwmax: 10gbit\nbwcap: 100mbit\ninput: /tmp/in.json\ndefaults:\n  max_kbyte: 100\n  max_i2_kbyte: 200\n  thresh_percent: 50\n  share: 2\nclassify: none\nmail:\n  enabled: false\n  sendmail: /bin/true\n  from: a@b\n  name: Lab\n  list: l@b\n  slice_address: SLICE@s.b\n  hostname: n1\n  timeout: 3s\n  subject: \"{name}: {slice} capped on {hostname}\"\n";
         let c = Config::from_yaml(Path::new("x.yaml"), yaml, &Overrides::default()).expect("valid");
         assert_eq!(c.dev, "eth1");
         assert_eq!(c.period_secs, 6 * 3600);
@@ -398,6 +430,7 @@ mod tests {
         assert_eq!(c.mail.slice_address.as_deref(), Some("SLICE@s.b"));
         assert_eq!(c.mail.timeout, Duration::from_secs(3));
         assert!(!c.mail.enabled);
+        assert_eq!(c.mail.subject, "{name}: {slice} capped on {hostname}");
     }
 
     #[test]
@@ -407,6 +440,13 @@ mod tests {
             ("bwmax: fast\n", "bwmax"),
             ("defaults:\n  thresh_percent: 0\n", "thresh_percent"),
             ("mail:\n  from: \"a@b\\nBcc: x@y\"\n", "mail.from"),
+            (
+                "mail:\n  subject: \"capped\\r\\nBcc: x@y\"\n",
+                "mail.subject",
+            ),
+            ("mail:\n  subject: \"{slice} on {host}\"\n", "mail.subject"),
+            ("mail:\n  subject: \"{slice\"\n", "mail.subject"),
+            ("mail:\n  subject: \"\"\n", "mail.subject"),
         ] {
             let err = Config::from_yaml(Path::new("/etc/b.yaml"), yaml, &over()).unwrap_err();
             let msg = err.to_string();

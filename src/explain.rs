@@ -6,6 +6,7 @@
 
 use crate::context::Context;
 use crate::error::Fatal;
+use crate::format;
 use crate::json::Pretty;
 use crate::lock::{self, Mode};
 use crate::policy::{Clamp, Decision, Kind, decide, plus_secs};
@@ -105,36 +106,6 @@ fn elapsed_over(start: DateTime<Utc>, now: DateTime<Utc>, period: u64) -> bool {
     crate::policy::elapsed_secs(start, now) >= period
 }
 
-/// A rate as `tc -s class show` prints it (iproute2's `print_rate`): the
-/// largest of bit, Kbit, Mbit, Gbit, Tbit that keeps it whole below 1000,
-/// from the bytes/s the kernel keeps.
-pub fn tc_shows(rate: Rate) -> String {
-    const UNITS: [&str; 5] = ["", "K", "M", "G", "T"];
-    let mut r = rate.as_kernel_keeps().0;
-    let mut unit = 0;
-    while unit < UNITS.len() - 1 {
-        if r < 1000 || (!r.is_multiple_of(1000) && r < 1_000_000) {
-            break;
-        }
-        r /= 1000;
-        unit += 1;
-    }
-    format!("{r}{}bit", UNITS[unit])
-}
-
-/// `12,345,678`: every byte shown, in groups a person can read.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn clamp_words(d: &Decision, kind: Kind, bwcap: Option<Rate>) -> String {
     match d.clamp {
         Clamp::NeverCapped => "none: bwmon's own class, never capped".into(),
@@ -185,7 +156,7 @@ fn table(
         let mut block = |when: &str, d: &Decision| {
             let _ = writeln!(out, "\n{} class {id}, {when}:", c.kind.describe());
             let bytes = |label: &str, b: crate::units::Bytes, how: &str| {
-                format!("  {label:<13} {:>26} bytes{how}\n", grouped(b.0))
+                format!("  {label:<13} {:>26} bytes{how}\n", format::grouped(b.0))
             };
             out.push_str(&bytes("counter", d.counter, ""));
             out.push_str(&bytes("baseline", d.base, ""));
@@ -198,8 +169,8 @@ fn table(
                 out,
                 "  {:<13} {:>26} s      of {} s",
                 "seconds left",
-                grouped(d.secs_left),
-                grouped(period)
+                format::grouped(d.secs_left),
+                format::grouped(period)
             );
             match d.formula {
                 Some(f) => {
@@ -207,9 +178,9 @@ fn table(
                         out,
                         "  {:<13} left x 8 / seconds left = {} x 8 / {} = {} bit/s",
                         "formula",
-                        grouped(d.left.0),
-                        grouped(d.secs_left),
-                        grouped(f.0)
+                        format::grouped(d.left.0),
+                        format::grouped(d.secs_left),
+                        format::grouped(f.0)
                     );
                 }
                 None => {
@@ -225,8 +196,8 @@ fn table(
                 out,
                 "  {:<13} {} bit/s (tc shows {})",
                 "ceil",
-                grouped(d.ceil.0),
-                tc_shows(d.ceil)
+                format::grouped(d.ceil.0),
+                format::rate_tc_shows(d.ceil)
             );
         };
         block(
@@ -312,34 +283,6 @@ fn decision_json(j: &mut Pretty, at: DateTime<Utc>, d: &Decision) {
         },
     );
     j.u64("ceil_bps", d.ceil.0);
-    j.str("ceil_tc", &tc_shows(d.ceil));
+    j.str("ceil_tc", &format::rate_tc_shows(d.ceil));
     j.close(b'}');
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rates_as_tc_shows_them() {
-        for (bits, want) in [
-            (8_000, "8Kbit"),
-            (1_000_000_000, "1Gbit"),
-            (1_200_000, "1200Kbit"),
-            (21_217, "21216bit"),
-            (999, "992bit"),
-            (100_000_000, "100Mbit"),
-        ] {
-            assert_eq!(tc_shows(Rate(bits)), want, "{bits}");
-        }
-    }
-
-    #[test]
-    fn bytes_in_groups() {
-        assert_eq!(grouped(0), "0");
-        assert_eq!(grouped(999), "999");
-        assert_eq!(grouped(1000), "1,000");
-        assert_eq!(grouped(12_345_678), "12,345,678");
-        assert_eq!(grouped(u64::MAX), "18,446,744,073,709,551,615");
-    }
 }

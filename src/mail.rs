@@ -1,8 +1,11 @@
 //! The cap mail (SPEC §6): composed from a plan's `MailRequest` and piped,
 //! without a shell, into `sendmail -N never -t -f<from>`, bounded by a timeout.
+//! Figures and class names are `crate::format`'s, as in `status`; the
+//! Subject is `mail.subject`'s.
 
 use crate::config::MailConfig;
-use crate::policy::{MailRequest, plus_secs};
+use crate::format;
+use crate::policy::{Kind, MailRequest, plus_secs};
 use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
 use std::io::Write;
@@ -44,12 +47,21 @@ pub fn compose(
         to.push_str(&addr.replace("SLICE", slice));
     }
     let until = plus_secs(req.start, period_secs);
+    // Each value was checked for line breaks (config) or is a valid slice name.
+    let subject = cfg
+        .subject
+        .replace("{slice}", slice)
+        .replace("{hostname}", host)
+        .replace("{name}", &cfg.name);
     let mut m = format!(
-        "Content-type: text/plain\nFrom: {from}\nReply-To: {from}\nTo: {to}\nX-Mailer: bwmon/{}\nSubject: pl_mom capped bandwidth of slice {slice} on {host}\n\n",
+        "Content-type: text/plain\nFrom: {from}\nReply-To: {from}\nTo: {to}\nX-Mailer: bwmon/{}\nSubject: {subject}\n\n",
         env!("CARGO_PKG_VERSION")
     );
     for c in &req.classes {
-        let class = c.kind.describe();
+        let class = match c.kind {
+            Kind::Low => format::LOW,
+            Kind::I2 => format::EXEMPT,
+        };
         let _ = write!(
             m,
             "The slice {slice} has transmitted more than {} from\n{host} to {class} destinations\nsince {}.\n\n\
@@ -160,16 +172,18 @@ mod tests {
             slice_address: Some("SLICE@slices.example.org".into()),
             hostname: "node1.example.org".into(),
             timeout: Duration::from_secs(30),
+            subject: crate::config::DEFAULT_SUBJECT.into(),
         }
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("valid")
+            .with_timezone(&Utc)
     }
 
     #[test]
     fn message_follows_the_spec() {
-        let t = |s: &str| {
-            DateTime::parse_from_rfc3339(s)
-                .expect("valid")
-                .with_timezone(&Utc)
-        };
         let req = MailRequest {
             xid: 257,
             name: "pl_alice".into(),
@@ -189,7 +203,7 @@ To: mom@example.org, pl_alice@slices.example.org\n\
 X-Mailer: bwmon/0.1.0\n\
 Subject: pl_mom capped bandwidth of slice pl_alice on node1.example.org\n\
 \n\
-The slice pl_alice has transmitted more than 4.2 GB from\n\
+The slice pl_alice has transmitted more than 3.9 GiB from\n\
 node1.example.org to low bandwidth destinations\n\
 since Wed Nov  4 00:00:00 2026 GMT.\n\
 \n\
@@ -197,10 +211,44 @@ Its maximum low bandwidth burst rate will be capped at 312kbit/s\n\
 until Thu Nov  5 00:00:00 2026 GMT.\n\
 \n\
 Please reduce the average low bandwidth transmission rate\n\
-of the slice to 5.8 GB per day.\n\
+of the slice to 5.4 GiB per day.\n\
 \n\
 Wed Nov  4 18:00:00 2026 GMT node1.example.org bwcap pl_alice\n";
         assert_eq!(m, expected.replace("0.1.0", env!("CARGO_PKG_VERSION")));
+    }
+
+    /// Issue 13: the Subject is `mail.subject`'s, the exempt class is called
+    /// so, and a KiB quota reads as the round figure it is (10,240 KiB is
+    /// 10.0 MiB, as `status` shows `10M`).
+    #[test]
+    fn subject_and_names_follow_the_config_and_the_format() {
+        let mut c = cfg();
+        c.subject = "[{name}] {slice} capped on {hostname}".into();
+        let req = MailRequest {
+            xid: 257,
+            name: "pl_alice".into(),
+            start: t("2026-11-04T00:00:00Z"),
+            classes: vec![CappedClass {
+                kind: Kind::I2,
+                used: Bytes(937_800),
+                ceil: Rate(21_217),
+                quota: Bytes(10_240 * 1024),
+            }],
+        };
+        let m = compose(&c, &req, 86_400, t("2026-11-04T18:00:00Z"));
+        assert!(
+            m.contains("\nSubject: [ExampleLab] pl_alice capped on node1.example.org\n"),
+            "{m}"
+        );
+        for line in [
+            "The slice pl_alice has transmitted more than 915.8 KiB from",
+            "node1.example.org to exempt destinations",
+            "Its maximum exempt burst rate will be capped at 21217bit/s",
+            "of the slice to 10.0 MiB per day.",
+        ] {
+            assert!(m.lines().any(|l| l == line), "no {line:?} in\n{m}");
+        }
+        assert!(!m.contains("high bandwidth"), "{m}");
     }
 
     #[test]

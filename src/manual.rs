@@ -1,7 +1,7 @@
 //! The man page: clap's own rendering of the command line (so options never
 //! drift from the code), one subsection per command, and the sections clap
-//! knows nothing of — the slivers input, configuration, files, exit status,
-//! clocks and examples; and `bwmon generate`, which writes it or a
+//! knows nothing of — the slivers input, configuration, units, metrics,
+//! files, exit status, clocks and examples; and `bwmon generate`, which writes it or a
 //! completion script from that one definition.
 
 use crate::cli::{Cli, Generated};
@@ -59,8 +59,10 @@ fn roff_escape(s: &str) -> String {
 const DESCRIPTION: &str = r#".SH DESCRIPTION
 \fBbwmon\fR enforces a soft daily byte quota per tenant ("slice") on a
 multi\-tenant Linux node. Every slice has two HTB classes on the node's egress
-device: \fIlow\fR for normal destinations and \fIi2\fR for destinations exempt
-from the node cap. Each class has a quota per recording period (default one
+device: \fIlow\fR for normal destinations and \fIexempt\fR for destinations
+exempt from the node cap (config \fBexempt\fR; called \fIi2\fR, after
+Internet2, in the JSON, the metrics' \fBclass\fR label and the state file).
+People's text \(em the table, the mail, log lines \(em says \fIexempt\fR. Each class has a quota per recording period (default one
 day, starting when that slice's period starts).
 .PP
 Once a slice has sent its threshold (default 80\ %) of a class's quota within
@@ -197,8 +199,14 @@ mail:
   slice_address: SLICE@slices.example.org
   hostname: node1.example.org
   timeout: 30s
+  subject: "pl_mom capped bandwidth of slice {slice} on {hostname}"
 .RE
 .fi
+.PP
+\fBmail.subject\fR is the cap mail's Subject: \fB{slice}\fR, \fB{hostname}\fR
+(\fBmail.hostname\fR) and \fB{name}\fR (\fBmail.name\fR) are filled in; any
+other brace is a configuration error. The default is the words every earlier
+bwmon wrote.
 .PP
 Rates use tc's syntax: 8bit, 100kbit, 1.5mbit, 1gbit, 1mibit, 125kbps (bytes/s).
 .PP
@@ -214,6 +222,46 @@ creates no table: packets must be classified otherwise (\fBSO_PRIORITY\fR,
 iptables \fBCLASSIFY\fR). Root's and unclassified traffic go to the default
 class 1:1fff. After changing \fBclassify\fR or \fBexempt\fR, run
 \fBbwmon init\fR.
+.SH UNITS
+Chosen once for every text a person reads (\fBstatus\fR, the mail, log lines):
+volumes in IEC units, powers of 1024 (\fBKiB\fR, \fBMiB\fR, \fBGiB\fR: a
+quota of 10240 KiB reads \fB10M\fR in the table and \fB10.0 MiB\fR in the
+mail); rates in SI bit/s, powers of 1000, as tc writes them (\fBkbit\fR,
+\fBmbit\fR; \fBk\fR, \fBM\fR, \fBG\fR in the table). The table's figures
+have at most four characters; two legend lines under it say so
+(\fBstatus \-\-no\-legend\fR leaves them out). JSON and the metrics keep base
+units: bytes and bit/s in JSON, bytes, bytes per second and seconds in the
+metrics.
+.SH METRICS
+\fBstatus \-\-format prometheus\fR and the \fBmetrics_file\fR a sync writes
+hold the same families, named by the Prometheus conventions (base units in the
+name, \fB_total\fR on counters, HELP and TYPE for each; \fBpromtool check
+metrics\fR passes them):
+.PP
+.nf
+.RS
+bwmon_slice_used_bytes{slice,class}            gauge
+bwmon_slice_quota_bytes{slice,class}           gauge
+bwmon_slice_threshold_bytes{slice,class}       gauge
+bwmon_slice_ceil_bytes_per_second{slice,class} gauge (tc's bit/s / 8)
+bwmon_slice_max_bytes_per_second{slice,class}  gauge
+bwmon_slice_capped{slice,class}                gauge, 0 or 1
+bwmon_slice_mailed{slice}                      gauge, 0 or 1
+bwmon_slice_classified{slice}                  gauge (classify: uid|mark)
+bwmon_slice_period_end_timestamp_seconds{slice} gauge
+bwmon_dead_slice_used_bytes{slice,class}       gauge
+bwmon_caps_total                               counter
+bwmon_mails_failed_total                       counter
+bwmon_last_sync_success_timestamp_seconds      gauge
+bwmon_sync_duration_seconds                    gauge
+.RE
+.fi
+.PP
+\fBclass\fR is \fBlow\fR or \fBi2\fR. \fBbwmon_caps_total\fR counts caps
+begun (a class going below its max), \fBbwmon_mails_failed_total\fR cap mails
+sendmail did not take; both are kept in the state file, so they only go up.
+\fBbwmon_sync_duration_seconds\fR is the last completed sync's wall time.
+A Grafana dashboard over them is \fIdist/grafana/bwmon.json\fR in the source.
 .SH FILES
 .TP
 \fI/etc/bwmon/bwmon.yaml\fR
@@ -235,8 +283,8 @@ When the backup is unusable too, \fBsync\fR changes nothing and exits 65;
 current counters.
 .TP
 \fI/var/lib/bwmon/state.yaml.last\-sync\fR
-The time of the last completed sync (a sync that changed nothing does not
-rewrite the state).
+The time of the last completed sync and its wall time in seconds (a sync
+that changed nothing does not rewrite the state).
 .TP
 \fI/var/lib/bwmon/state.yaml.lock\fR
 The run lock: exclusive for sync, reset, init and teardown, shared for status.

@@ -50,8 +50,8 @@ impl Kind {
     /// The words the mail uses (the 2008 wording).
     pub fn describe(self) -> &'static str {
         match self {
-            Kind::Low => "low bandwidth",
-            Kind::I2 => "high bandwidth",
+            Kind::Low => crate::format::LOW,
+            Kind::I2 => crate::format::EXEMPT,
         }
     }
 
@@ -371,6 +371,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         slices: old_slices,
         mut dead,
         classified,
+        counters,
     } = state;
     let mut slices: Vec<(u16, SliceState)> = Vec::with_capacity(live.len() + 2);
     let mut kept = vec![false; XIDS];
@@ -617,6 +618,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
             slices: slices.into_iter().collect(),
             dead,
             classified,
+            counters,
         },
         ops: deletes,
         mails,

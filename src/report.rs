@@ -1,16 +1,22 @@
 //! What `status` shows and the metrics file holds: a view of every slice
 //! built from the state and one tc dump (live counters), and its three
-//! renderings — an 80-column table for people, stable JSON for scripts, and
-//! Prometheus text for the node exporter's textfile collector.
+//! renderings — an 80-column table for people (figures as `crate::format`
+//! writes them, and its legend), stable JSON for scripts, and Prometheus
+//! text for the node exporter's textfile collector. `status --format
+//! prometheus` and the `metrics_file` a sync writes are both
+//! [`Report::prometheus`], so they hold the same families.
 
 use crate::classes::KernelClass;
+use crate::format::{self, bytes_short, rate_short};
 use crate::json::Pretty;
 use crate::policy::{KernelIndex, Kind, advance, plus_secs};
-use crate::state::{ClassState, Hierarchy, SliceState, State};
+use crate::state::{ClassState, Counters, Hierarchy, SliceState, State, is_special};
 use crate::units::{Bytes, Rate};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 /// The JSON layout's version: bumped when a field changes meaning or goes away.
 pub const FORMAT_VERSION: u32 = 1;
@@ -79,6 +85,12 @@ pub struct Report {
     pub node: Option<NodeView>,
     pub slices: Vec<SliceView>,
     pub dead: Vec<DeadView>,
+    /// For the metrics only: JSON stays as `format_version` 1 has it.
+    #[serde(skip)]
+    pub counters: Counters,
+    /// Wall time of the last sync, when its note says.
+    #[serde(skip)]
+    pub sync_duration: Option<Duration>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's signature
@@ -174,6 +186,8 @@ pub fn build(
         }),
         slices,
         dead,
+        counters: state.counters,
+        sync_duration: None,
     }
 }
 
@@ -276,6 +290,16 @@ impl Report {
         self.slices.iter().any(|s| s.capped)
     }
 
+    /// Marks each tenant as held or not by bwmon's nftables maps (`xids`);
+    /// root and default are never in them and stay unmarked.
+    pub fn mark_classified(&mut self, xids: &BTreeSet<u16>) {
+        for s in &mut self.slices {
+            if !is_special(s.xid) {
+                s.classified = Some(xids.contains(&s.xid));
+            }
+        }
+    }
+
     /// `status --format json`: what `serde_json::to_string_pretty` writes
     /// for the report (a test holds the two equal), written by hand because
     /// at thousands of slices serde's generic path cost more than the dump.
@@ -356,16 +380,20 @@ impl Report {
         j.finish()
     }
 
+    /// Prometheus text (`node_exporter`'s textfile format), by the naming
+    /// rules `promtool check metrics` holds it to: base units in the name
+    /// (bytes, seconds; a rate is bytes per second, so bit/s are divided by
+    /// 8), `_total` on counters, HELP and TYPE for every family.
     pub fn prometheus(&self) -> String {
-        let mut out = String::new();
-        let mut family = |name: &str, help: &str, samples: Vec<(String, u64)>| {
+        let mut out = String::with_capacity(2048 + 1400 * self.slices.len());
+        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
             let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
             for (labels, value) in samples {
                 let _ = writeln!(out, "{name}{labels} {value}");
             }
         };
-        let per_class = |f: &dyn Fn(&ClassView) -> u64| -> Vec<(String, u64)> {
+        let per_class = |f: &dyn Fn(&ClassView) -> String| -> Vec<(String, String)> {
             self.slices
                 .iter()
                 .flat_map(|s| {
@@ -374,37 +402,44 @@ impl Report {
                 })
                 .collect()
         };
+        let gauge = "gauge";
         family(
             "bwmon_slice_used_bytes",
+            gauge,
             "Bytes sent by the slice's class in the current period.",
-            per_class(&|c| c.used_bytes),
+            per_class(&|c| c.used_bytes.to_string()),
         );
         family(
             "bwmon_slice_quota_bytes",
+            gauge,
             "Bytes the class may send per period.",
-            per_class(&|c| c.quota_bytes),
+            per_class(&|c| c.quota_bytes.to_string()),
         );
         family(
             "bwmon_slice_threshold_bytes",
+            gauge,
             "Bytes after which the class is capped.",
-            per_class(&|c| c.threshold_bytes),
+            per_class(&|c| c.threshold_bytes.to_string()),
         );
         family(
-            "bwmon_slice_ceil_bits_per_second",
-            "Ceil applied to the class, in bit/s.",
-            per_class(&|c| c.ceil_bps),
+            "bwmon_slice_ceil_bytes_per_second",
+            gauge,
+            "Ceil applied to the class (tc's bit/s divided by 8).",
+            per_class(&|c| bytes_per_second(c.ceil_bps)),
         );
         family(
-            "bwmon_slice_max_bits_per_second",
-            "Configured maximum rate of the class, in bit/s.",
-            per_class(&|c| c.max_bps),
+            "bwmon_slice_max_bytes_per_second",
+            gauge,
+            "Configured maximum rate of the class (tc's bit/s divided by 8).",
+            per_class(&|c| bytes_per_second(c.max_bps)),
         );
         family(
             "bwmon_slice_capped",
+            gauge,
             "1 when the class is capped below its maximum rate.",
-            per_class(&|c| u64::from(c.capped)),
+            per_class(&|c| u8::from(c.capped).to_string()),
         );
-        let per_slice = |f: &dyn Fn(&SliceView) -> u64| -> Vec<(String, u64)> {
+        let per_slice = |f: &dyn Fn(&SliceView) -> String| -> Vec<(String, String)> {
             self.slices
                 .iter()
                 .map(|s| (labels(&s.name, None), f(s)))
@@ -412,50 +447,85 @@ impl Report {
         };
         family(
             "bwmon_slice_mailed",
+            gauge,
             "1 when the slice was mailed about a cap this period.",
-            per_slice(&|s| u64::from(s.mailed)),
+            per_slice(&|s| u8::from(s.mailed).to_string()),
         );
-        let classified: Vec<(String, u64)> = self
+        let classified: Vec<(String, String)> = self
             .slices
             .iter()
-            .filter_map(|s| s.classified.map(|c| (labels(&s.name, None), u64::from(c))))
+            .filter_map(|s| {
+                s.classified
+                    .map(|c| (labels(&s.name, None), u8::from(c).to_string()))
+            })
             .collect();
         if !classified.is_empty() {
             family(
                 "bwmon_slice_classified",
+                gauge,
                 "1 when bwmon's nftables maps send the slice's packets to its classes.",
                 classified,
             );
         }
         family(
             "bwmon_slice_period_end_timestamp_seconds",
+            gauge,
             "End of the slice's current period, Unix time.",
-            per_slice(&|s| unix(s.period_end)),
+            per_slice(&|s| unix(s.period_end).to_string()),
         );
         family(
             "bwmon_dead_slice_used_bytes",
+            gauge,
             "Bytes used this period by a removed slice, kept until its period ends.",
             self.dead
                 .iter()
                 .flat_map(|d| {
                     [("low", d.low_used_bytes), ("i2", d.i2_used_bytes)]
-                        .map(|(class, v)| (labels(&d.name, Some(class)), v))
+                        .map(|(class, v)| (labels(&d.name, Some(class)), v.to_string()))
                 })
                 .collect(),
+        );
+        let Counters { caps, mails_failed } = self.counters;
+        family(
+            "bwmon_caps_total",
+            "counter",
+            "Caps begun: classes capped below their maximum rate, since the state file began.",
+            vec![(String::new(), caps.to_string())],
+        );
+        family(
+            "bwmon_mails_failed_total",
+            "counter",
+            "Cap mails sendmail did not take (each is retried at the next sync).",
+            vec![(String::new(), mails_failed.to_string())],
         );
         if let Some(t) = self.last_sync {
             family(
                 "bwmon_last_sync_success_timestamp_seconds",
+                gauge,
                 "When the last sync completed (exit 0 or 1), Unix time.",
-                vec![(String::new(), unix(t))],
+                vec![(String::new(), unix(t).to_string())],
+            );
+        }
+        if let Some(d) = self.sync_duration {
+            family(
+                "bwmon_sync_duration_seconds",
+                gauge,
+                "Wall time the last completed sync took.",
+                vec![(
+                    String::new(),
+                    format!("{}.{:06}", d.as_secs(), d.subsec_micros()),
+                )],
             );
         }
         out
     }
 
     /// The table of SPEC §8: one row per slice, 80 columns for names up to 16
-    /// characters; longer names widen it and rows never wrap.
-    pub fn table(&self) -> String {
+    /// characters; longer names widen it and rows never wrap. A line above
+    /// the column names says which class each group is; `legend` adds
+    /// [`format::LEGEND`] at the bottom, so that bytes (IEC) and bit/s (SI),
+    /// which both read `10M`, cannot be taken for each other.
+    pub fn table(&self, legend: bool) -> String {
         let w = self
             .slices
             .iter()
@@ -465,20 +535,36 @@ impl Report {
             .unwrap_or(0)
             .max(16);
         let mut out = String::new();
+        let row = |out: &mut String, cells: [&str; 11]| {
+            let [
+                name,
+                xid,
+                lo,
+                lo_pc,
+                i2,
+                i2_pc,
+                lo_ceil,
+                i2_ceil,
+                flags,
+                end,
+                eta,
+            ] = cells;
+            let _ = writeln!(
+                out,
+                "{name:<w$} {xid:>4} {lo:<9} {lo_pc:>3} {i2:<9} {i2_pc:>3} {lo_ceil:<9} {i2_ceil:<9} {flags:<2} {end:>3} {eta:>3}",
+            );
+        };
+        // Over USED and % of each class, and over the two ceils.
         let _ = writeln!(
             out,
-            "{:<w$} {:>4} {:<9} {:>3} {:<9} {:>3} {:<9} {:<9} {:<2} {:>3} {:>3}",
-            "SLICE",
-            "XID",
-            "LOW USED",
-            "%",
-            "I2 USED",
-            "%",
-            "LOW CEIL",
-            "I2 CEIL",
-            "F",
-            "END",
-            "ETA"
+            "{:<w$} {:>4} {:<13} {:<13} CEIL",
+            "", "", "LOW", "EXEMPT"
+        );
+        row(
+            &mut out,
+            [
+                "SLICE", "XID", "USED", "%", "USED", "%", "LOW", "EXEMPT", "F", "END", "ETA",
+            ],
         );
         if self.slices.is_empty() && self.dead.is_empty() {
             out.push_str("no slices yet: run `bwmon sync`\n");
@@ -495,40 +581,48 @@ impl Report {
                 .flatten()
                 .min()
                 .map_or_else(|| "-".to_string(), |t| relative(self.now, t));
-            let _ = writeln!(
-                out,
-                "{:<w$} {:>4} {:<9} {:>3} {:<9} {:>3} {:<9} {:<9} {:<2} {:>3} {:>3}",
-                s.name,
-                s.xid,
-                usage(&s.low),
-                percent(&s.low),
-                usage(&s.i2),
-                percent(&s.i2),
-                ceil(&s.low),
-                ceil(&s.i2),
-                flags,
-                relative(self.now, s.period_end),
-                full,
+            row(
+                &mut out,
+                [
+                    &s.name,
+                    &s.xid.to_string(),
+                    &usage(&s.low),
+                    &percent(&s.low),
+                    &usage(&s.i2),
+                    &percent(&s.i2),
+                    &ceil(&s.low),
+                    &ceil(&s.i2),
+                    flags,
+                    &relative(self.now, s.period_end),
+                    &full,
+                ],
             );
         }
         if !self.dead.is_empty() {
             out.push_str("Removed within their period:\n");
             for d in &self.dead {
-                let _ = writeln!(
-                    out,
-                    "{:<w$} {:>4} {:<9} {:>3} {:<9} {:>3} {:<9} {:<9} {:<2} {:>3} {:>3}",
-                    d.name,
-                    "-",
-                    si(d.low_used_bytes, ""),
-                    "",
-                    si(d.i2_used_bytes, ""),
-                    "",
-                    "",
-                    "",
-                    if d.mailed { "M" } else { "-" },
-                    relative(self.now, d.period_end),
-                    "",
+                row(
+                    &mut out,
+                    [
+                        &d.name,
+                        "-",
+                        &bytes_short(Bytes(d.low_used_bytes)),
+                        "",
+                        &bytes_short(Bytes(d.i2_used_bytes)),
+                        "",
+                        "",
+                        "",
+                        if d.mailed { "M" } else { "-" },
+                        &relative(self.now, d.period_end),
+                        "",
+                    ],
                 );
+            }
+        }
+        if legend && !(self.slices.is_empty() && self.dead.is_empty()) {
+            for line in format::LEGEND {
+                out.push_str(line);
+                out.push('\n');
             }
         }
         // Trailing blanks of the padded last columns help nobody.
@@ -539,6 +633,18 @@ impl Report {
                 acc.push('\n');
                 acc
             })
+    }
+}
+
+/// bit/s as the bytes per second Prometheus names call for: exact, since an
+/// eighth is at most three decimals (`2652.125`).
+fn bytes_per_second(bps: u64) -> String {
+    let (whole, eighths) = (bps / 8, bps % 8);
+    if eighths == 0 {
+        whole.to_string()
+    } else {
+        let frac = format!("{:03}", eighths * 125);
+        format!("{whole}.{}", frac.trim_end_matches('0'))
     }
 }
 
@@ -559,7 +665,11 @@ fn unix(t: DateTime<Utc>) -> u64 {
 }
 
 fn usage(c: &ClassView) -> String {
-    format!("{}/{}", si(c.used_bytes, ""), si(c.quota_bytes, ""))
+    format!(
+        "{}/{}",
+        bytes_short(Bytes(c.used_bytes)),
+        bytes_short(Bytes(c.quota_bytes))
+    )
 }
 
 fn percent(c: &ClassView) -> String {
@@ -570,34 +680,13 @@ fn percent(c: &ClassView) -> String {
 
 fn ceil(c: &ClassView) -> String {
     if c.capped {
-        format!("{}/{}", si(c.ceil_bps, "rate"), si(c.max_bps, "rate"))
+        format!(
+            "{}/{}",
+            rate_short(Rate(c.ceil_bps)),
+            rate_short(Rate(c.max_bps))
+        )
     } else {
-        si(c.max_bps, "rate")
-    }
-}
-
-/// At most four characters, rounded: `999`, `9.9K`, `938K`, `10M`, `4.2G`;
-/// rates use a lowercase `k` as tc does.
-pub fn si(v: u64, kind: &str) -> String {
-    const UNITS: [&str; 7] = ["", "K", "M", "G", "T", "P", "E"];
-    let v = u128::from(v);
-    let mut unit = 0;
-    let mut div: u128 = 1;
-    // Step up while the figure would round to 1000 or more in this unit.
-    while unit < UNITS.len() - 1 && v * 2 >= 1999 * div {
-        div *= 1000;
-        unit += 1;
-    }
-    let u = if kind == "rate" && unit == 1 {
-        "k"
-    } else {
-        UNITS[unit]
-    };
-    let tenths = (v * 10 + div / 2) / div;
-    if unit > 0 && tenths < 100 && !tenths.is_multiple_of(10) {
-        format!("{}.{}{u}", tenths / 10, tenths % 10)
-    } else {
-        format!("{}{u}", (v + div / 2) / div)
+        rate_short(Rate(c.max_bps))
     }
 }
 
@@ -624,27 +713,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn si_figures_fit_four_columns() {
-        for (v, want) in [
+    fn rates_in_bytes_per_second_are_exact() {
+        for (bps, want) in [
             (0, "0"),
-            (999, "999"),
-            (1000, "1K"),
-            (9_949, "9.9K"),
-            (9_999, "10K"),
-            (999_499, "999K"),
-            (999_500, "1M"),
-            (937_800, "938K"),
-            (10_485_760, "10M"),
-            (4_200_000_000, "4.2G"),
-            (17_609_365_504, "18G"),
-            (u64::MAX, "18E"),
+            (8, "1"),
+            (21_217, "2652.125"),
+            (1004, "125.5"),
+            (1002, "125.25"),
+            (50_000_000, "6250000"),
+            (u64::MAX, "2305843009213693951.875"),
         ] {
-            let got = si(v, "");
-            assert_eq!(got, want, "{v}");
+            assert_eq!(bytes_per_second(bps), want, "{bps}");
         }
-        assert_eq!(si(21_217, "rate"), "21k");
-        assert_eq!(si(1_000_000_000, "rate"), "1G");
-        assert_eq!(si(1_500_000, "rate"), "1.5M");
     }
 
     #[test]
@@ -656,6 +736,277 @@ mod tests {
         assert_eq!(relative(t, plus_secs(t, 23 * 3600)), "23h");
         assert_eq!(relative(t, plus_secs(t, 6 * 86_400)), "6d");
         assert_eq!(relative(t, t), "now");
+    }
+
+    /// A report with every family bwmon can emit: a capped slice, root and
+    /// default, classification known, a dead record, counters, a last sync.
+    pub(crate) fn full() -> Report {
+        let t = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .expect("valid")
+                .with_timezone(&Utc)
+        };
+        let class = |used, ceil, max| ClassView {
+            used_bytes: used,
+            quota_bytes: 10_485_760,
+            threshold_bytes: 8_388_608,
+            ceil_bps: ceil,
+            max_bps: max,
+            min_bps: 1000,
+            capped: ceil < max,
+            full_at: None,
+        };
+        let slice = |name: &str, xid, low: ClassView| SliceView {
+            name: name.into(),
+            xid,
+            period_start: t("2026-11-24T00:00:00Z"),
+            period_end: t("2026-11-25T00:00:00Z"),
+            capped: low.capped,
+            mailed: low.capped,
+            classified: None,
+            low,
+            i2: class(0, 1_000_000_000, 1_000_000_000),
+        };
+        let mut r = Report {
+            format_version: FORMAT_VERSION,
+            dev: "eth0".into(),
+            now: t("2026-11-24T23:30:00Z"),
+            last_sync: Some(t("2026-11-24T23:00:00Z")),
+            period_seconds: 86_400,
+            node: Some(NodeView {
+                bwcap_bps: 100_000_000,
+                bwmax_bps: 1_000_000_000,
+            }),
+            slices: vec![
+                slice("root", 0, class(4321, 100_000_000, 100_000_000)),
+                slice("pl_alice", 257, class(937_800, 21_217, 50_000_000)),
+                slice("pl_bob", 258, class(5_900_000, 100_000_000, 100_000_000)),
+                slice("default", 4095, class(98_765, 100_000_000, 100_000_000)),
+            ],
+            dead: vec![DeadView {
+                name: "pl_carol".into(),
+                period_start: t("2026-11-24T00:00:00Z"),
+                period_end: t("2026-11-25T00:00:00Z"),
+                mailed: false,
+                low_used_bytes: 2_500_000,
+                i2_used_bytes: 1500,
+            }],
+            counters: Counters {
+                caps: 1,
+                mails_failed: 2,
+            },
+            sync_duration: Some(Duration::from_micros(12_345)),
+        };
+        r.mark_classified(&[257].into());
+        r
+    }
+
+    #[test]
+    fn metrics_follow_prometheus_naming() {
+        let text = full().prometheus();
+        let mut families = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("name and type");
+                assert_eq!(
+                    kind.ends_with("counter"),
+                    name.ends_with("_total"),
+                    "{line}"
+                );
+                assert!(!name.contains("bits"), "bytes are the base unit: {name}");
+                families.push(name.to_string());
+            }
+        }
+        for want in [
+            "bwmon_slice_classified",
+            "bwmon_caps_total",
+            "bwmon_mails_failed_total",
+            "bwmon_sync_duration_seconds",
+            "bwmon_last_sync_success_timestamp_seconds",
+        ] {
+            assert!(
+                families.iter().any(|f| f == want),
+                "{want} missing:\n{text}"
+            );
+        }
+        for line in [
+            r#"bwmon_slice_ceil_bytes_per_second{slice="pl_alice",class="low"} 2652.125"#,
+            r#"bwmon_slice_classified{slice="pl_alice"} 1"#,
+            r#"bwmon_slice_classified{slice="pl_bob"} 0"#,
+            "bwmon_caps_total 1",
+            "bwmon_mails_failed_total 2",
+            "bwmon_sync_duration_seconds 0.012345",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?}:\n{text}");
+        }
+        // Root and default are never in the maps: no sample says they are not.
+        assert!(
+            !text.contains(r#"bwmon_slice_classified{slice="root"}"#),
+            "{text}"
+        );
+    }
+
+    /// `promtool check metrics` (Debian's `prometheus` package; `make deps`
+    /// puts it on PATH): the linter Prometheus users run. Missing, it is a
+    /// skip, and under CI=true a failure.
+    pub(crate) fn promtool_check(what: &str, text: &str) {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+        let tool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+        let child = Command::new(&tool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "{tool}: {e}: `make deps` installs promtool (Debian's prometheus package)"
+                );
+                eprintln!("skipping promtool check of {what}: {tool}: {e}");
+                return;
+            }
+        };
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(text.as_bytes())
+            .expect("promtool reads its input");
+        let out = child.wait_with_output().expect("promtool runs");
+        assert!(
+            out.status.success(),
+            "promtool check metrics on {what}: {}\n{}{}\n{text}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn promtool_accepts_every_family() {
+        promtool_check("a report with every family", &full().prometheus());
+        promtool_check(
+            "an empty report",
+            &Report {
+                slices: Vec::new(),
+                dead: Vec::new(),
+                last_sync: None,
+                sync_duration: None,
+                ..full()
+            }
+            .prometheus(),
+        );
+    }
+
+    /// The query strings of a Grafana dashboard: `expr` of targets, and
+    /// template variables' `query`/`definition`.
+    fn walk(v: &serde_json::Value, exprs: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v) {
+                        ("expr" | "query" | "definition", serde_json::Value::String(s)) => {
+                            exprs.push(s.clone());
+                        }
+                        ("query", serde_json::Value::Object(q)) => {
+                            if let Some(serde_json::Value::String(s)) = q.get("query") {
+                                exprs.push(s.clone());
+                            }
+                        }
+                        _ => walk(v, exprs),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, exprs)),
+            _ => {}
+        }
+    }
+
+    /// Issue 13: every metric the fleet dashboard queries is one bwmon
+    /// writes, so a rename cannot leave a panel silently empty.
+    #[test]
+    fn the_grafana_dashboard_queries_only_metrics_bwmon_emits() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/dist/grafana/bwmon.json");
+        let text = std::fs::read_to_string(path).expect("dist/grafana/bwmon.json");
+        let doc: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+        let mut exprs = Vec::new();
+        walk(&doc, &mut exprs);
+        let emitted: BTreeSet<String> = full()
+            .prometheus()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .map(str::to_string)
+            .collect();
+        let mut named = BTreeSet::new();
+        for e in &exprs {
+            let b = e.as_bytes();
+            let mut i = 0;
+            while let Some(at) = e[i..].find("bwmon_") {
+                let start = i + at;
+                let boundary =
+                    start == 0 || !(b[start - 1].is_ascii_alphanumeric() || b[start - 1] == b'_');
+                let end = start
+                    + e[start..]
+                        .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                        .unwrap_or(e.len() - start);
+                if boundary {
+                    named.insert(e[start..end].to_string());
+                }
+                i = end;
+            }
+        }
+        assert!(exprs.len() >= 6, "queries found: {exprs:?}");
+        assert!(named.len() >= 8, "metrics named: {named:?}");
+        let unknown: Vec<&String> = named.difference(&emitted).collect();
+        assert!(
+            unknown.is_empty(),
+            "the dashboard queries {unknown:?}, which bwmon does not emit (it emits {emitted:?})"
+        );
+    }
+
+    #[test]
+    fn the_table_has_its_legend_unless_asked_not_to() {
+        let r = full();
+        let with = r.table(true);
+        let without = r.table(false);
+        for line in format::LEGEND {
+            assert!(with.lines().any(|l| l == line), "{with}");
+            assert!(!without.contains(line), "{without}");
+        }
+        assert_eq!(
+            with.lines().count(),
+            without.lines().count() + format::LEGEND.len()
+        );
+        assert!(
+            with.ends_with(&format!("{}\n", format::LEGEND[1])),
+            "legend at the bottom:\n{with}"
+        );
+        for line in with.lines() {
+            assert!(line.len() <= 80, "{} columns: {line:?}", line.len());
+        }
+        let alice = with
+            .lines()
+            .find(|l| l.starts_with("pl_alice"))
+            .expect("alice's row");
+        let cells: Vec<&str> = alice.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "pl_alice", "257", "916K/10M", "9", "0/10M", "0", "21k/50M", "1G", "CM", "30m", "-"
+            ]
+        );
+        // An empty table needs no legend.
+        let empty = Report {
+            slices: Vec::new(),
+            dead: Vec::new(),
+            ..full()
+        };
+        assert!(!empty.table(true).contains(format::LEGEND[0]));
     }
 
     mod json {
@@ -763,6 +1114,8 @@ mod tests {
                 node: None,
                 slices,
                 dead: Vec::new(),
+                counters: Counters::default(),
+                sync_duration: None,
             };
             assert_eq!(String::from_utf8(r.json()).expect("UTF-8"), serde(&r));
         }
@@ -777,7 +1130,10 @@ mod tests {
                 node in proptest::option::of(any::<[u64; 2]>()),
                 slices in proptest::collection::vec(slice(), 0..4),
                 dead in proptest::collection::vec(dead(), 0..3),
+                counters in any::<[u64; 2]>(),
+                sync_duration in proptest::option::of(any::<u64>()),
             ) {
+                // The metrics-only fields leave the JSON as it was.
                 let r = Report {
                     format_version: FORMAT_VERSION,
                     dev,
@@ -787,6 +1143,8 @@ mod tests {
                     node: node.map(|n| NodeView { bwcap_bps: n[0], bwmax_bps: n[1] }),
                     slices,
                     dead,
+                    counters: Counters { caps: counters[0], mails_failed: counters[1] },
+                    sync_duration: sync_duration.map(Duration::from_micros),
                 };
                 prop_assert_eq!(String::from_utf8(r.json()).expect("UTF-8"), serde(&r));
             }

@@ -135,6 +135,25 @@ impl Hierarchy {
     }
 }
 
+/// Events a fleet counts (Prometheus `_total` counters): kept in the state
+/// because a counter must not go back to zero at every run. Written only
+/// once something was counted, so a node that never capped keeps the file
+/// an older bwmon reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Counters {
+    /// Classes capped below their max (each time a cap begins).
+    pub caps: u64,
+    /// Cap mails sendmail did not take (each is retried next run).
+    pub mails_failed: u64,
+}
+
+impl Counters {
+    fn is_zero(&self) -> bool {
+        *self == Counters::default()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct State {
     pub hierarchy: BTreeMap<String, Hierarchy>,
@@ -143,6 +162,7 @@ pub struct State {
     pub dead: BTreeMap<String, DeadState>,
     /// The xids bwmon's nftables maps held after the last update.
     pub classified: BTreeSet<u16>,
+    pub counters: Counters,
 }
 
 impl State {
@@ -153,6 +173,23 @@ impl State {
             .copied()
             .filter(|&x| !is_special(x))
             .collect()
+    }
+
+    /// Caps that began between `before` and this state: classes below
+    /// their max now that were not then (a new slice's counts too). A ceil
+    /// of 0 is one the kernel refused, so no cap is in force.
+    pub fn caps_since(&self, before: &State) -> u64 {
+        let capped = |c: &ClassState| c.ceil.0 != 0 && c.ceil < c.max;
+        let mut n = 0;
+        for (xid, s) in &self.slices {
+            let old = before.slices.get(xid);
+            for (now, then) in [(&s.lo, old.map(|o| &o.lo)), (&s.i2, old.map(|o| &o.i2))] {
+                if capped(now) && !then.is_some_and(capped) {
+                    n += 1;
+                }
+            }
+        }
+        n
     }
 }
 
@@ -172,6 +209,8 @@ struct Disk {
     dead: Vec<DeadState>,
     #[serde(default)]
     classified: BTreeSet<u16>,
+    #[serde(default)]
+    counters: Counters,
 }
 
 #[derive(Deserialize)]
@@ -224,7 +263,16 @@ impl State {
             }
             put_u64(&mut out, u64::from(*xid));
         }
-        out.extend_from_slice(b"],\n \"slices\": [");
+        out.push(b']');
+        if !self.counters.is_zero() {
+            let Counters { caps, mails_failed } = self.counters;
+            out.extend_from_slice(b",\n \"counters\": {\"caps\":");
+            put_u64(&mut out, caps);
+            out.extend_from_slice(b",\"mails_failed\":");
+            put_u64(&mut out, mails_failed);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b",\n \"slices\": [");
         for (i, s) in self.slices.values().enumerate() {
             out.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
             put_slice(&mut out, s);
@@ -267,6 +315,10 @@ impl State {
         line(&mut out, &self.hierarchy);
         out.extend_from_slice(b",\n \"classified\": ");
         line(&mut out, &self.classified);
+        if !self.counters.is_zero() {
+            out.extend_from_slice(b",\n \"counters\": ");
+            line(&mut out, &self.counters);
+        }
         out.extend_from_slice(b",\n \"slices\": [");
         for (i, slice) in self.slices.values().enumerate() {
             out.extend_from_slice(if i == 0 { b"\n  " } else { b",\n  " });
@@ -308,6 +360,7 @@ impl State {
             hierarchy: disk.hierarchy,
             classified: disk.classified,
             last_sync: disk.last_sync,
+            counters: disk.counters,
             ..State::default()
         };
         for s in disk.slices {
@@ -603,6 +656,13 @@ impl<'a> Scan<'a> {
             }
             state.classified = xids.into_iter().collect();
         }
+        if self.eat_if(b",\n \"counters\": {\"caps\":") {
+            let caps = self.u64()?;
+            self.eat(b",\"mails_failed\":")?;
+            let mails_failed = self.u64()?;
+            self.eat(b"}")?;
+            state.counters = Counters { caps, mails_failed };
+        }
         self.eat(b",\n \"slices\": [")?;
         if !self.eat_if(b"]") {
             self.eat(b"\n  ")?;
@@ -748,6 +808,52 @@ fn own_time(s: &str) -> Option<DateTime<Utc>> {
     )
 }
 
+/// The `.last-sync` note: when the last sync completed and how long it took
+/// (wall time), one line `<RFC 3339> <seconds>`. The time alone is an older
+/// bwmon's note; the duration is in microseconds, so what `status` shows is
+/// what the sync's own metrics file said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncNote {
+    pub at: DateTime<Utc>,
+    pub duration: Option<std::time::Duration>,
+}
+
+impl SyncNote {
+    pub fn new(at: DateTime<Utc>, took: std::time::Duration) -> SyncNote {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        SyncNote {
+            at,
+            duration: Some(std::time::Duration::from_micros(micros)),
+        }
+    }
+
+    fn line(self) -> String {
+        let at = self.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        match self.duration {
+            Some(d) => format!("{at} {}.{:06}\n", d.as_secs(), d.subsec_micros()),
+            None => format!("{at}\n"),
+        }
+    }
+
+    fn parse(text: &str) -> Option<SyncNote> {
+        let mut words = text.split_whitespace();
+        let at = DateTime::parse_from_rfc3339(words.next()?)
+            .ok()?
+            .with_timezone(&Utc);
+        // Read exactly (not through f64), so the figure round-trips; one
+        // that does not read is only a duration lost.
+        let duration = words.next().and_then(|w| {
+            let (secs, micros) = w.split_once('.')?;
+            if micros.len() != 6 || !micros.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let d = std::time::Duration::from_secs(secs.parse().ok()?);
+            Some(d + std::time::Duration::from_micros(micros.parse().ok()?))
+        });
+        Some(SyncNote { at, duration })
+    }
+}
+
 /// Where the state lives, and its companions.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -801,28 +907,24 @@ impl Store {
     pub fn load(&self) -> Result<Option<State>, Fatal> {
         let mut state = read_state(&self.path)?;
         if let Some(s) = state.as_mut() {
-            let noted = fs::read_to_string(self.last_sync_path())
-                .ok()
-                .and_then(|t| DateTime::parse_from_rfc3339(t.trim()).ok())
-                .map(|t| t.with_timezone(&Utc));
-            s.last_sync = s.last_sync.max(noted);
+            s.last_sync = s.last_sync.max(self.sync_note().map(|n| n.at));
         }
         Ok(state)
     }
 
-    /// Notes a completed sync. Not fsynced: losing it loses only a timestamp.
-    pub fn note_sync(&self, now: DateTime<Utc>) -> Result<(), Fatal> {
+    /// What the last completed sync noted, if its note can be read.
+    pub fn sync_note(&self) -> Option<SyncNote> {
+        SyncNote::parse(&fs::read_to_string(self.last_sync_path()).ok()?)
+    }
+
+    /// Notes a completed sync. Not fsynced: losing it loses only a timestamp
+    /// and a duration.
+    pub fn note_sync(&self, note: &SyncNote) -> Result<(), Fatal> {
         let path = self.last_sync_path();
         let tmp = with_suffix(&path, ".tmp");
-        fs::write(
-            &tmp,
-            format!(
-                "{}\n",
-                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ),
-        )
-        .and_then(|()| fs::rename(&tmp, &path))
-        .map_err(|e| Fatal::Io(format!("cannot write {}: {e}", path.display())))
+        fs::write(&tmp, note.line())
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(|e| Fatal::Io(format!("cannot write {}: {e}", path.display())))
     }
 
     /// Loads the backup kept by the last save, if any.
@@ -1237,6 +1339,83 @@ pub(crate) mod tests {
         }
     }
 
+    // Issue 13: counters are monotonic across runs, and a file without them
+    // (every file before them, and one with nothing counted) still loads.
+    #[test]
+    fn counters_are_kept_and_optional() {
+        let mut s = sample();
+        let plain = s.to_yaml();
+        assert!(
+            !plain.contains("counters"),
+            "nothing counted, nothing written"
+        );
+        s.counters = Counters {
+            caps: 3,
+            mails_failed: u64::MAX,
+        };
+        let text = s.to_yaml();
+        assert_eq!(text, s.to_yaml_serde());
+        assert!(text.contains("\"counters\": {\"caps\":3,"), "{text}");
+        assert_eq!(State::from_own_yaml(&text), Some(s.clone()));
+        assert_eq!(load_serde(&text), Ok(s.clone()));
+        assert_eq!(load(&plain).map(|l| l.counters), Ok(Counters::default()));
+        // Zeros written out (by a person, or another writer) read as zeros
+        // on both paths.
+        let zeros = plain.replace(
+            "],\n \"slices\"",
+            "],\n \"counters\": {\"caps\":0,\"mails_failed\":0},\n \"slices\"",
+        );
+        assert_ne!(zeros, plain);
+        assert_eq!(State::from_own_yaml(&zeros), Some(sample()));
+        assert_eq!(load_serde(&zeros), Ok(sample()));
+        // Half a counters object is the serde path's to judge.
+        let half = text.replace(",\"mails_failed\":18446744073709551615", "");
+        assert_eq!(State::from_own_yaml(&half), None);
+        assert!(load(&half).is_ok_and(|l| l.counters.caps == 3));
+    }
+
+    #[test]
+    fn caps_are_counted_when_they_begin() {
+        let mut before = sample();
+        let lo = &mut before.slices.get_mut(&257).expect("alice").lo;
+        lo.ceil = lo.max;
+        let mut after = before.clone();
+        assert_eq!(after.caps_since(&before), 0);
+        after.slices.get_mut(&257).expect("alice").lo.ceil = Rate(21_217);
+        assert_eq!(after.caps_since(&before), 1, "low capped now");
+        // Still capped (another ceil): the same cap, not a new one.
+        let mut later = after.clone();
+        later.slices.get_mut(&257).expect("alice").lo.ceil = Rate(20_000);
+        assert_eq!(later.caps_since(&after), 0);
+        // A ceil the kernel refused (0) is no cap in force.
+        later.slices.get_mut(&257).expect("alice").lo.ceil = Rate(0);
+        assert_eq!(later.caps_since(&before), 0);
+        // A slice that is new and capped at once: its i2 was capped in the sample.
+        let mut born = before.clone();
+        let mut carol = born.slices[&257].clone();
+        carol.xid = 300;
+        born.slices.insert(300, carol);
+        assert_eq!(born.caps_since(&before), 1);
+    }
+
+    #[test]
+    fn the_sync_note_round_trips_and_reads_an_older_note() {
+        let at = time("2026-11-24T23:00:00Z");
+        let note = SyncNote::new(at, std::time::Duration::from_nanos(12_345_678_999));
+        assert_eq!(note.line(), "2026-11-24T23:00:00Z 12.345678\n");
+        assert_eq!(SyncNote::parse(&note.line()), Some(note));
+        let old = SyncNote::parse("2026-11-24T23:00:00Z\n");
+        assert_eq!(old, Some(SyncNote { at, duration: None }));
+        for bad in ["2026-11-24T23:00:00Z 1.5", "2026-11-24T23:00:00Z x.000001"] {
+            assert_eq!(
+                SyncNote::parse(bad).map(|n| n.duration),
+                Some(None),
+                "{bad}"
+            );
+        }
+        assert_eq!(SyncNote::parse("yesterday 1.000000"), None);
+    }
+
     pub(crate) mod props {
         use super::super::*;
         use super::{load, load_serde};
@@ -1328,14 +1507,18 @@ pub(crate) mod tests {
                 proptest::collection::vec(slice, 0..6),
                 proptest::collection::vec(dead, 0..3),
                 proptest::collection::btree_set(any::<u16>(), 0..6),
+                prop_oneof![Just([0u64; 2]), any::<[u64; 2]>()],
             )
-                .prop_map(|(h, last_sync, slices, dead, classified)| State {
-                    hierarchy: h.into_iter().collect(),
-                    last_sync,
-                    slices: slices.into_iter().map(|s| (s.xid, s)).collect(),
-                    dead: dead.into_iter().map(|d| (d.name.clone(), d)).collect(),
-                    classified,
-                })
+                .prop_map(
+                    |(h, last_sync, slices, dead, classified, [caps, mails_failed])| State {
+                        hierarchy: h.into_iter().collect(),
+                        last_sync,
+                        slices: slices.into_iter().map(|s| (s.xid, s)).collect(),
+                        dead: dead.into_iter().map(|d| (d.name.clone(), d)).collect(),
+                        classified,
+                        counters: Counters { caps, mails_failed },
+                    },
+                )
         }
 
         fn readable(t: DateTime<Utc>) -> bool {

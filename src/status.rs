@@ -9,7 +9,6 @@ use crate::lock::{self, Mode};
 use crate::nft::{self, Unreadable};
 use crate::policy::{KernelIndex, Kind};
 use crate::report::{self, Report};
-use crate::state::is_special;
 use crate::state::{Hierarchy, Store};
 use crate::tc::kernel::Kernel;
 use std::io::Write;
@@ -17,7 +16,10 @@ use std::process::ExitCode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
-    Table,
+    /// With the legend lines under it, or not.
+    Table {
+        legend: bool,
+    },
     Json,
     Prometheus,
 }
@@ -83,6 +85,7 @@ pub fn run(
         remembered
     };
     let mut report = report::build(&state, &kernel, &cfg.dev, node, cfg.period_secs, ctx.now);
+    report.sync_duration = store.sync_note().and_then(|n| n.duration);
 
     let mut unknown = false;
     if !names.is_empty() {
@@ -130,7 +133,7 @@ fn exit_status(check: bool, capped: bool, unknown: bool) -> u8 {
 
 fn render(report: &Report, format: Format) -> Vec<u8> {
     match format {
-        Format::Table => report.table().into_bytes(),
+        Format::Table { legend } => report.table(legend).into_bytes(),
         Format::Json => report.json(),
         Format::Prometheus => report.prometheus().into_bytes(),
     }
@@ -159,16 +162,12 @@ fn mark_classified(
             return;
         }
     };
+    report.mark_classified(&live);
     let index = KernelIndex::new(kernel);
     let mut silent: Vec<&str> = Vec::new();
-    for s in &mut report.slices {
-        if is_special(s.xid) {
-            continue;
-        }
-        let present = live.contains(&s.xid);
-        s.classified = Some(present);
+    for s in &report.slices {
         let counted = index.get((Kind::Low, s.xid)).is_some_and(|c| c.sent.0 > 0);
-        if !present && !counted {
+        if s.classified == Some(false) && !counted {
             silent.push(&s.name);
         }
     }

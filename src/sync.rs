@@ -38,6 +38,7 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
         rebuild_state,
         allow_mass_removal,
     } = opts;
+    let started = std::time::Instant::now();
     let cfg = &ctx.config;
     let path = input.or(cfg.input.as_deref());
     let text = read_input(path)?;
@@ -199,6 +200,7 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
         cfg,
         &mut failures,
     );
+    plan.state.counters.caps += plan.state.caps_since(&before);
 
     // Usage and caps are saved before any mail is tried: a hanging or killed
     // sendmail can cost a mail (retried next run), never counted bytes. A run
@@ -217,7 +219,8 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
     let changed = plan.state.slices != before.slices
         || plan.state.dead != before.dead
         || plan.state.hierarchy != before.hierarchy
-        || plan.state.classified != before.classified;
+        || plan.state.classified != before.classified
+        || plan.state.counters != before.counters;
     plan.state.last_sync = Some(ctx.now);
     if changed {
         store.save(&plan.state)?;
@@ -225,6 +228,7 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
 
     let mut flagged = false;
     let mut hung = false;
+    let counted = plan.state.counters;
     for req in &plan.mails {
         if failed_xids.contains(&req.xid) {
             continue; // its cap did not land; mail with the cap that does
@@ -254,6 +258,7 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
             Err(e) => {
                 // One timeout per run at most: the other mails wait for the next run.
                 hung |= e.timed_out;
+                plan.state.counters.mails_failed += 1;
                 failures.push(format!(
                     "slice {}: mail not sent ({}); retried next run",
                     req.name, e.message
@@ -261,13 +266,14 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    if flagged {
+    if flagged || plan.state.counters != counted {
         store.save(&plan.state)?;
     }
-    store.note_sync(ctx.now)?;
+    let noted = crate::state::SyncNote::new(ctx.now, started.elapsed());
+    store.note_sync(&noted)?;
     if let Some(path) = &cfg.metrics_file {
         let node = Some(crate::state::Hierarchy::new(bwcap, bwmax));
-        let report = report::build(
+        let mut report = report::build(
             &plan.state,
             &kernel,
             &cfg.dev,
@@ -275,6 +281,11 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
             cfg.period_secs,
             ctx.now,
         );
+        report.sync_duration = noted.duration;
+        // What the maps hold after this run, as far as it knows (status reads them live).
+        if cfg.classify != Classify::None {
+            report.mark_classified(&plan.state.classified);
+        }
         if let Err(e) = write_atomically(path, &report.prometheus()) {
             failures.push(format!("metrics file {}: {e}", path.display()));
         }

@@ -5,7 +5,6 @@
 //! saturating so that no input can overflow them.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// A rate in bits per second.
 #[derive(
@@ -67,42 +66,8 @@ impl Rate {
     }
 }
 
-/// Human form for mail and logs, the way tc prints a rate: the largest unit
-/// that keeps it exact below 1000 of that unit, else truncated to whole units
-/// (`1gbit`, `10mbit`, `312kbit`, `21217bit`, `1234kbit` for 1234567).
-impl fmt::Display for Rate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut r = self.0;
-        let mut units = ["bit", "kbit", "mbit", "gbit", "tbit"].iter().peekable();
-        let mut unit = "bit";
-        while let Some(u) = units.next() {
-            unit = u;
-            if r < 1000 || (!r.is_multiple_of(1000) && r < 1_000_000) || units.peek().is_none() {
-                break;
-            }
-            r /= 1000;
-        }
-        write!(f, "{r}{unit}")
-    }
-}
-
-/// SI form for people: `4.2 GB`, `812.0 KB`, `12 bytes` (the 2008 mail's wording).
-impl fmt::Display for Bytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // f64 is exact enough for one decimal of a human figure.
-        #[allow(clippy::cast_precision_loss)]
-        let b = self.0 as f64;
-        if b >= 1e9 {
-            write!(f, "{:.1} GB", b / 1e9)
-        } else if b >= 1e6 {
-            write!(f, "{:.1} MB", b / 1e6)
-        } else if b >= 1e3 {
-            write!(f, "{:.1} KB", b / 1e3)
-        } else {
-            write!(f, "{} bytes", self.0)
-        }
-    }
-}
+// How these read in people's text (`Display`) is `crate::format`'s: one
+// module chooses the units of every surface.
 
 /// Parses a rate in tc's syntax: a number (decimals allowed) and a unit.
 /// `bit`/`kbit`/`mbit`/`gbit`/`tbit` are powers of 1000 bit/s, `kibit`…`tibit`
@@ -204,17 +169,9 @@ mod tests {
     }
 
     #[test]
-    fn human_forms() {
-        assert_eq!(Rate(1_000_000_000).to_string(), "1gbit");
-        assert_eq!(Rate(312_500).to_string(), "312500bit");
-        assert_eq!(Rate(312_000).to_string(), "312kbit");
-        assert_eq!(Rate(1_234_567).to_string(), "1234kbit");
-        assert_eq!(Rate(1200).to_string(), "1200bit");
-        assert_eq!(Rate(10_000_000).to_string(), "10mbit");
-        assert_eq!(Rate(800).to_string(), "800bit");
-        assert_eq!(Bytes(4_200_000_000).to_string(), "4.2 GB");
-        assert_eq!(Bytes(999).to_string(), "999 bytes");
+    fn conversions_saturate() {
         assert_eq!(KiB(5_662_310).bytes(), Bytes(5_798_205_440));
+        assert_eq!(KiB(u64::MAX).bytes(), Bytes(u64::MAX));
         assert_eq!(Kbit(u64::MAX).rate(), Rate(u64::MAX));
     }
 }

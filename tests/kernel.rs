@@ -302,7 +302,7 @@ fn traffic_over_threshold_caps_by_formula_and_mails() {
         "body names the class: {body}"
     );
     assert!(
-        !body.contains("high bandwidth"),
+        !body.contains("exempt"),
         "only the low class is capped: {body}"
     );
     assert!(
@@ -310,7 +310,8 @@ fn traffic_over_threshold_caps_by_formula_and_mails() {
         "{body}"
     );
     assert!(body.contains("per day"), "period named as a day: {body}");
-    assert!(body.contains("51.2 MB"), "limit in SI units: {body}");
+    // 50,000 KiB, in the IEC units `status` uses too (issue 13).
+    assert!(body.contains("48.8 MiB"), "limit in IEC units: {body}");
     assert!(
         body.contains("Mar  1 00:00:00 2024"),
         "period start, asctime: {body}"
@@ -501,7 +502,7 @@ fn period_boundaries_follow_now() {
 }
 
 /// SPEC §9.1: a slice over only its exempt (i2) quota is capped there and mailed
-/// about "high bandwidth"; its low class stays at max.
+/// about its "exempt" class (issue 13: one name for it); its low class stays at max.
 #[test]
 fn i2_traffic_caps_only_the_i2_class() {
     let sb = or_skip!(mid::synced(&alice_and_bob()));
@@ -518,8 +519,9 @@ fn i2_traffic_caps_only_the_i2_class() {
     let mails = sb.mails();
     assert_eq!(mails.len(), 1, "{mails:#?}");
     let body = mails[0].body();
-    assert!(body.contains("high bandwidth"), "{body}");
+    assert!(body.contains("to exempt destinations"), "{body}");
     assert!(!body.contains("low bandwidth"), "{body}");
+    assert!(!body.contains("high bandwidth"), "{body}");
 }
 
 /// SPEC §5 step 9: the mail flag is set only when sendmail exits 0; a failed mail
@@ -546,6 +548,18 @@ fn failed_mail_is_retried_and_cap_applied_anyway() {
     sb.sync(&at(22 * HOUR + 20 * MIN), &alice_only());
     assert_eq!(sb.mails().len(), 2, "sent once: not again");
     assert_low_cap(&sb, ALICE.1, used, 22 * HOUR + 20 * MIN);
+
+    // Issue 13: the fleet counts it, across runs: one cap begun, one mail failed.
+    let out = sb.run_bwmon(
+        &at(22 * HOUR + 21 * MIN),
+        &["status", "--format", "prometheus"],
+        None,
+    );
+    assert_exit(&out, 0, "status --format prometheus");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in ["bwmon_caps_total 1", "bwmon_mails_failed_total 1"] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
 }
 
 /// SPEC §3: a record with a per-slice error (here an xid out of range) is held:

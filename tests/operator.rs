@@ -475,12 +475,14 @@ fn metrics_file_written_atomically_by_every_completed_sync() {
         Some(1.0),
         "{text}"
     );
+    // Bytes per second (Prometheus base units): tc's bit/s divided by 8.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let ceil = prom_value(
+    let ceil = (prom_value(
         &text,
-        r#"bwmon_slice_ceil_bits_per_second{slice="pl_alice",class="low"}"#,
+        r#"bwmon_slice_ceil_bytes_per_second{slice="pl_alice",class="low"}"#,
     )
-    .unwrap_or_else(|| panic!("alice's ceil in {text}")) as u64;
+    .unwrap_or_else(|| panic!("alice's ceil in {text}"))
+        * 8.0) as u64;
     assert!(
         rate_matches(&kernel.ceil, ceil, 0) && ceil < BWCAP_BITS,
         "the metrics show the applied cap {} ({ceil})",
@@ -499,6 +501,16 @@ fn metrics_file_written_atomically_by_every_completed_sync() {
         prom_value(&text, r#"bwmon_slice_capped{slice="pl_bob",class="low"}"#),
         Some(0.0)
     );
+    // Issue 13: counters and the sync's own time, for a fleet.
+    assert_eq!(prom_value(&text, "bwmon_caps_total"), Some(1.0), "{text}");
+    assert_eq!(
+        prom_value(&text, "bwmon_mails_failed_total"),
+        Some(0.0),
+        "{text}"
+    );
+    let took = prom_value(&text, "bwmon_sync_duration_seconds")
+        .unwrap_or_else(|| panic!("the sync's duration in {text}"));
+    assert!(took > 0.0 && took < 60.0, "a sync takes {took} s");
 }
 
 // ---------------------------------------------------------------------------

@@ -21,8 +21,9 @@
 //!   contract's example table;
 //! - at 23:30 `pl_bob` has sent 900000 more low and 1000000 more i2 bytes.
 //!
-//! SI formatting of figures no test traffic reaches (exabytes, `u64::MAX`) is
-//! unit-tested in `src/report.rs`.
+//! The table's figures (bytes in IEC units, rates in SI bit/s) at sizes no
+//! test traffic reaches (exbibytes, `u64::MAX`) are unit-tested in
+//! `src/format.rs`.
 
 // Byte counts and Unix times compared as the f64 the Prometheus parser yields:
 // all of them are far below 2^53, so exact.
@@ -357,10 +358,15 @@ fn expected_samples_from_json(doc: &Value) -> BTreeMap<String, f64> {
                 ("bwmon_slice_used_bytes", "used_bytes"),
                 ("bwmon_slice_quota_bytes", "quota_bytes"),
                 ("bwmon_slice_threshold_bytes", "threshold_bytes"),
-                ("bwmon_slice_ceil_bits_per_second", "ceil_bps"),
-                ("bwmon_slice_max_bits_per_second", "max_bps"),
             ] {
                 want.insert(sample_key(family, &l), num(&c[key]));
+            }
+            // Prometheus names a rate in its base unit: bytes per second.
+            for (family, key) in [
+                ("bwmon_slice_ceil_bytes_per_second", "ceil_bps"),
+                ("bwmon_slice_max_bytes_per_second", "max_bps"),
+            ] {
+                want.insert(sample_key(family, &l), num(&c[key]) / 8.0);
             }
             want.insert(sample_key("bwmon_slice_capped", &l), flag(&c["capped"]));
         }
@@ -389,7 +395,35 @@ fn expected_samples_from_json(doc: &Value) -> BTreeMap<String, f64> {
             ts(t).timestamp() as f64,
         );
     }
+    // Not in the JSON: the scenario's one cap (pl_alice's low class at 23:00),
+    // and no failed mail.
+    want.insert("bwmon_caps_total".into(), 1.0);
+    want.insert("bwmon_mails_failed_total".into(), 0.0);
     want
+}
+
+/// Takes the last sync's wall time out of `samples` (it differs from run to
+/// run) after checking it is there and plausible.
+#[track_caller]
+fn take_sync_duration(samples: &mut BTreeMap<String, f64>) {
+    let took = samples
+        .remove("bwmon_sync_duration_seconds")
+        .unwrap_or_else(|| panic!("no bwmon_sync_duration_seconds in {samples:?}"));
+    assert!(took > 0.0 && took < 60.0, "a sync took {took} s?");
+}
+
+/// The Prometheus text with the sync's wall time, which differs from run to
+/// run, replaced, for a snapshot.
+fn without_sync_duration(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.starts_with("bwmon_sync_duration_seconds ") {
+                "bwmon_sync_duration_seconds [wall time]\n".to_string()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -403,11 +437,12 @@ fn status_snapshots() {
     let prom = env.status(T2330, "prometheus");
     insta::assert_snapshot!("status_table", table);
     insta::assert_snapshot!("status_json", json_text);
-    insta::assert_snapshot!("status_prometheus", prom);
+    insta::assert_snapshot!("status_prometheus", without_sync_duration(&prom));
 }
 
-/// The row of the contract's example table, reproduced to the byte count:
-/// `pl_alice 257 938K/10M 9 0/18G 0 21k/50M 1G/1G CM 1h -`.
+/// The row of the contract's example table, reproduced to the byte count,
+/// bytes in IEC units since issue 13:
+/// `pl_alice 257 916K/10M 9 0/16G 0 21k/50M 1G/1G CM 1h -`.
 #[test]
 fn status_table_reproduces_the_contract_example_row() {
     let env = or_skip!(Env::new(""));
@@ -417,7 +452,7 @@ fn status_table_reproduces_the_contract_example_row() {
     assert_eq!(rows.len(), 1, "one row for pl_alice:\n{table}");
     let cells: Vec<&str> = rows[0].split_whitespace().collect();
     let want = [
-        "pl_alice", "257", "938K/10M", "9", "0/18G", "0", "21k/50M", "1G", "CM", "1h", "-",
+        "pl_alice", "257", "916K/10M", "9", "0/16G", "0", "21k/50M", "1G", "CM", "1h", "-",
     ];
     assert_eq!(cells.len(), want.len(), "cells of {:?}\n{table}", rows[0]);
     for (i, (got, want)) in cells.iter().zip(want).enumerate() {
@@ -429,13 +464,13 @@ fn status_table_reproduces_the_contract_example_row() {
         assert_eq!(
             *got, want,
             "column {i} of pl_alice's row (937800 of 10485760 bytes is 8.94 %: \
-             938K, 9; 17609365504 bytes is 18G — SI numbers are rounded in the contract)\n{table}"
+             916 KiB, 9; 17609365504 bytes is 16.4 GiB, 16G)\n{table}"
         );
     }
 }
 
 #[test]
-fn status_table_numbers_are_rounded_si() {
+fn status_table_numbers_are_rounded_iec() {
     let env = or_skip!(Env::after_scenario());
     let table = env.status(T2330, "table");
     let cells = |name: &str| -> Vec<String> {
@@ -443,18 +478,18 @@ fn status_table_numbers_are_rounded_si() {
         assert_eq!(rows.len(), 1, "one row for {name}:\n{table}");
         rows[0].split_whitespace().map(str::to_string).collect()
     };
-    // 98765 bytes → 99K; 17609365504 → 18G.
+    // 98765 bytes → 96K (96.4 KiB); 17609365504 → 16G (16.4 GiB).
     let d = cells("default");
     assert_eq!(
-        d[2], "99K/10M",
+        d[2], "96K/10M",
         "default's low usage (98765 bytes)\n{table}"
     );
-    assert_eq!(d[4], "0/18G", "default's i2 usage\n{table}");
+    assert_eq!(d[4], "0/16G", "default's i2 usage\n{table}");
     // 5900000 of 10485760 = 56.3 %; 124456789 of 17609365504 = 0.71 % → 1.
     let b = cells("pl_bob");
-    assert_eq!(b[2], "5.9M/10M", "pl_bob's low usage\n{table}");
+    assert_eq!(b[2], "5.6M/10M", "pl_bob's low usage (5.63 MiB)\n{table}");
     assert_eq!(b[3], "56", "pl_bob's low %\n{table}");
-    assert_eq!(b[4], "124M/18G", "pl_bob's i2 usage\n{table}");
+    assert_eq!(b[4], "119M/16G", "pl_bob's i2 usage (118.7 MiB)\n{table}");
     assert_eq!(b[5], "1", "pl_bob's i2 % (0.71 rounds to 1)\n{table}");
     // END 30m; FULL: low reaches its quota in 9171 s at 500 B/s → 2h.
     assert_eq!(
@@ -502,10 +537,11 @@ fn status_table_long_name_widens_without_wrapping() {
     env.scenario();
     let table = env.status(T2330, "table");
     let lines: Vec<&str> = table.lines().collect();
-    // header + root, pl_alice, long, default + heading + pl_carol
+    // class line, header + root, pl_alice, long, default + heading +
+    // pl_carol + two legend lines
     assert_eq!(
         lines.len(),
-        7,
+        10,
         "one line per slice, nothing wrapped:\n{table}"
     );
     let rows = table_rows(&table, long);
@@ -519,7 +555,8 @@ fn status_table_long_name_widens_without_wrapping() {
     );
     assert_eq!(cells[1], "258");
     // Columns stay aligned: XID is right-aligned under its header in every row.
-    let header = lines[0];
+    let header = lines[1];
+    assert!(header.starts_with("SLICE"), "{table}");
     let xid_end = header.find("XID").expect("XID header") + 3;
     assert!(xid_end > long.len(), "the name column widened:\n{table}");
     for name in ["root", "pl_alice", long, "default"] {
@@ -590,8 +627,8 @@ fn status_lists_dead_records_under_their_heading() {
     // name, low used, i2 used, flags, END
     let cells: Vec<&str> = lines[carol[0]].split_whitespace().collect();
     assert!(
-        cells.contains(&"2.5M"),
-        "pl_carol's low usage 2500000 → 2.5M: {cells:?}"
+        cells.contains(&"2.4M"),
+        "pl_carol's low usage 2500000 → 2.4M (2.38 MiB): {cells:?}"
     );
     assert!(
         cells.contains(&"1.5K"),
@@ -823,8 +860,8 @@ fn status_without_state_file() {
     let table = env.status(T0, "table");
     let lines: Vec<&str> = table.lines().collect();
     assert!(
-        lines.first().is_some_and(|l| l.starts_with("SLICE")),
-        "header first:\n{table}"
+        lines.get(1).is_some_and(|l| l.starts_with("SLICE")),
+        "header under the class line:\n{table}"
     );
     assert!(
         table.contains("no slices yet: run `bwmon sync`"),
@@ -924,23 +961,28 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 print(json.dumps(out))
 "#;
 
-/// The families the reference parser reads from `text`.
-fn parse_with_prometheus_client(text: &str) -> Vec<Value> {
+/// Runs `program args` with `text` on its stdin, and waits for it.
+fn pipe_into(program: &Path, args: &[&str], text: &str) -> Output {
     use std::io::Write;
-    let mut child = Command::new("python3")
-        .args(["-c", PARSE_PY])
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn python3");
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
     child
         .stdin
         .take()
         .unwrap()
         .write_all(text.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The families the reference parser reads from `text`.
+fn parse_with_prometheus_client(text: &str) -> Vec<Value> {
+    let out = pipe_into(Path::new("python3"), &["-c", PARSE_PY], text);
     assert!(
         out.status.success(),
         "prometheus_client cannot parse the status text: {}\n{text}",
@@ -972,7 +1014,10 @@ fn status_prometheus_passes_the_reference_parser() {
             !fam["help"].as_str().unwrap_or("").is_empty(),
             "family {name} has no # HELP"
         );
-        assert_eq!(fam["type"], "gauge", "family {name}: # TYPE gauge");
+        // The parser names a counter's family without its `_total`.
+        let counter = ["bwmon_caps", "bwmon_mails_failed"].contains(&name);
+        let kind = if counter { "counter" } else { "gauge" };
+        assert_eq!(fam["type"], kind, "family {name}: # TYPE {kind}");
         for s in fam["samples"].as_array().unwrap() {
             let labels: Vec<(String, String)> = s["labels"]
                 .as_object()
@@ -1007,13 +1052,16 @@ fn status_prometheus_passes_the_reference_parser() {
         "bwmon_slice_used_bytes",
         "bwmon_slice_quota_bytes",
         "bwmon_slice_threshold_bytes",
-        "bwmon_slice_ceil_bits_per_second",
-        "bwmon_slice_max_bits_per_second",
+        "bwmon_slice_ceil_bytes_per_second",
+        "bwmon_slice_max_bytes_per_second",
         "bwmon_slice_capped",
         "bwmon_slice_mailed",
         "bwmon_slice_period_end_timestamp_seconds",
         "bwmon_dead_slice_used_bytes",
+        "bwmon_caps",
+        "bwmon_mails_failed",
         "bwmon_last_sync_success_timestamp_seconds",
+        "bwmon_sync_duration_seconds",
     ] {
         assert!(
             names.contains(family),
@@ -1021,6 +1069,7 @@ fn status_prometheus_passes_the_reference_parser() {
         );
     }
     let want = expected_samples_from_json(&doc);
+    take_sync_duration(&mut got);
     assert_eq!(
         got, want,
         "the Prometheus samples differ from the JSON's figures"
@@ -1035,8 +1084,8 @@ fn status_prometheus_passes_the_reference_parser() {
         1.0
     );
     assert_eq!(
-        got[r#"bwmon_slice_ceil_bits_per_second{slice="pl_alice",class="low"}"#],
-        ALICE_CEIL as f64
+        got[r#"bwmon_slice_ceil_bytes_per_second{slice="pl_alice",class="low"}"#],
+        ALICE_CEIL as f64 / 8.0
     );
     assert_eq!(
         got["bwmon_last_sync_success_timestamp_seconds"],
@@ -1066,7 +1115,12 @@ fn status_prometheus_has_help_and_type_for_every_family() {
         } else if let Some(rest) = line.strip_prefix("# TYPE ") {
             let mut w = rest.split_whitespace();
             let name = w.next().unwrap();
-            assert_eq!(w.next(), Some("gauge"), "{line}");
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            assert_eq!(w.next(), Some(kind), "{line}");
             assert!(
                 typ.insert(name.to_string(), i).is_none(),
                 "two TYPE for {name}"
@@ -1087,9 +1141,85 @@ fn status_prometheus_has_help_and_type_for_every_family() {
         help.keys().collect::<Vec<_>>(),
         typ.keys().collect::<Vec<_>>()
     );
+    let mut samples = prom_samples(&prom);
+    take_sync_duration(&mut samples);
     assert_eq!(
-        prom_samples(&prom),
+        samples,
         expected_samples_from_json(&json(&env.status(T2330, "json")))
+    );
+}
+
+/// `promtool check metrics`, the linter Prometheus users run (issue 13: it
+/// exited 3 on `_bits_per_second`), on both outputs: `status --format
+/// prometheus` and the `metrics_file` a sync writes. `make deps` installs
+/// it (from Debian's prometheus package); missing, this is a skip, and a
+/// failure under CI=true.
+#[test]
+fn promtool_accepts_the_status_text_and_the_metrics_file() {
+    let Some(promtool) = promtool() else {
+        return;
+    };
+    let env = or_skip!(Env::new("metrics_file: {dir}/bwmon.prom\n"));
+    env.scenario();
+    let file = fs::read_to_string(env.path("bwmon.prom")).expect("metrics file");
+    let status = env.status(T2330, "prometheus");
+    for (what, text) in [
+        ("metrics_file", &file),
+        ("status --format prometheus", &status),
+    ] {
+        assert!(text.contains("bwmon_caps_total 1\n"), "{what}:\n{text}");
+        let out = pipe_into(&promtool, &["check", "metrics"], text);
+        assert!(
+            out.status.success(),
+            "promtool check metrics on the {what}: {}\n{}{}\n{text}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// promtool on PATH (or `$PROMTOOL`); `None` is a skip, except under CI=true.
+fn promtool() -> Option<PathBuf> {
+    let tool =
+        std::env::var_os("PROMTOOL").map_or_else(|| PathBuf::from("promtool"), PathBuf::from);
+    let found = Command::new(&tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some(tool);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{} is needed to lint the metrics: run `make deps` (it takes promtool out of Debian's prometheus package)",
+        tool.display()
+    );
+    eprintln!(
+        "skipping the promtool check: no {} (CI=true makes this a failure)",
+        tool.display()
+    );
+    None
+}
+
+/// Issue 13: the legend says which figures are bytes (IEC) and which bit/s
+/// (SI); `--no-legend` drops it and nothing else.
+#[test]
+fn status_table_has_a_legend_and_no_legend_drops_it() {
+    let env = or_skip!(Env::after_scenario());
+    let with = env.status(T2330, "table");
+    let without = env.ok(0, T2330, &["status", "--no-legend"]);
+    let legend: Vec<&str> = with.lines().rev().take(2).collect();
+    assert!(
+        legend[1].starts_with("USED: bytes") && legend[1].contains("KiB"),
+        "{with}"
+    );
+    assert!(legend[0].starts_with("CEIL: bit/s"), "{with}");
+    let kept: Vec<&str> = with.lines().filter(|l| !legend.contains(l)).collect();
+    assert_eq!(
+        without.lines().collect::<Vec<_>>(),
+        kept,
+        "--no-legend drops only the legend"
     );
 }
 
