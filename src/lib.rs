@@ -16,6 +16,7 @@ pub mod explain;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hierarchy;
+pub mod history;
 pub mod init;
 pub mod json;
 pub mod lock;

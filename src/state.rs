@@ -702,7 +702,11 @@ impl<'a> Scan<'a> {
         let lo = self.class()?;
         self.eat(b",\"i2\":")?;
         let i2 = self.class()?;
-        let capped = self.capped()?;
+        let capped = if self.eat_if(b",\"capped\":") {
+            Some(self.cap()?)
+        } else {
+            None
+        };
         self.eat(b"}")?;
         Some(SliceState {
             name,
@@ -715,12 +719,9 @@ impl<'a> Scan<'a> {
         })
     }
 
-    /// `Some(None)` when there is no `capped` member; `None` when there is
-    /// one not in `put_capped`'s form.
-    fn capped(&mut self) -> Option<Option<Capped>> {
-        if !self.eat_if(b",\"capped\":{\"at\":") {
-            return Some(None);
-        }
+    /// The `capped` member's value, in `put_capped`'s form.
+    fn cap(&mut self) -> Option<Capped> {
+        self.eat(b"{\"at\":")?;
         let at = self.time()?;
         let lo = if self.eat_if(b",\"lo\":") {
             Some(Rate(self.u64()?))
@@ -733,7 +734,7 @@ impl<'a> Scan<'a> {
             None
         };
         self.eat(b"}")?;
-        Some(Some(Capped { at, lo, i2 }))
+        Some(Capped { at, lo, i2 })
     }
 
     fn class(&mut self) -> Option<ClassState> {
@@ -773,7 +774,11 @@ impl<'a> Scan<'a> {
         } else {
             None
         };
-        let capped = self.capped()?;
+        let capped = if self.eat_if(b",\"capped\":") {
+            Some(self.cap()?)
+        } else {
+            None
+        };
         self.eat(b"}")?;
         Some(DeadState {
             name,

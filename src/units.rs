@@ -104,6 +104,31 @@ impl fmt::Display for Bytes {
     }
 }
 
+/// At most four characters, rounded (the status and history tables): `999`, `9.9K`, `938K`, `10M`, `4.2G`;
+/// rates use a lowercase `k` as tc does.
+pub fn si(v: u64, kind: &str) -> String {
+    const UNITS: [&str; 7] = ["", "K", "M", "G", "T", "P", "E"];
+    let v = u128::from(v);
+    let mut unit = 0;
+    let mut div: u128 = 1;
+    // Step up while the figure would round to 1000 or more in this unit.
+    while unit < UNITS.len() - 1 && v * 2 >= 1999 * div {
+        div *= 1000;
+        unit += 1;
+    }
+    let u = if kind == "rate" && unit == 1 {
+        "k"
+    } else {
+        UNITS[unit]
+    };
+    let tenths = (v * 10 + div / 2) / div;
+    if unit > 0 && tenths < 100 && !tenths.is_multiple_of(10) {
+        format!("{}.{}{u}", tenths / 10, tenths % 10)
+    } else {
+        format!("{}{u}", (v + div / 2) / div)
+    }
+}
+
 /// Parses a rate in tc's syntax: a number (decimals allowed) and a unit.
 /// `bit`/`kbit`/`mbit`/`gbit`/`tbit` are powers of 1000 bit/s, `kibit`…`tibit`
 /// powers of 1024, `bps`/`kbps`/`mbps`/`gbps`/`tbps` (and `kibps`…) bytes/s.
