@@ -1356,6 +1356,7 @@ fn man_page_documents_the_surface() {
         ("status", &["--format", "--check"][..]),
         ("reset", &["--dry-run"][..]),
         ("teardown", &[][..]),
+        ("history", &["--since", "--format"][..]),
     ] {
         let body = section(
             &sections,
@@ -1381,8 +1382,24 @@ fn man_page_documents_the_surface() {
         );
     }
 
+    for f in ["table", "json", "csv"] {
+        assert!(
+            section(
+                &sections,
+                |h| h.split_whitespace().any(|w| w == "history"),
+                "history"
+            )
+            .contains(f),
+            "history section names the format {f}"
+        );
+    }
+
     let files = top_section(&sections, |h| h == "FILES", "FILES");
-    for path in ["/etc/bwmon/bwmon.yaml", "/var/lib/bwmon/state.yaml"] {
+    for path in [
+        "/etc/bwmon/bwmon.yaml",
+        "/var/lib/bwmon/state.yaml",
+        "/var/lib/bwmon/history.jsonl",
+    ] {
         assert!(files.contains(path), "FILES lists {path}:\n{files}");
     }
 
