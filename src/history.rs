@@ -34,7 +34,6 @@ use crate::units::{Bytes, Rate, si};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
@@ -53,9 +52,34 @@ pub enum Format {
     Csv,
 }
 
-/// One record as a line of the file: keys as `--format json` names them,
-/// times to the nanosecond (the start is half of the record's key).
-pub fn line(c: &Completed) -> Vec<u8> {
+/// A record's keys, in the order the file, `--format json` and the CSV
+/// header give them.
+const KEYS: [&str; 12] = [
+    "name",
+    "xid",
+    "start",
+    "end",
+    "low_bytes",
+    "i2_bytes",
+    "capped",
+    "capped_at",
+    "low_lowest_ceil_bps",
+    "i2_lowest_ceil_bps",
+    "mailed",
+    "removed",
+];
+
+/// One value of a record, for whichever writer.
+enum Field<'a> {
+    Str(&'a str),
+    Num(Option<u64>),
+    Time(Option<DateTime<Utc>>),
+    Bool(bool),
+}
+
+/// A record's values in [`KEYS`] order. The destructuring is exhaustive, so
+/// a field added to `Completed` cannot be left out of the three formats.
+fn fields(c: &Completed) -> [Field<'_>; 12] {
     let Completed {
         name,
         xid,
@@ -68,43 +92,40 @@ pub fn line(c: &Completed) -> Vec<u8> {
         mailed,
         removed,
     } = c;
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"{\"name\":");
-    put_str(&mut out, name);
-    out.extend_from_slice(b",\"xid\":");
-    put_opt(&mut out, xid.map(u64::from));
-    out.extend_from_slice(b",\"start\":");
-    put_time(&mut out, start);
-    out.extend_from_slice(b",\"end\":");
-    put_time(&mut out, end);
-    out.extend_from_slice(b",\"low_bytes\":");
-    put_u64(&mut out, lo.0);
-    out.extend_from_slice(b",\"i2_bytes\":");
-    put_u64(&mut out, i2.0);
-    out.extend_from_slice(b",\"capped\":");
-    put_bool(&mut out, *capped);
-    out.extend_from_slice(b",\"capped_at\":");
-    match cap {
-        Some(c) => put_time(&mut out, &c.at),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"low_lowest_ceil_bps\":");
-    put_opt(&mut out, cap.and_then(|c| c.lo).map(|r| r.0));
-    out.extend_from_slice(b",\"i2_lowest_ceil_bps\":");
-    put_opt(&mut out, cap.and_then(|c| c.i2).map(|r| r.0));
-    out.extend_from_slice(b",\"mailed\":");
-    put_bool(&mut out, *mailed);
-    out.extend_from_slice(b",\"removed\":");
-    put_bool(&mut out, *removed);
-    out.extend_from_slice(b"}\n");
-    out
+    [
+        Field::Str(name),
+        Field::Num(xid.map(u64::from)),
+        Field::Time(Some(*start)),
+        Field::Time(Some(*end)),
+        Field::Num(Some(lo.0)),
+        Field::Num(Some(i2.0)),
+        Field::Bool(*capped),
+        Field::Time(cap.map(|c| c.at)),
+        Field::Num(cap.and_then(|c| c.lo).map(|r| r.0)),
+        Field::Num(cap.and_then(|c| c.i2).map(|r| r.0)),
+        Field::Bool(*mailed),
+        Field::Bool(*removed),
+    ]
 }
 
-fn put_opt(out: &mut Vec<u8>, v: Option<u64>) {
-    match v {
-        Some(v) => put_u64(out, v),
-        None => out.extend_from_slice(b"null"),
+/// One record as a line of the file, times to the nanosecond (the start is
+/// half of the record's key).
+pub fn line(c: &Completed) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    for (i, (key, value)) in KEYS.iter().zip(fields(c)).enumerate() {
+        out.extend_from_slice(if i == 0 { b"{\"" } else { b",\"" });
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        match value {
+            Field::Str(s) => put_str(&mut out, s),
+            Field::Num(Some(n)) => put_u64(&mut out, n),
+            Field::Time(Some(t)) => put_time(&mut out, &t),
+            Field::Num(None) | Field::Time(None) => out.extend_from_slice(b"null"),
+            Field::Bool(b) => put_bool(&mut out, b),
+        }
     }
+    out.extend_from_slice(b"}\n");
+    out
 }
 
 /// A line as read. Unknown keys are ignored, so a later bwmon's lines read.
@@ -451,76 +472,31 @@ impl View {
             .max()
             .unwrap_or(0)
             .max(16);
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
+        let mut rows = vec![format!(
             "{:<w$} {:>4} {:<16} {:<16} {:>4} {:>4} {:<11} F",
             "SLICE", "XID", "START", "END", "LOW", "I2", "CAPPED"
-        );
+        )];
         if self.periods.is_empty() {
-            let _ = writeln!(
-                out,
-                "no completed period{} in {}",
-                self.since
-                    .map_or_else(String::new, |s| format!(" since {}", minute(&s))),
+            let since = self
+                .since
+                .map_or_else(String::new, |s| format!(" since {}", minute(&s)));
+            rows.push(format!(
+                "no completed period{since} in {}",
                 self.file.display()
-            );
+            ));
         }
-        for c in &self.periods {
-            let capped = match (&c.cap, c.capped) {
-                (Some(cap), _) => cap.at.format("%m-%d %H:%M").to_string(),
-                (None, true) => "yes".into(),
-                (None, false) => "-".into(),
-            };
-            let flags = match (c.mailed, c.removed) {
-                (true, true) => "MR",
-                (true, false) => "M",
-                (false, true) => "R",
-                (false, false) => "-",
-            };
-            let _ = writeln!(
-                out,
-                "{:<w$} {:>4} {:<16} {:<16} {:>4} {:>4} {:<11} {}",
-                c.name,
-                c.xid.map_or_else(|| "-".into(), |x| x.to_string()),
-                minute(&c.start),
-                minute(&c.end),
-                si(c.lo.0, ""),
-                si(c.i2.0, ""),
-                capped,
-                flags
-            );
-        }
+        rows.extend(self.periods.iter().map(|c| period_row(c, w)));
         if !self.totals.is_empty() {
-            out.push_str("Totals:\n");
-            for t in &self.totals {
-                let _ = writeln!(
-                    out,
-                    "{:<w$} {:>4} {:<33} {:>4} {:>4} {}",
-                    t.name,
-                    "",
-                    format!(
-                        "{} period{}",
-                        t.periods,
-                        if t.periods == 1 { "" } else { "s" }
-                    ),
-                    si(t.lo.0, ""),
-                    si(t.i2.0, ""),
-                    if t.capped > 0 {
-                        format!("{} capped", t.capped)
-                    } else {
-                        String::new()
-                    }
-                );
-            }
+            rows.push("Totals:".into());
+            rows.extend(self.totals.iter().map(|t| total_row(t, w)));
         }
-        out.lines()
-            .map(str::trim_end)
-            .fold(String::new(), |mut acc, l| {
-                acc.push_str(l);
-                acc.push('\n');
-                acc
-            })
+        // Trailing blanks of the padded last columns help nobody.
+        let mut out = String::with_capacity(81 * rows.len());
+        for r in &rows {
+            out.push_str(r.trim_end());
+            out.push('\n');
+        }
+        out
     }
 
     /// Stable JSON: bytes, bit/s, RFC 3339 times to the second.
@@ -535,26 +511,15 @@ impl View {
         for c in &self.periods {
             p.element();
             p.open(b'{');
-            p.str("name", &c.name);
-            opt_u64(&mut p, "xid", c.xid.map(u64::from));
-            p.time_secs("start", Some(&c.start));
-            p.time_secs("end", Some(&c.end));
-            p.u64("low_bytes", c.lo.0);
-            p.u64("i2_bytes", c.i2.0);
-            p.bool("capped", c.capped);
-            p.time_secs("capped_at", c.cap.as_ref().map(|c| &c.at));
-            opt_u64(
-                &mut p,
-                "low_lowest_ceil_bps",
-                c.cap.and_then(|c| c.lo).map(|r| r.0),
-            );
-            opt_u64(
-                &mut p,
-                "i2_lowest_ceil_bps",
-                c.cap.and_then(|c| c.i2).map(|r| r.0),
-            );
-            p.bool("mailed", c.mailed);
-            p.bool("removed", c.removed);
+            for (key, value) in KEYS.iter().zip(fields(c)) {
+                match value {
+                    Field::Str(s) => p.str(key, s),
+                    Field::Num(Some(n)) => p.u64(key, n),
+                    Field::Num(None) => p.null(key),
+                    Field::Time(t) => p.time_secs(key, t.as_ref()),
+                    Field::Bool(b) => p.bool(key, b),
+                }
+            }
             p.close(b'}');
         }
         p.close(b']');
@@ -580,27 +545,20 @@ impl View {
     /// RFC 4180 CSV with a header line, one row per period; no total rows,
     /// so that a spreadsheet's sum of a column is the total.
     pub fn csv(&self) -> String {
-        let mut out = String::from(
-            "name,xid,start,end,low_bytes,i2_bytes,capped,capped_at,low_lowest_ceil_bps,i2_lowest_ceil_bps,mailed,removed\n",
-        );
-        let opt = |v: Option<u64>| v.map_or_else(String::new, |v| v.to_string());
+        let mut out = KEYS.join(",");
+        out.push('\n');
         for c in &self.periods {
-            let _ = writeln!(
-                out,
-                "{},{},{},{},{},{},{},{},{},{},{},{}",
-                csv_field(&c.name),
-                opt(c.xid.map(u64::from)),
-                secs(&c.start),
-                secs(&c.end),
-                c.lo.0,
-                c.i2.0,
-                c.capped,
-                c.cap.map_or_else(String::new, |c| secs(&c.at)),
-                opt(c.cap.and_then(|c| c.lo).map(|r| r.0)),
-                opt(c.cap.and_then(|c| c.i2).map(|r| r.0)),
-                c.mailed,
-                c.removed
-            );
+            let row: Vec<String> = fields(c)
+                .into_iter()
+                .map(|value| match value {
+                    Field::Str(s) => csv_field(s),
+                    Field::Num(n) => n.map_or_else(String::new, |n| n.to_string()),
+                    Field::Time(t) => t.as_ref().map_or_else(String::new, secs),
+                    Field::Bool(b) => b.to_string(),
+                })
+                .collect();
+            out.push_str(&row.join(","));
+            out.push('\n');
         }
         out
     }
@@ -614,15 +572,54 @@ impl View {
     }
 }
 
-fn count(n: usize) -> u64 {
-    u64::try_from(n).unwrap_or(u64::MAX)
+fn period_row(c: &Completed, w: usize) -> String {
+    let capped = match (&c.cap, c.capped) {
+        (Some(cap), _) => cap.at.format("%m-%d %H:%M").to_string(),
+        (None, true) => "yes".into(),
+        (None, false) => "-".into(),
+    };
+    let flags = match (c.mailed, c.removed) {
+        (true, true) => "MR",
+        (true, false) => "M",
+        (false, true) => "R",
+        (false, false) => "-",
+    };
+    format!(
+        "{:<w$} {:>4} {:<16} {:<16} {:>4} {:>4} {:<11} {flags}",
+        c.name,
+        c.xid.map_or_else(|| "-".into(), |x| x.to_string()),
+        minute(&c.start),
+        minute(&c.end),
+        si(c.lo.0, ""),
+        si(c.i2.0, ""),
+        capped,
+    )
 }
 
-fn opt_u64(p: &mut Pretty, key: &str, v: Option<u64>) {
-    match v {
-        Some(v) => p.u64(key, v),
-        None => p.null(key),
-    }
+/// Under the period rows: the count where the times were, the sums under
+/// LOW and I2.
+fn total_row(t: &Total, w: usize) -> String {
+    let periods = format!(
+        "{} period{}",
+        t.periods,
+        if t.periods == 1 { "" } else { "s" }
+    );
+    let capped = if t.capped > 0 {
+        format!("{} capped", t.capped)
+    } else {
+        String::new()
+    };
+    format!(
+        "{:<w$} {:>4} {periods:<33} {:>4} {:>4} {capped}",
+        t.name,
+        "",
+        si(t.lo.0, ""),
+        si(t.i2.0, ""),
+    )
+}
+
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 /// A field quoted when it holds a comma, a quote or a line break (quotes

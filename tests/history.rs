@@ -30,23 +30,21 @@ fn counters(sb: &Sandbox, xid: u32) -> (u64, u64) {
     (sent(low(xid)), sent(i2(xid)))
 }
 
-/// `bwmon history ARGS --format json` at `now`, which must exit `code`.
+/// `bwmon history --format json ARGS` at `now`, which must exit `code`.
 #[track_caller]
 fn history_json(sb: &Sandbox, now: &str, args: &[&str], code: i32) -> Value {
-    let mut full = vec!["history", "--format", "json"];
-    full.extend(args);
-    let out = sb.run_bwmon(now, &full, None);
-    assert_exit(&out, code, "history --format json");
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("history JSON does not parse ({e}): {}", stdout(&out)))
+    sb.json_of(now, &["history"], args, code)
+}
+
+/// Every period in a history document, as shown (newest first).
+fn all(doc: &Value) -> &[Value] {
+    doc["periods"].as_array().expect("periods is an array")
 }
 
 /// The periods of `name` in a history document, oldest first:
 /// (start, low bytes, i2 bytes).
 fn periods_of(doc: &Value, name: &str) -> Vec<(String, u64, u64)> {
-    let mut v: Vec<(String, u64, u64)> = doc["periods"]
-        .as_array()
-        .expect("periods is an array")
+    let mut v: Vec<(String, u64, u64)> = all(doc)
         .iter()
         .filter(|p| p["name"] == name)
         .map(|p| {
@@ -156,19 +154,12 @@ fn a_simulated_week_is_recorded_as_the_kernel_counted_it() {
         expected[0].1 >= SEND_PACKETS as u64 * SEND_PAYLOAD as u64,
         "day 0 crossed the threshold: {expected:?}"
     );
-    let day0 = &doc["periods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .rfind(|p| p["name"] == ALICE.0)
-        .unwrap();
+    let day0 = all(&doc).iter().rfind(|p| p["name"] == ALICE.0).unwrap();
     assert_eq!(day0["capped"], true, "{day0}");
     assert_eq!(day0["mailed"], true, "{day0}");
     assert_eq!(day0["capped_at"], "2024-03-01T22:00:00Z");
     assert!(day0["low_lowest_ceil_bps"].as_u64().unwrap() < mid::BWCAP_BITS);
-    let day1 = &doc["periods"]
-        .as_array()
-        .unwrap()
+    let day1 = all(&doc)
         .iter()
         .filter(|p| p["name"] == ALICE.0)
         .nth(5)
@@ -179,9 +170,7 @@ fn a_simulated_week_is_recorded_as_the_kernel_counted_it() {
         "the cap is gone with its period: {day1}"
     );
     // Newest first.
-    let ends: Vec<&str> = doc["periods"]
-        .as_array()
-        .unwrap()
+    let ends: Vec<&str> = all(&doc)
         .iter()
         .map(|p| p["end"].as_str().unwrap())
         .collect();
@@ -189,12 +178,7 @@ fn a_simulated_week_is_recorded_as_the_kernel_counted_it() {
 
     // Bob: three periods (days 0-2) and the record of his removal on day 3,
     // written when his period was over.
-    let bob: Vec<&Value> = doc["periods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["name"] == BOB.0)
-        .collect();
+    let bob: Vec<&Value> = all(&doc).iter().filter(|p| p["name"] == BOB.0).collect();
     assert_eq!(bob.len(), 4, "{bob:?}");
     assert_eq!(bob[0]["removed"], true);
     assert_eq!(bob[0]["xid"], BOB.1);
@@ -281,9 +265,7 @@ fn reset_records_the_period_it_cuts_short() {
     let out = sb.run_bwmon(&at(3 * HOUR), &["reset", ALICE.0], None);
     assert_exit(&out, 0, "reset");
     let doc = history_json(&sb, &at(4 * HOUR), &[], 0);
-    let by_name: BTreeMap<&str, &Value> = doc["periods"]
-        .as_array()
-        .unwrap()
+    let by_name: BTreeMap<&str, &Value> = all(&doc)
         .iter()
         .map(|p| (p["name"].as_str().unwrap(), p))
         .collect();

@@ -1370,28 +1370,14 @@ fn man_page_documents_the_surface() {
             );
         }
     }
-    for f in ["table", "json", "prometheus"] {
-        assert!(
-            section(
-                &sections,
-                |h| h.split_whitespace().any(|w| w == "status"),
-                "status"
-            )
-            .contains(f),
-            "status section names the format {f}"
-        );
-    }
-
-    for f in ["table", "json", "csv"] {
-        assert!(
-            section(
-                &sections,
-                |h| h.split_whitespace().any(|w| w == "history"),
-                "history"
-            )
-            .contains(f),
-            "history section names the format {f}"
-        );
+    for (cmd, formats) in [
+        ("status", ["table", "json", "prometheus"]),
+        ("history", ["table", "json", "csv"]),
+    ] {
+        let body = section(&sections, |h| h.split_whitespace().any(|w| w == cmd), cmd);
+        for f in formats {
+            assert!(body.contains(f), "{cmd} section names the format {f}");
+        }
     }
 
     let files = top_section(&sections, |h| h == "FILES", "FILES");

@@ -306,20 +306,7 @@ fn the_json_is_stable_and_exact() {
         .keys()
         .map(String::as_str)
         .collect();
-    let mut want = [
-        "name",
-        "xid",
-        "start",
-        "end",
-        "low_bytes",
-        "i2_bytes",
-        "capped",
-        "capped_at",
-        "low_lowest_ceil_bps",
-        "i2_lowest_ceil_bps",
-        "mailed",
-        "removed",
-    ];
+    let mut want = KEYS;
     keys.sort_unstable();
     want.sort_unstable();
     assert_eq!(keys, want);
