@@ -25,6 +25,9 @@ _bwmon() {
             bwmon,help)
                 cmd="bwmon__subcmd__help"
                 ;;
+            bwmon,history)
+                cmd="bwmon__subcmd__history"
+                ;;
             bwmon,init)
                 cmd="bwmon__subcmd__init"
                 ;;
@@ -67,6 +70,9 @@ _bwmon() {
             bwmon__subcmd__help,help)
                 cmd="bwmon__subcmd__help__subcmd__help"
                 ;;
+            bwmon__subcmd__help,history)
+                cmd="bwmon__subcmd__help__subcmd__history"
+                ;;
             bwmon__subcmd__help,init)
                 cmd="bwmon__subcmd__help__subcmd__init"
                 ;;
@@ -95,7 +101,7 @@ _bwmon() {
 
     case "${cmd}" in
         bwmon)
-            opts="-c -v -q -h -V --config --dev --state --verbose --quiet --now --help --version init sync status reset explain teardown generate help"
+            opts="-c -v -q -h -V --config --dev --state --verbose --quiet --now --help --version init sync status reset explain teardown history generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -325,7 +331,7 @@ _bwmon() {
             return 0
             ;;
         bwmon__subcmd__help)
-            opts="init sync status reset explain teardown generate help"
+            opts="init sync status reset explain teardown history generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -408,6 +414,20 @@ _bwmon() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        bwmon__subcmd__help__subcmd__history)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         bwmon__subcmd__help__subcmd__init)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -471,6 +491,48 @@ _bwmon() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bwmon__subcmd__history)
+            opts="-c -v -q -h --since --format --config --dev --state --verbose --quiet --now --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json csv" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dev)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --now)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

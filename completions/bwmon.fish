@@ -38,6 +38,7 @@ complete -c bwmon -n "__fish_bwmon_needs_command" -f -a "status" -d 'Show where 
 complete -c bwmon -n "__fish_bwmon_needs_command" -f -a "reset" -d 'Start a new period for one slice now: caps lifted, usage and mail flag cleared'
 complete -c bwmon -n "__fish_bwmon_needs_command" -f -a "explain" -d 'The numbers behind a slice\'s ceils: used, threshold, quota, what is left, the formula, the clamps'
 complete -c bwmon -n "__fish_bwmon_needs_command" -f -a "teardown" -d 'Remove the HTB hierarchy bwmon made on the device (the state file, with the node cap, is kept: a later `init` reuses it)'
+complete -c bwmon -n "__fish_bwmon_needs_command" -f -a "history" -d 'Show usage per completed period, from the history file: newest first, with a total per slice'
 complete -c bwmon -n "__fish_bwmon_needs_command" -f -a "generate" -d 'Write the man page or a shell completion script to stdout'
 complete -c bwmon -n "__fish_bwmon_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bwmon -n "__fish_bwmon_using_subcommand init" -l bwcap -d 'Node cap: ceil of all non-exempt traffic (tc rate, e.g. 100mbit) [default: the cap in force, else the one the state remembers, else config `bwcap`, else bwmax]' -r
@@ -96,6 +97,17 @@ complete -c bwmon -n "__fish_bwmon_using_subcommand teardown" -l now -d 'Act as 
 complete -c bwmon -n "__fish_bwmon_using_subcommand teardown" -s v -l verbose -d 'More output: -v says what changed, -vv why'
 complete -c bwmon -n "__fish_bwmon_using_subcommand teardown" -s q -l quiet -d 'Only errors'
 complete -c bwmon -n "__fish_bwmon_using_subcommand teardown" -s h -l help -d 'Print help'
+complete -c bwmon -n "__fish_bwmon_using_subcommand history" -l since -d 'Only periods that started at or after DATE (RFC 3339, or YYYY-MM-DD for midnight UTC)' -r
+complete -c bwmon -n "__fish_bwmon_using_subcommand history" -l format -d 'Output format' -r -f -a "table\t'Aligned columns for people, then a total per slice'
+json\t'Stable JSON: bytes, bit/s, RFC 3339 times, `format_version`, `totals`'
+csv\t'CSV with a header line, one row per period (no total rows)'"
+complete -c bwmon -n "__fish_bwmon_using_subcommand history" -s c -l config -d 'Configuration file [default: /etc/bwmon/bwmon.yaml, if present]' -r -F
+complete -c bwmon -n "__fish_bwmon_using_subcommand history" -l dev -d 'Egress device to shape (overrides `dev` in the config)' -r
+complete -c bwmon -n "__fish_bwmon_using_subcommand history" -l state -d 'State file (overrides `state_file` in the config)' -r -F
+complete -c bwmon -n "__fish_bwmon_using_subcommand history" -l now -d 'Act as if this were the current time (RFC 3339), for tests and what-ifs' -r
+complete -c bwmon -n "__fish_bwmon_using_subcommand history" -s v -l verbose -d 'More output: -v says what changed, -vv why'
+complete -c bwmon -n "__fish_bwmon_using_subcommand history" -s q -l quiet -d 'Only errors'
+complete -c bwmon -n "__fish_bwmon_using_subcommand history" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c bwmon -n "__fish_bwmon_using_subcommand generate; and not __fish_seen_subcommand_from man completions help" -s c -l config -d 'Configuration file [default: /etc/bwmon/bwmon.yaml, if present]' -r -F
 complete -c bwmon -n "__fish_bwmon_using_subcommand generate; and not __fish_seen_subcommand_from man completions help" -l dev -d 'Egress device to shape (overrides `dev` in the config)' -r
 complete -c bwmon -n "__fish_bwmon_using_subcommand generate; and not __fish_seen_subcommand_from man completions help" -l state -d 'State file (overrides `state_file` in the config)' -r -F
@@ -123,13 +135,14 @@ complete -c bwmon -n "__fish_bwmon_using_subcommand generate; and __fish_seen_su
 complete -c bwmon -n "__fish_bwmon_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "man" -d 'The man page, roff'
 complete -c bwmon -n "__fish_bwmon_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "completions" -d 'A completion script'
 complete -c bwmon -n "__fish_bwmon_using_subcommand generate; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset explain teardown generate help" -f -a "init" -d 'Create the HTB hierarchy on the device, or change its cap'
-complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset explain teardown generate help" -f -a "sync" -d 'Run the enforcement cycle once: new and dead slices, usage, caps, mail'
-complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset explain teardown generate help" -f -a "status" -d 'Show where every slice stands: usage, limits, caps, period end'
-complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset explain teardown generate help" -f -a "reset" -d 'Start a new period for one slice now: caps lifted, usage and mail flag cleared'
-complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset explain teardown generate help" -f -a "explain" -d 'The numbers behind a slice\'s ceils: used, threshold, quota, what is left, the formula, the clamps'
-complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset explain teardown generate help" -f -a "teardown" -d 'Remove the HTB hierarchy bwmon made on the device (the state file, with the node cap, is kept: a later `init` reuses it)'
-complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset explain teardown generate help" -f -a "generate" -d 'Write the man page or a shell completion script to stdout'
-complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset explain teardown generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset explain teardown history generate help" -f -a "init" -d 'Create the HTB hierarchy on the device, or change its cap'
+complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset explain teardown history generate help" -f -a "sync" -d 'Run the enforcement cycle once: new and dead slices, usage, caps, mail'
+complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset explain teardown history generate help" -f -a "status" -d 'Show where every slice stands: usage, limits, caps, period end'
+complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset explain teardown history generate help" -f -a "reset" -d 'Start a new period for one slice now: caps lifted, usage and mail flag cleared'
+complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset explain teardown history generate help" -f -a "explain" -d 'The numbers behind a slice\'s ceils: used, threshold, quota, what is left, the formula, the clamps'
+complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset explain teardown history generate help" -f -a "teardown" -d 'Remove the HTB hierarchy bwmon made on the device (the state file, with the node cap, is kept: a later `init` reuses it)'
+complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset explain teardown history generate help" -f -a "history" -d 'Show usage per completed period, from the history file: newest first, with a total per slice'
+complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset explain teardown history generate help" -f -a "generate" -d 'Write the man page or a shell completion script to stdout'
+complete -c bwmon -n "__fish_bwmon_using_subcommand help; and not __fish_seen_subcommand_from init sync status reset explain teardown history generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bwmon -n "__fish_bwmon_using_subcommand help; and __fish_seen_subcommand_from generate" -f -a "man" -d 'The man page, roff'
 complete -c bwmon -n "__fish_bwmon_using_subcommand help; and __fish_seen_subcommand_from generate" -f -a "completions" -d 'A completion script'

@@ -59,6 +59,7 @@ fn sample(n: u16) -> State {
                 mailed: i.is_multiple_of(100),
                 lo: class(i, 100_000_000, 5_798_205_440),
                 i2: class(i + 5000, 1_000_000_000, 17_609_365_504),
+                capped: None,
             },
         );
     };
@@ -76,6 +77,8 @@ fn sample(n: u16) -> State {
                 lo: Bytes(d * 1_000_003),
                 i2: Bytes(d),
                 mailed: d.is_multiple_of(7),
+                xid: None,
+                capped: None,
             },
         );
     }

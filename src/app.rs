@@ -1,7 +1,8 @@
 //! From the parsed command line to a command: logging, configuration, the
-//! clock, and dispatch. The commands themselves live in `init` and `sync`.
+//! clock, and dispatch. The commands themselves live in `init`, `sync`,
+//! `status`, `reset`, `explain` and `history`.
 
-use crate::cli::{Cli, Command, ExplainFormat, FormatArg, Global};
+use crate::cli::{Cli, Command, ExplainFormat, FormatArg, Global, HistoryFormatArg};
 use crate::config::{Config, Overrides};
 use crate::context::Context;
 use crate::status::Format;
@@ -89,6 +90,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::explain::run(&ctx, &args.slice, format, what_if)
         }
         Command::Teardown => crate::init::teardown(&ctx),
+        Command::History(args) => {
+            let format = match args.format {
+                HistoryFormatArg::Table => crate::history::Format::Table,
+                HistoryFormatArg::Json => crate::history::Format::Json,
+                HistoryFormatArg::Csv => crate::history::Format::Csv,
+            };
+            crate::history::run(&ctx.config, &args.slices, args.since, format)
+        }
         Command::Generate(_) => unreachable!("handled before the config is read"),
     }
 }

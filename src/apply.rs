@@ -155,6 +155,7 @@ mod tests {
                     mailed: false,
                     lo: class.clone(),
                     i2: class,
+                    capped: None,
                 },
             );
         }

@@ -102,6 +102,7 @@ proptest! {
             mailed,
             lo: class.clone(),
             i2: class,
+            capped: None,
         };
         let mut state = State::default();
         state.slices.insert(0x101, slice);
@@ -177,6 +178,7 @@ fn u64_max_everywhere_round_trips() {
             mailed: true,
             lo: max.clone(),
             i2: max,
+            capped: None,
         },
     );
     let _ = ClassId::new(1, 0x1ffe);

@@ -52,6 +52,8 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Remove the HTB hierarchy bwmon made on the device (the state file, with the node cap, is kept: a later `init` reuses it)
     Teardown,
+    /// Show usage per completed period, from the history file: newest first, with a total per slice
+    History(HistoryArgs),
     /// Write the man page or a shell completion script to stdout
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -149,6 +151,29 @@ pub enum ExplainFormat {
 }
 
 #[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Show only these slices
+    #[arg(value_name = "SLICE")]
+    pub slices: Vec<String>,
+    /// Only periods that started at or after DATE (RFC 3339, or YYYY-MM-DD for midnight UTC)
+    #[arg(long, value_name = "DATE", value_parser = parse_since)]
+    pub since: Option<DateTime<Utc>>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = HistoryFormatArg::Table)]
+    pub format: HistoryFormatArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HistoryFormatArg {
+    /// Aligned columns for people, then a total per slice
+    Table,
+    /// Stable JSON: bytes, bit/s, RFC 3339 times, `format_version`, `totals`
+    Json,
+    /// CSV with a header line, one row per period (no total rows)
+    Csv,
+}
+
+#[derive(Debug, Args)]
 pub struct ResetArgs {
     /// The slice to forgive
     #[arg(value_name = "SLICE")]
@@ -156,6 +181,15 @@ pub struct ResetArgs {
     /// Print the changes it would make, as `tc` commands; change nothing
     #[arg(long)]
     pub dry_run: bool,
+}
+
+fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{e}: use RFC 3339 (2026-11-24T15:00:00Z) or a day (2026-11-24)"))
 }
 
 fn parse_now(text: &str) -> Result<DateTime<Utc>, String> {

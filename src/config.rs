@@ -31,6 +31,8 @@ struct RawConfig {
     nft: Option<PathBuf>,
     metrics_file: Option<PathBuf>,
     max_removal_percent: Option<u64>,
+    history_file: Option<PathBuf>,
+    history_keep: Option<String>,
     mail: Option<RawMail>,
 }
 
@@ -130,7 +132,14 @@ pub struct Config {
     /// more than [`MASS_REMOVAL_MIN`]) is refused without
     /// `--allow-mass-removal`: a broken node manager must not uncap a node.
     pub max_removal_percent: u8,
+    /// Usage per completed period, JSON lines (`bwmon history`).
+    pub history_file: PathBuf,
+    /// Records whose period ended longer ago than this are pruned.
+    pub history_keep: Duration,
 }
+
+/// The history file's name beside the state file when `history_file` is not set.
+pub const HISTORY_NAME: &str = "history.jsonl";
 
 /// Removing this many slices or fewer in one run never counts as mass removal.
 pub const MASS_REMOVAL_MIN: usize = 3;
@@ -341,13 +350,38 @@ impl Config {
         }
         check_subject(&mail.subject).map_err(|why| bad("mail.subject", why))?;
 
+        let state_file = over
+            .state
+            .clone()
+            .or(raw.state_file)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE));
+        // Beside the state file, wherever --state puts it: one node's
+        // history stays with its state.
+        let history_file = raw.history_file.unwrap_or_else(|| {
+            state_file
+                .parent()
+                .unwrap_or_else(|| Path::new(""))
+                .join(HISTORY_NAME)
+        });
+        let history_keep = duration(
+            "history_keep",
+            &raw.history_keep,
+            Duration::from_hours(90 * 24),
+        )?;
+        if history_keep.as_secs() < period.as_secs() {
+            return Err(bad(
+                "history_keep",
+                format!(
+                    "{} is shorter than `period` ({}): every record would be pruned as soon as it is written",
+                    humantime::format_duration(history_keep),
+                    humantime::format_duration(period)
+                ),
+            ));
+        }
+
         Ok(Config {
             dev,
-            state_file: over
-                .state
-                .clone()
-                .or(raw.state_file)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE)),
+            state_file,
             lock_wait: duration("lock_wait", &raw.lock_wait, Duration::from_mins(1))?,
             period_secs: period.as_secs(),
             bwmax,
@@ -360,6 +394,8 @@ impl Config {
             exempt,
             nft: raw.nft.unwrap_or_else(|| PathBuf::from("nft")),
             max_removal_percent: u8::try_from(max_removal_percent).unwrap_or(50),
+            history_file,
+            history_keep,
         })
     }
 }
@@ -416,6 +452,30 @@ mod tests {
         assert_eq!(c.mail.timeout, Duration::from_secs(30));
         assert_eq!(c.state_file, PathBuf::from(DEFAULT_STATE));
         assert_eq!(c.mail.subject, DEFAULT_SUBJECT);
+        assert_eq!(
+            c.history_file,
+            PathBuf::from("/var/lib/bwmon/history.jsonl")
+        );
+        assert_eq!(c.history_keep, Duration::from_hours(90 * 24));
+    }
+
+    #[test]
+    fn history_follows_the_state_file_unless_set() {
+        let o = Overrides {
+            state: Some("/srv/n1/s.yaml".into()),
+            ..over()
+        };
+        let c = Config::from_yaml(Path::new("x"), "", &o).expect("valid");
+        assert_eq!(c.history_file, PathBuf::from("/srv/n1/history.jsonl"));
+        let yaml = "history_file: /var/log/bwmon.jsonl\nhistory_keep: 400d\n";
+        let c = Config::from_yaml(Path::new("x"), yaml, &o).expect("valid");
+        assert_eq!(c.history_file, PathBuf::from("/var/log/bwmon.jsonl"));
+        assert_eq!(c.history_keep, Duration::from_hours(400 * 24));
+        for yaml in ["history_keep: 1h\n", "history_keep: soon\n"] {
+            let err = Config::from_yaml(Path::new("/etc/b.yaml"), yaml, &o).unwrap_err();
+            assert!(err.to_string().contains("history_keep"), "{err}");
+            assert_eq!(err.code(), 78);
+        }
     }
 
     #[test]

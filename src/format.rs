@@ -33,6 +33,10 @@ pub const LEGEND: [&str; 2] = [
     "CEIL: bit/s now/max, k M G = 1000s; F: C capped, M mailed; END, ETA: time left",
 ];
 
+/// The history table's legend: its sizes read as the status table's.
+pub const HISTORY_LEGEND: &str =
+    "LOW, I2 (exempt): bytes, K M G T = KiB MiB GiB TiB; F: M mailed, R removed";
+
 const IEC: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
 
 /// A volume for a sentence: `999 B`, `915.8 KiB`, `10.0 MiB`, `5.4 GiB`.
@@ -265,7 +269,7 @@ mod tests {
 
     #[test]
     fn the_legend_fits_80_columns_and_names_both_unit_systems() {
-        for line in LEGEND {
+        for line in LEGEND.iter().chain([&HISTORY_LEGEND]) {
             assert!(line.len() <= 80, "{} columns: {line}", line.len());
             assert!(line.is_ascii(), "{line}");
         }

@@ -17,6 +17,7 @@ pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hierarchy;
+pub mod history;
 pub mod init;
 pub mod json;
 pub mod lock;

@@ -167,6 +167,41 @@ above for that run.
 .PP
 \fB{}\fR is valid and means no slice is live; on a node with more than 3
 slices it needs \fB\-\-allow\-mass\-removal\fR.
+.SH HISTORY
+Whenever a slice's period ends, \fBsync\fR appends one line for it to the
+history file (\fBhistory_file\fR; JSON lines): at a period rollover, when a
+slice is removed after its period has ended, when the record of a slice
+removed within its period expires, and at \fBbwmon reset\fR. Root and default have
+lines too: theirs is the traffic no slice's quota counted. Each line holds
+\fBname\fR, \fBxid\fR (null for a removed slice recorded by a bwmon without
+history), \fBstart\fR, \fBend\fR (the run that began the next period, or start
+plus the period for an expired record), \fBlow_bytes\fR, \fBi2_bytes\fR,
+\fBcapped\fR, \fBcapped_at\fR (the sync that first capped a class),
+\fBlow_lowest_ceil_bps\fR and \fBi2_lowest_ceil_bps\fR (the lowest ceil
+each class was given; null when it was never capped), \fBmailed\fR and
+\fBremoved\fR. A period capped under a bwmon that did not yet keep these
+shows \fBcapped\fR true and null for the rest.
+.PP
+A run appends its lines with one write, fsynced, before it saves the state.
+Killed between the two, the next run appends the same periods again with
+the bytes counted since; a line's key is its name and start, and a reader
+keeps the last line of a key: no period is lost or counted twice. A line
+that is not a record \(em a torn last line left by a killed run \(em is
+skipped with a warning naming the file and the line; the next append starts
+on a fresh line. A history that cannot be written (disk full) is reported and
+the run exits 1; enforcement goes on, and those periods are missing from it.
+.PP
+When the oldest line ended more than \fBhistory_keep\fR (default 90d) ago,
+plus a tenth of it (at most a day), the file is rewritten without the records
+older than \fBhistory_keep\fR, atomically (temporary file, fsync, rename).
+.PP
+\fBbwmon history\fR shows it under the shared lock, newest first, with a
+total per slice: \fB\-\-since\fR \fIDATE\fR keeps the periods that started
+at or after \fIDATE\fR (RFC 3339, or YYYY\-MM\-DD for midnight UTC);
+\fB\-\-format json\fR has \fBformat_version\fR, \fBperiods\fR and
+\fBtotals\fR; \fB\-\-format csv\fR a header line and one row per period, no
+total rows (a column's sum is the total). A \fISLICE\fR neither in the history
+nor in the state exits 3.
 .SH CONFIGURATION
 \fI/etc/bwmon/bwmon.yaml\fR, or the file given with \fB\-c\fR. Every key is
 optional; an unknown key is an error.
@@ -182,6 +217,8 @@ bwcap: 100mbit             # node cap of a first init
 input: /var/lib/nm/slivers.json
 metrics_file: /var/lib/prometheus/node\-exporter/bwmon.prom
 max_removal_percent: 50    # see INPUT SAFETY
+history_file: /var/lib/bwmon/history.jsonl   # default: beside state_file
+history_keep: 90d          # see HISTORY
 classify: uid              # uid | mark | none
 exempt: [192.0.2.0/24, 2001:db8::/32]
 nft: /usr/sbin/nft         # default: nft on PATH, /usr/sbin, /sbin
@@ -275,6 +312,10 @@ A run that writes creates the directory (mode 0700) when it is missing, but
 not its parents. After \fBbwmon teardown\fR the node cap stays recorded, and
 the next \fBbwmon init\fR without \fB\-\-bwcap\fR reuses it.
 .TP
+\fI/var/lib/bwmon/history.jsonl\fR
+Usage per completed period, one JSON line each (see HISTORY); in the
+directory of the state file unless \fBhistory_file\fR says otherwise.
+.TP
 \fI/var/lib/bwmon/state.yaml.corrupt\-\fRTIMESTAMP
 A state file that could not be used (truncated, corrupt, unknown version),
 moved aside by \fBsync\fR, which then carries on from \fIstate.yaml.bak\fR.
@@ -309,7 +350,8 @@ Usage error.
 \fBstatus\fR was given a \fISLICE\fR name that is neither a live slice nor a
 removed one (or \fBexplain\fR a name that is no live slice) (a monitoring UNKNOWN), with or without \fB\-\-check\fR; the
 other names are still shown. Under \fB\-\-check\fR a capped slice among them
-makes it 1.
+makes it 1. \fBhistory\fR likewise, for a name that has no period in the
+history file either.
 .TP
 \fB65\fR
 Bad data: slivers JSON, empty input, an input refused by INPUT SAFETY, or a
@@ -372,6 +414,10 @@ bwmon reset pl_alice
 # why is pl_alice slow, and what would a sync at 23:00 give it
 bwmon explain pl_alice
 bwmon \-\-now 2026\-11\-24T23:00:00Z explain pl_alice
+
+# a slice's past periods since March, and all of them for a spreadsheet
+bwmon history pl_alice \-\-since 2026\-03\-01
+bwmon history \-\-format csv > usage.csv
 .RE
 .fi
 .SH SEE ALSO

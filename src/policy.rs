@@ -7,7 +7,9 @@
 use crate::classes::{ClassId, KernelClass};
 use crate::config::Defaults;
 use crate::slivers::Rspec;
-use crate::state::{ClassState, DEFAULT_XID, DeadState, ROOT_XID, SliceState, State, is_special};
+use crate::state::{
+    Capped, ClassState, DEFAULT_XID, DeadState, ROOT_XID, SliceState, State, is_special,
+};
 use crate::units::{BWMIN, Bytes, Rate};
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
@@ -265,12 +267,95 @@ pub struct MailRequest {
     pub classes: Vec<CappedClass>,
 }
 
+/// A period this run brought to an end: what its history record says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completed {
+    pub name: String,
+    /// `None` for a removed slice recorded by a bwmon that kept no xid.
+    pub xid: Option<u16>,
+    pub start: DateTime<Utc>,
+    /// When counting for it stopped: the run that began the next period (or
+    /// removed the slice after its period was over), or, for a removed
+    /// slice's record that expired, start + period.
+    pub end: DateTime<Utc>,
+    pub lo: Bytes,
+    pub i2: Bytes,
+    /// A class was capped in it. Can be true with `cap` unknown: a state
+    /// written before bwmon kept `cap` shows only the caps in force.
+    pub capped: bool,
+    pub cap: Option<Capped>,
+    pub mailed: bool,
+    /// The slice was removed within or at the end of this period.
+    pub removed: bool,
+}
+
+impl Completed {
+    /// The period of a live slice, closed at `end` with `used` bytes per class.
+    fn of_slice(s: &SliceState, used: [Bytes; 2], end: DateTime<Utc>, removed: bool) -> Self {
+        let capped_now = [&s.lo, &s.i2]
+            .iter()
+            .any(|c| c.ceil != Rate(0) && c.ceil < c.max);
+        Completed {
+            name: s.name.clone(),
+            xid: Some(s.xid),
+            start: s.start,
+            end,
+            lo: used[0],
+            i2: used[1],
+            capped: s.capped.is_some() || capped_now,
+            cap: s.capped,
+            mailed: s.mailed,
+            removed,
+        }
+    }
+
+    /// A removed slice's record whose period is over.
+    fn of_dead(d: &DeadState, period_secs: u64) -> Self {
+        Completed {
+            name: d.name.clone(),
+            xid: d.xid,
+            start: d.start,
+            end: plus_secs(d.start, period_secs),
+            lo: d.lo,
+            i2: d.i2,
+            capped: d.capped.is_some(),
+            cap: d.capped,
+            mailed: d.mailed,
+            removed: true,
+        }
+    }
+}
+
+/// The period `s` is in, closed now at the kernel's counters: what `bwmon
+/// reset` ends. Usage is counted as `plan` counts it (counter resets carried).
+pub fn closed_now(s: &SliceState, kernel: &[KernelClass], now: DateTime<Utc>) -> Completed {
+    let mut used = [Bytes(0); 2];
+    for (i, kind) in Kind::BOTH.into_iter().enumerate() {
+        let counter = kernel
+            .iter()
+            .find(|c| Kind::of_kernel_class(c) == Some((kind, s.xid)))
+            .map_or(Bytes(0), |c| c.sent);
+        used[i] = used_at(class_of(s, kind), counter);
+    }
+    Completed::of_slice(s, used, now, false)
+}
+
+/// What a class has used this period at `counter`, without moving its state.
+fn used_at(class: &ClassState, counter: Bytes) -> Bytes {
+    let mut c = class.clone();
+    advance(&mut c, counter);
+    c.used(counter)
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub state: State,
     /// Deletions first, then additions and changes, so a freed xid can be reused.
     pub ops: Vec<Op>,
     pub mails: Vec<MailRequest>,
+    /// Periods ended this run (rollovers, removals after the period's end,
+    /// removed slices' records that expired), for the history file.
+    pub ended: Vec<Completed>,
 }
 
 /// Everything `plan` looks at.
@@ -378,6 +463,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
     let mut deletes = Vec::new();
     let mut changes = Vec::new();
     let mut mails = Vec::new();
+    let mut ended = Vec::new();
     // xids whose kernel classes are deleted this run: their counters are gone.
     let mut freed = vec![false; XIDS];
 
@@ -414,6 +500,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         }
         if period_over(s.start, now, period) {
             log::info!("{}: removed; its period had ended", s.name);
+            ended.push(Completed::of_slice(&s, used, now, true));
         } else {
             log::info!(
                 "{}: removed; its usage is kept until its period ends",
@@ -427,11 +514,19 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                     lo: used[0],
                     i2: used[1],
                     mailed: s.mailed,
+                    xid: Some(xid),
+                    capped: s.capped,
                 },
             );
         }
     }
-    dead.retain(|_, d| !period_over(d.start, now, period));
+    dead.retain(|_, d| {
+        let over = period_over(d.start, now, period);
+        if over {
+            ended.push(Completed::of_dead(d, period));
+        }
+        !over
+    });
 
     // Root and default always exist, with default limits (step 2).
     let specials = [(ROOT_XID, "root"), (DEFAULT_XID, "default")];
@@ -479,6 +574,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                 mailed: back.as_ref().is_some_and(|d| d.mailed),
                 lo: ClassState::default(),
                 i2: ClassState::default(),
+                capped: back.as_ref().and_then(|d| d.capped),
             };
             for (i, kind) in Kind::BOTH.into_iter().enumerate() {
                 let class = class_mut(&mut s, kind);
@@ -501,8 +597,15 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
 
         if period_over(s.start, now, period) {
             log::info!("{name}: new period");
+            let mut used = [Bytes(0); 2];
+            for (i, kind) in Kind::BOTH.into_iter().enumerate() {
+                let counter = kernel_counter(&k, kind, xid, added[i]);
+                used[i] = used_at(class_of(&s, kind), counter);
+            }
+            ended.push(Completed::of_slice(&s, used, now, false));
             s.start = now;
             s.mailed = false;
+            s.capped = None;
             for (i, kind) in Kind::BOTH.into_iter().enumerate() {
                 let counter = kernel_counter(&k, kind, xid, added[i]);
                 let class = class_mut(&mut s, kind);
@@ -514,6 +617,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
 
         let elapsed = elapsed_secs(s.start, now);
         let mut capped = Vec::new();
+        let mut ceils: [Option<Rate>; 2] = [None; 2];
         for (i, kind) in Kind::BOTH.into_iter().enumerate() {
             let counter = kernel_counter(&k, kind, xid, added[i]);
             let l = limits.get(kind);
@@ -557,6 +661,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                 );
             }
             if ceil < l.max {
+                ceils[i] = Some(ceil);
                 capped.push(CappedClass {
                     kind,
                     used,
@@ -584,6 +689,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
             class.thresh = l.thresh;
             class.share = l.share;
         }
+        note_caps(&mut s, ceils, now);
         if !capped.is_empty() && !s.mailed && !special {
             mails.push(MailRequest {
                 xid,
@@ -622,6 +728,24 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         },
         ops: deletes,
         mails,
+        ended,
+    }
+}
+
+/// Keeps the period's first cap time and each class's lowest ceil.
+fn note_caps(s: &mut SliceState, ceils: [Option<Rate>; 2], now: DateTime<Utc>) {
+    if ceils == [None, None] {
+        return;
+    }
+    let cap = s.capped.get_or_insert(Capped {
+        at: now,
+        lo: None,
+        i2: None,
+    });
+    for (slot, ceil) in [&mut cap.lo, &mut cap.i2].into_iter().zip(ceils) {
+        if let Some(ceil) = ceil {
+            *slot = Some(slot.map_or(ceil, |low| low.min(ceil)));
+        }
     }
 }
 
@@ -632,6 +756,7 @@ pub fn reset(s: &mut SliceState, kernel: &[KernelClass], now: DateTime<Utc>) -> 
     let xid = s.xid;
     s.start = now;
     s.mailed = false;
+    s.capped = None;
     let mut ops = Vec::new();
     for kind in Kind::BOTH {
         let kc = kernel
@@ -661,6 +786,13 @@ pub fn reset(s: &mut SliceState, kernel: &[KernelClass], now: DateTime<Utc>) -> 
         class.ceil = class.max;
     }
     ops
+}
+
+fn class_of(s: &SliceState, kind: Kind) -> &ClassState {
+    match kind {
+        Kind::Low => &s.lo,
+        Kind::I2 => &s.i2,
+    }
 }
 
 fn class_mut(s: &mut SliceState, kind: Kind) -> &mut ClassState {

@@ -46,6 +46,8 @@ pub fn run(ctx: &Context, name: &str, dry_run: bool) -> anyhow::Result<ExitCode>
         );
     }
     let xid = slice.xid;
+    // The period cut short is history like any other.
+    let ended = policy::closed_now(slice, &kernel, ctx.now);
     let ops = policy::reset(slice, &kernel, ctx.now);
     log::info!("{name}: reset, a new period starts now");
     let mut batch = Batch::default();
@@ -54,8 +56,12 @@ pub fn run(ctx: &Context, name: &str, dry_run: bool) -> anyhow::Result<ExitCode>
         print_dry_run(&batch, &[], cfg);
         return Ok(ExitCode::SUCCESS);
     }
-    let outcome = tc.run_batch(&batch)?;
     let mut failures = Vec::new();
+    // Before the save, as `sync` does (see `history`).
+    if let Err(e) = crate::history::append(&cfg.history_file, &[ended], ctx.now, cfg.history_keep) {
+        failures.push(e.to_string());
+    }
+    let outcome = tc.run_batch(&batch)?;
     apply_outcome(&batch, 0, &outcome, &ops, &mut state, cfg, &mut failures);
     store.save(&state)?;
     log::debug!("xid {xid}: {} tc line(s)", batch.lines.len());

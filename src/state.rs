@@ -101,6 +101,11 @@ pub struct SliceState {
     pub mailed: bool,
     pub lo: ClassState,
     pub i2: ClassState,
+    /// When this period's first cap came and how low the ceils went, for
+    /// the history record written when the period ends. Absent until a
+    /// class is capped (and in files of a bwmon before history).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capped: Option<Capped>,
 }
 
 /// A slice deleted within its period: recreating it must not buy a fresh quota.
@@ -111,6 +116,23 @@ pub struct DeadState {
     pub lo: Bytes,
     pub i2: Bytes,
     pub mailed: bool,
+    /// The xid it had, for its history record (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xid: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capped: Option<Capped>,
+}
+
+/// A period's caps as its history record tells them: the first time a class
+/// was capped, and per class the lowest ceil it was given (`None`: that
+/// class was never capped this period).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capped {
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lo: Option<Rate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub i2: Option<Rate>,
 }
 
 /// What `init` set on a device, so a hierarchy lost to a reboot can be rebuilt.
@@ -286,6 +308,8 @@ impl State {
                 lo,
                 i2,
                 mailed,
+                xid,
+                capped,
             } = d;
             out.extend_from_slice(b"{\"name\":");
             put_str(&mut out, name);
@@ -297,6 +321,11 @@ impl State {
             put_u64(&mut out, i2.0);
             out.extend_from_slice(b",\"mailed\":");
             put_bool(&mut out, *mailed);
+            if let Some(xid) = xid {
+                out.extend_from_slice(b",\"xid\":");
+                put_u64(&mut out, u64::from(*xid));
+            }
+            put_capped(&mut out, capped.as_ref());
             out.push(b'}');
         }
         out.extend_from_slice(b"]}\n");
@@ -439,6 +468,7 @@ fn put_slice(out: &mut Vec<u8>, s: &SliceState) {
         mailed,
         lo,
         i2,
+        capped,
     } = s;
     out.extend_from_slice(b"{\"name\":");
     put_str(out, name);
@@ -452,6 +482,23 @@ fn put_slice(out: &mut Vec<u8>, s: &SliceState) {
     put_class(out, lo);
     out.extend_from_slice(b",\"i2\":");
     put_class(out, i2);
+    put_capped(out, capped.as_ref());
+    out.push(b'}');
+}
+
+/// `,"capped":{...}` when there is one, as serde skips it when there is not.
+fn put_capped(out: &mut Vec<u8>, capped: Option<&Capped>) {
+    let Some(Capped { at, lo, i2 }) = capped else {
+        return;
+    };
+    out.extend_from_slice(b",\"capped\":{\"at\":");
+    put_time(out, at);
+    for (key, ceil) in [(&b",\"lo\":"[..], lo), (&b",\"i2\":"[..], i2)] {
+        if let Some(ceil) = ceil {
+            out.extend_from_slice(key);
+            put_u64(out, ceil.0);
+        }
+    }
     out.push(b'}');
 }
 
@@ -715,6 +762,11 @@ impl<'a> Scan<'a> {
         let lo = self.class()?;
         self.eat(b",\"i2\":")?;
         let i2 = self.class()?;
+        let capped = if self.eat_if(b",\"capped\":") {
+            Some(self.cap()?)
+        } else {
+            None
+        };
         self.eat(b"}")?;
         Some(SliceState {
             name,
@@ -723,7 +775,26 @@ impl<'a> Scan<'a> {
             mailed,
             lo,
             i2,
+            capped,
         })
+    }
+
+    /// The `capped` member's value, in `put_capped`'s form.
+    fn cap(&mut self) -> Option<Capped> {
+        self.eat(b"{\"at\":")?;
+        let at = self.time()?;
+        let lo = if self.eat_if(b",\"lo\":") {
+            Some(Rate(self.u64()?))
+        } else {
+            None
+        };
+        let i2 = if self.eat_if(b",\"i2\":") {
+            Some(Rate(self.u64()?))
+        } else {
+            None
+        };
+        self.eat(b"}")?;
+        Some(Capped { at, lo, i2 })
     }
 
     fn class(&mut self) -> Option<ClassState> {
@@ -758,6 +829,16 @@ impl<'a> Scan<'a> {
         let i2 = Bytes(self.u64()?);
         self.eat(b",\"mailed\":")?;
         let mailed = self.bool()?;
+        let xid = if self.eat_if(b",\"xid\":") {
+            Some(u16::try_from(self.u64()?).ok()?)
+        } else {
+            None
+        };
+        let capped = if self.eat_if(b",\"capped\":") {
+            Some(self.cap()?)
+        } else {
+            None
+        };
         self.eat(b"}")?;
         Some(DeadState {
             name,
@@ -765,6 +846,8 @@ impl<'a> Scan<'a> {
             lo,
             i2,
             mailed,
+            xid,
+            capped,
         })
     }
 }
@@ -1055,6 +1138,7 @@ pub(crate) mod tests {
                 mailed: true,
                 lo: class.clone(),
                 i2: class,
+                capped: None,
             },
         );
         s.dead.insert(
@@ -1065,6 +1149,8 @@ pub(crate) mod tests {
                 lo: Bytes(7),
                 i2: Bytes(0),
                 mailed: false,
+                xid: None,
+                capped: None,
             },
         );
         s
@@ -1181,10 +1267,20 @@ pub(crate) mod tests {
             slice.lo.base = Bytes(10u64.pow(u32::from(i)) - 1);
             slice.i2.carry = Bytes(u64::MAX - u64::from(i));
             slice.i2.share = u32::MAX;
+            // Every shape of the optional cap record, and of the dead xid.
+            let cap = |lo, i2| Capped { at: start, lo, i2 };
+            slice.capped = match i % 4 {
+                0 => None,
+                1 => Some(cap(Some(Rate(u64::from(i))), None)),
+                2 => Some(cap(None, Some(Rate(u64::MAX)))),
+                _ => Some(cap(Some(Rate(0)), Some(Rate(1)))),
+            };
             s.slices.insert(i, slice);
             let dead = DeadState {
                 name: format!("d{i}\u{0}"),
                 start,
+                xid: (i % 2 == 0).then_some(i),
+                capped: (i % 3 == 0).then(|| cap(None, None)),
                 ..s.dead["pl_bob"].clone()
             };
             s.dead.insert(dead.name.clone(), dead);
@@ -1203,6 +1299,18 @@ pub(crate) mod tests {
         let mut s = sample();
         s.last_sync = Some(time("2026-11-25T00:01:00.25Z"));
         s.classified = [257].into();
+        s.slices.get_mut(&257).expect("alice").capped = Some(Capped {
+            at: time("2026-11-24T20:00:00Z"),
+            lo: Some(Rate(2000)),
+            i2: None,
+        });
+        let bob = s.dead.get_mut("pl_bob").expect("bob");
+        bob.xid = Some(258);
+        bob.capped = Some(Capped {
+            at: time("2026-11-24T21:00:00Z"),
+            lo: None,
+            i2: Some(Rate(8000)),
+        });
         // A leap second is read by chrono, in the fast path all the same.
         let mut leap = s.slices[&257].clone();
         leap.xid = 4095;
@@ -1450,6 +1558,13 @@ pub(crate) mod tests {
 
         /// Any class state, every figure anywhere in its type (also used by
         /// the policy's arithmetic proptests).
+        fn any_capped() -> impl Strategy<Value = Option<Capped>> {
+            let rate = proptest::option::of(any::<u64>().prop_map(Rate));
+            proptest::option::of(
+                (any_time(), rate.clone(), rate).prop_map(|(at, lo, i2)| Capped { at, lo, i2 }),
+            )
+        }
+
         pub(crate) fn any_class() -> impl Strategy<Value = ClassState> {
             (any::<[u64; 8]>(), any::<u32>()).prop_map(|(v, share)| ClassState {
                 base: Bytes(v[0]),
@@ -1472,24 +1587,34 @@ pub(crate) mod tests {
                 any::<bool>(),
                 any_class(),
                 any_class(),
+                any_capped(),
             )
-                .prop_map(|(name, xid, start, mailed, lo, i2)| SliceState {
+                .prop_map(|(name, xid, start, mailed, lo, i2, capped)| SliceState {
                     name,
                     xid: xid % 4096,
                     start,
                     mailed,
                     lo,
                     i2,
+                    capped,
                 });
-            let dead = (name, any_time(), any::<[u64; 2]>(), any::<bool>()).prop_map(
-                |(name, start, [lo, i2], mailed)| DeadState {
+            let dead = (
+                name,
+                any_time(),
+                any::<[u64; 2]>(),
+                any::<bool>(),
+                proptest::option::of(any::<u16>()),
+                any_capped(),
+            )
+                .prop_map(|(name, start, [lo, i2], mailed, xid, capped)| DeadState {
                     name,
                     start,
                     lo: Bytes(lo),
                     i2: Bytes(i2),
                     mailed,
-                },
-            );
+                    xid,
+                    capped,
+                });
             let hierarchy =
                 (name, any::<[u64; 2]>(), any::<bool>()).prop_map(|(dev, [cap, max], removed)| {
                     (
@@ -1538,6 +1663,8 @@ pub(crate) mod tests {
                 }
                 let times = s.slices.values().map(|v| v.start)
                     .chain(s.dead.values().map(|d| d.start))
+                    .chain(s.slices.values().filter_map(|v| v.capped.map(|c| c.at)))
+                    .chain(s.dead.values().filter_map(|d| d.capped.map(|c| c.at)))
                     .chain(s.last_sync);
                 if times.clone().all(readable) {
                     prop_assert_eq!(load(&text), Ok(s));
@@ -1551,6 +1678,8 @@ pub(crate) mod tests {
                 let text = s.to_yaml();
                 let times = s.slices.values().map(|v| v.start)
                     .chain(s.dead.values().map(|d| d.start))
+                    .chain(s.slices.values().filter_map(|v| v.capped.map(|c| c.at)))
+                    .chain(s.dead.values().filter_map(|d| d.capped.map(|c| c.at)))
                     .chain(s.last_sync);
                 if times.clone().all(readable) {
                     prop_assert_eq!(State::from_own_yaml(&text), Some(s));

@@ -8,6 +8,7 @@ use crate::config::Classify;
 use crate::context::Context;
 use crate::error::Fatal;
 use crate::hierarchy::{self, Tree, node_cap, node_max};
+use crate::history;
 use crate::mail;
 use crate::nft::{self, Nft};
 use crate::policy::{self, Inputs, Live, Node, Op};
@@ -178,6 +179,13 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
             print!("# nft -f - (dry run: not run)\n{script}");
         }
         return Ok(finish(&failures));
+    }
+    // The periods this run ends go to the history before any save moves the
+    // state past them (see `history`: a run killed in between appends them
+    // again, and the reader keeps the later line). A history that cannot be
+    // written costs its records, never the enforcement.
+    if let Err(e) = history::append(&cfg.history_file, &plan.ended, ctx.now, cfg.history_keep) {
+        failures.push(e.to_string());
     }
     // Deleting a class loses its counter, and a class created now starts
     // from zero: the state that knows this is saved before tc acts, so a run

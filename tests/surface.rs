@@ -1486,6 +1486,7 @@ fn man_page_documents_the_surface() {
         ("status", &["--format", "--check"][..]),
         ("reset", &["--dry-run"][..]),
         ("teardown", &[][..]),
+        ("history", &["--since", "--format"][..]),
     ] {
         let body = section(
             &sections,
@@ -1499,20 +1500,22 @@ fn man_page_documents_the_surface() {
             );
         }
     }
-    for f in ["table", "json", "prometheus"] {
-        assert!(
-            section(
-                &sections,
-                |h| h.split_whitespace().any(|w| w == "status"),
-                "status"
-            )
-            .contains(f),
-            "status section names the format {f}"
-        );
+    for (cmd, formats) in [
+        ("status", ["table", "json", "prometheus"]),
+        ("history", ["table", "json", "csv"]),
+    ] {
+        let body = section(&sections, |h| h.split_whitespace().any(|w| w == cmd), cmd);
+        for f in formats {
+            assert!(body.contains(f), "{cmd} section names the format {f}");
+        }
     }
 
     let files = top_section(&sections, |h| h == "FILES", "FILES");
-    for path in ["/etc/bwmon/bwmon.yaml", "/var/lib/bwmon/state.yaml"] {
+    for path in [
+        "/etc/bwmon/bwmon.yaml",
+        "/var/lib/bwmon/state.yaml",
+        "/var/lib/bwmon/history.jsonl",
+    ] {
         assert!(files.contains(path), "FILES lists {path}:\n{files}");
     }
 

@@ -154,6 +154,7 @@ fn slice_state(l: &Live, start: DateTime<Utc>) -> SliceState {
         mailed: false,
         lo: cls(&l.limits.lo, 0, 0, 0),
         i2: cls(&l.limits.i2, 0, 0, 0),
+        capped: None,
     }
 }
 
@@ -163,13 +164,6 @@ fn slice_used(l: &Live, start: DateTime<Utc>, lo: u64, i2: u64) -> SliceState {
     s.lo.last = Bytes(lo);
     s.i2.last = Bytes(i2);
     s
-}
-
-fn class_of(s: &SliceState, kind: Kind) -> &ClassState {
-    match kind {
-        Kind::Low => &s.lo,
-        Kind::I2 => &s.i2,
-    }
 }
 
 fn used_of(s: &SliceState, kind: Kind) -> Bytes {
@@ -667,6 +661,8 @@ fn dead_slice_gets_a_dead_record_and_its_classes_deleted() {
             lo: Bytes(2900),
             i2: Bytes(5),
             mailed: true,
+            xid: Some(101),
+            capped: None,
         })
     );
     assert_eq!(
@@ -692,6 +688,8 @@ fn dead(name: &str, start: DateTime<Utc>, lo: u64, i2: u64, mailed: bool) -> Dea
         lo: Bytes(lo),
         i2: Bytes(i2),
         mailed,
+        xid: None,
+        capped: None,
     }
 }
 
@@ -1199,7 +1197,10 @@ fn step4_classes_gone_not_live_dies_with_its_usage() {
     assert!(ops_of(&p, 101).is_empty(), "{:?}", p.ops);
     assert_eq!(
         p.state.dead.get("pl_a"),
-        Some(&dead("pl_a", t0(), 59_500, 60, false))
+        Some(&DeadState {
+            xid: Some(101),
+            ..dead("pl_a", t0(), 59_500, 60, false)
+        })
     );
 }
 
@@ -1601,7 +1602,10 @@ fn regression_9_5_dead_record_clean_up() {
     assert!(ops_of(&p, 101).is_empty());
     assert_eq!(
         p.state.dead["pl_gone"],
-        dead("pl_gone", t0(), 1234, 0, true)
+        DeadState {
+            xid: Some(101),
+            ..dead("pl_gone", t0(), 1234, 0, true)
+        }
     );
     // Dead after its period ended: classes removed, nothing remembered.
     assert_eq!(ops_of(&p, 102).len(), 2);
@@ -2124,5 +2128,151 @@ fn a_class_without_its_leaf_gets_it() {
             kind: Kind::I2
         }),
         "{ops:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// History: the periods a run ends (issue 13, item 2)
+// ---------------------------------------------------------------------------
+
+/// A rollover, a removal after the period's end and an expired dead record
+/// are each reported once with the usage counted for them; a dead record
+/// still inside its period, and a slice inside its period, are not.
+#[test]
+fn plan_reports_the_periods_it_ends() {
+    let a = live("pl_a", 101);
+    let b = live("pl_b", 102);
+    let c = live("pl_c", 103);
+    let mut sa = slice_state(&a, t0());
+    sa.lo = cls(&a.limits.lo, 1000, 500, 5000);
+    sa.mailed = true;
+    let cap = Capped {
+        at: at(20 * HOUR),
+        lo: Some(Rate(6000)),
+        i2: None,
+    };
+    sa.capped = Some(cap);
+    let sb = slice_used(&b, t0(), 700, 70);
+    let sc = slice_state(&c, at(12 * HOUR));
+    let (mut state, mut kernel) = world(vec![sa, sb, sc]);
+    set_sent(&mut kernel, Kind::Low, 101, 9000);
+    set_sent(&mut kernel, Kind::I2, 101, 40);
+    set_sent(&mut kernel, Kind::Low, 102, 800);
+    state.dead.insert(
+        "old".into(),
+        DeadState {
+            xid: Some(104),
+            capped: Some(cap),
+            ..dead("old", at(-HOUR), 11, 22, true)
+        },
+    );
+    state
+        .dead
+        .insert("fresh".into(), dead("fresh", at(12 * HOUR), 3, 3, false));
+    let now = at(DAY_I + HOUR);
+    let p = run(state, &[a, c], &kernel, now);
+
+    let by_name = |n: &str| {
+        let found: Vec<&Completed> = p.ended.iter().filter(|e| e.name == n).collect();
+        assert!(found.len() <= 1, "{n} reported twice: {:?}", p.ended);
+        found.first().copied().cloned()
+    };
+    assert_eq!(
+        by_name("pl_a"),
+        Some(Completed {
+            name: "pl_a".into(),
+            xid: Some(101),
+            start: t0(),
+            end: now,
+            lo: Bytes(9000 - 1000 + 500),
+            i2: Bytes(40),
+            capped: true,
+            cap: Some(cap),
+            mailed: true,
+            removed: false,
+        })
+    );
+    let next = sl(&p, 101);
+    assert_eq!((next.start, next.capped, next.mailed), (now, None, false));
+    let pb = by_name("pl_b").expect("pl_b removed after its period");
+    assert_eq!(
+        (pb.lo, pb.i2, pb.end, pb.removed, pb.capped),
+        (Bytes(800), Bytes(70), now, true, false)
+    );
+    assert_eq!(
+        by_name("old"),
+        Some(Completed {
+            name: "old".into(),
+            xid: Some(104),
+            start: at(-HOUR),
+            end: at(DAY_I - HOUR),
+            lo: Bytes(11),
+            i2: Bytes(22),
+            capped: true,
+            cap: Some(cap),
+            mailed: true,
+            removed: true,
+        })
+    );
+    assert_eq!(by_name("fresh"), None);
+    assert_eq!(by_name("pl_c"), None, "inside its period");
+    // Root and default roll over like any slice: their history is the
+    // traffic nobody's quota counted.
+    assert!(by_name("root").is_some() && by_name("default").is_some());
+    assert_eq!(p.ended.len(), 5, "{:?}", p.ended);
+}
+
+/// The first cap's time is kept; each class's lowest ceil only goes down;
+/// a dead record carries both back to a slice recreated within its period.
+#[test]
+fn the_first_cap_and_the_lowest_ceil_are_kept_for_the_period() {
+    let a = live("pl_a", 101);
+    let (state, mut kernel) = world(vec![slice_state(&a, t0())]);
+    let l = a.limits.lo;
+    set_sent(&mut kernel, Kind::Low, 101, 90_000);
+    // Late in the day, so that the formula gives more than min rate.
+    let p = run(state, from_ref(&a), &kernel, at(DAY_I - 60));
+    let first = capped_ceil(&l, Bytes(90_000), DAY - 60, DAY);
+    assert!(first > l.min && first < l.max, "{first}");
+    let want = Capped {
+        at: at(DAY_I - 60),
+        lo: Some(first),
+        i2: None,
+    };
+    assert_eq!(sl(&p, 101).capped, Some(want));
+
+    set_sent(&mut kernel, Kind::Low, 101, 95_000);
+    let p = run(p.state, from_ref(&a), &kernel, at(DAY_I - 50));
+    let lower = capped_ceil(&l, Bytes(95_000), DAY - 50, DAY);
+    assert!(lower > l.min && lower < first, "{lower} {first}");
+    let want = Capped {
+        lo: Some(lower),
+        ..want
+    };
+    assert_eq!(sl(&p, 101).capped, Some(want));
+    // Later the formula gives more again: the lowest stays.
+    let p = run(p.state, from_ref(&a), &kernel, at(DAY_I - 20));
+    assert_eq!(sl(&p, 101).capped, Some(want));
+
+    let kernel = without(kernel, 101);
+    let p = run(p.state, &[], &kernel, at(DAY_I - 10));
+    assert_eq!(p.state.dead["pl_a"].capped, Some(want));
+    let p = run(p.state, from_ref(&a), &kernel, at(DAY_I - 5));
+    assert_eq!(sl(&p, 101).capped, Some(want));
+}
+
+/// `bwmon reset` closes the period at the counters it resets from.
+#[test]
+fn closed_now_counts_as_plan_does() {
+    let a = live("pl_a", 101);
+    let mut s = slice_state(&a, t0());
+    s.lo = cls(&a.limits.lo, 1000, 500, 5000);
+    let (state, mut kernel) = world(vec![s]);
+    // A counter reset behind bwmon's back: what was counted is carried.
+    set_sent(&mut kernel, Kind::Low, 101, 200);
+    let done = closed_now(&state.slices[&101], &kernel, at(HOUR));
+    assert_eq!(
+        (done.lo, done.end, done.removed),
+        (Bytes(4500), at(HOUR), false)
     );
 }

@@ -741,12 +741,27 @@ impl Sandbox {
     /// `bwmon status --format json [names]` at `now`, which must exit `code`.
     #[track_caller]
     pub fn status_json(&self, now: &str, names: &[&str], code: i32) -> serde_json::Value {
-        let mut args = vec!["status", "--format", "json"];
-        args.extend(names);
-        let out = self.run_bwmon(now, &args, None);
-        assert_exit(&out, code, "status --format json");
+        self.json_of(now, &["status"], names, code)
+    }
+
+    /// `bwmon COMMAND --format json ARGS` at `now`, which must exit `code`:
+    /// its output, parsed.
+    #[track_caller]
+    pub fn json_of(
+        &self,
+        now: &str,
+        command: &[&str],
+        args: &[&str],
+        code: i32,
+    ) -> serde_json::Value {
+        let mut full = command.to_vec();
+        full.extend(["--format", "json"]);
+        full.extend(args);
+        let what = format!("{} --format json", command.join(" "));
+        let out = self.run_bwmon(now, &full, None);
+        assert_exit(&out, code, &what);
         serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("status JSON does not parse ({e}): {}", stdout(&out)))
+            .unwrap_or_else(|e| panic!("{what}: JSON does not parse ({e}): {}", stdout(&out)))
     }
 
     /// Lines in the tc wrapper's log so far: one per tc process spawned.
