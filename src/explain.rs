@@ -146,10 +146,17 @@ fn table(
         rfc3339(s.start),
         rfc3339(plus_secs(s.start, period))
     );
+    let first_cap = s.capped.as_ref().map(|c| rfc3339(c.at));
     let _ = writeln!(
         out,
         "mailed: {}",
-        if s.mailed { "yes, this period" } else { "no" }
+        match (s.mailed, &first_cap) {
+            (true, Some(at)) =>
+                format!("yes, at its first cap this period ({at}) or the run after"),
+            (true, None) => "yes, this period".to_string(),
+            (false, Some(at)) => format!("no (capped since {at}; mail failed or disabled)"),
+            (false, None) => "no".to_string(),
+        }
     );
     for c in classes {
         let id = c.kind.class_id(s.xid);
@@ -227,6 +234,8 @@ fn json(
     j.time_secs("period_end", Some(&plus_secs(s.start, period)));
     j.u64("period_seconds", period);
     j.bool("mailed", s.mailed);
+    // The mail goes out in the sync that first caps the slice in a period.
+    j.time_secs("first_capped", s.capped.as_ref().map(|c| &c.at));
     j.key("classes");
     j.open(b'[');
     for c in classes {

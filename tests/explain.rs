@@ -61,6 +61,12 @@ fn explain_shows_the_decision_the_kernel_holds() {
     );
     assert_eq!(tc_bits(&class.ceil), ceil / 8 * 8);
     assert!(v["classes"][0]["now"].is_null(), "no --now, no what-if");
+    assert_eq!(v["mailed"], true);
+    assert_eq!(
+        v["first_capped"].as_str(),
+        Some(at(22 * HOUR).as_str()),
+        "mailed when first capped"
+    );
 
     // The table says the same in words.
     let out = sb.run_bwmon(&at(22 * HOUR), &["explain", ALICE.0], None);
