@@ -1034,6 +1034,15 @@ struct Snapshot {
     files: BTreeMap<String, Vec<u8>>,
 }
 
+/// The last-sync note's time, without the wall time the sync took after it
+/// (which no replay repeats).
+fn note_time(mut note: Vec<u8>) -> Vec<u8> {
+    if let Some(end) = note.iter().position(|b| b.is_ascii_whitespace()) {
+        note.truncate(end);
+    }
+    note
+}
+
 fn snapshot(sb: &Sandbox) -> Snapshot {
     let companion = |suffix: &str| fs::read(format!("{}{suffix}", sb.state.display())).ok();
     let files = fs::read_dir(sb.dir.path())
@@ -1049,13 +1058,18 @@ fn snapshot(sb: &Sandbox) -> Snapshot {
         })
         .map(|n| {
             let bytes = fs::read(sb.dir.path().join(&n)).unwrap_or_default();
+            let bytes = if n.ends_with(".last-sync") {
+                note_time(bytes)
+            } else {
+                bytes
+            };
             (n, bytes)
         })
         .collect();
     Snapshot {
         state: fs::read(&sb.state).ok(),
         bak: companion(".bak"),
-        last_sync: companion(".last-sync"),
+        last_sync: companion(".last-sync").map(note_time),
         files,
         classes: sb
             .ns
