@@ -1037,7 +1037,7 @@ struct Snapshot {
 /// The last-sync note's time, without the wall time the sync took after it
 /// (which no replay repeats).
 fn note_time(mut note: Vec<u8>) -> Vec<u8> {
-    if let Some(end) = note.iter().position(|b| b.is_ascii_whitespace()) {
+    if let Some(end) = note.iter().position(u8::is_ascii_whitespace) {
         note.truncate(end);
     }
     note
