@@ -319,8 +319,8 @@ class Bench:
         r["recap"]["spawns"] = self.spawns(["sync"], nows[REPEAT])
         last = nows[REPEAT] + 60
 
-        # Status: it asks nft for its map on every run (in parallel with the
-        # dump and the state parse).
+        # Status: it reads the nft map in-process on every run (while the
+        # dump runs), so an nft process here would be a regression.
         status, nl, dump = [], [], []
         args = ["status", "--format", "json"]
         for k in range(REPEAT):
