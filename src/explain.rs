@@ -9,7 +9,9 @@ use crate::error::Fatal;
 use crate::format;
 use crate::json::Pretty;
 use crate::lock::{self, Mode};
-use crate::policy::{Clamp, Decision, Kind, decide, plus_secs};
+use crate::policy::{
+    Clamp, Decision, Kind, class_of, decide, period_over, plus_secs, slice_class, start_period,
+};
 use crate::report::rfc3339;
 use crate::state::{SliceState, Store, is_special};
 use crate::tc::kernel::Kernel;
@@ -53,12 +55,7 @@ pub fn run(ctx: &Context, name: &str, format: Format, what_if: bool) -> anyhow::
     // the state is read.
     let live = if what_if {
         let classes = Kernel::open(&cfg.dev)?.dump_classes()?;
-        Some(Kind::BOTH.map(|kind| {
-            classes
-                .iter()
-                .find(|c| c.id == kind.class_id(slice.xid))
-                .map(|c| c.sent)
-        }))
+        Some(Kind::BOTH.map(|kind| slice_class(&classes, kind, slice.xid).map(|c| c.sent)))
     } else {
         None
     };
@@ -72,12 +69,10 @@ pub fn run(ctx: &Context, name: &str, format: Format, what_if: bool) -> anyhow::
             let now = live.map(|counters| {
                 // A class gone from the kernel counts what it had counted.
                 let counter = counters[i].unwrap_or(c.last);
-                if elapsed_over(slice.start, ctx.now, period) {
+                if period_over(slice.start, ctx.now, period) {
                     // A sync now starts a new period: nothing used yet.
                     let mut fresh = c.clone();
-                    fresh.base = counter;
-                    fresh.last = counter;
-                    fresh.carry = crate::units::Bytes(0);
+                    start_period(&mut fresh, counter);
                     decide(&fresh, counter, ctx.now, ctx.now, period, special)
                 } else {
                     decide(c, counter, slice.start, ctx.now, period, special)
@@ -93,17 +88,6 @@ pub fn run(ctx: &Context, name: &str, format: Format, what_if: bool) -> anyhow::
     };
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     Ok(ExitCode::SUCCESS)
-}
-
-fn class_of(s: &SliceState, kind: Kind) -> &crate::state::ClassState {
-    match kind {
-        Kind::Low => &s.lo,
-        Kind::I2 => &s.i2,
-    }
-}
-
-fn elapsed_over(start: DateTime<Utc>, now: DateTime<Utc>, period: u64) -> bool {
-    crate::policy::elapsed_secs(start, now) >= period
 }
 
 fn clamp_words(d: &Decision, kind: Kind, bwcap: Option<Rate>) -> String {

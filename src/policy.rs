@@ -160,11 +160,18 @@ pub fn limits_for(rspec: &Rspec, defaults: &Defaults, node: &Node) -> SliceLimit
 /// The ceil of a class over its threshold: what is left of the quota spread
 /// over what is left of the period, never below min nor above max.
 pub fn capped_ceil(limits: &Limits, used: Bytes, elapsed_secs: u64, period_secs: u64) -> Rate {
+    let (_, rate) = formula(limits.quota, used, elapsed_secs, period_secs);
+    rate.clamp(limits.min, limits.max.max(limits.min))
+}
+
+/// The cap formula before its clamps: the seconds left of the period (at
+/// least 1) and (quota − used) × 8 / those seconds.
+pub fn formula(quota: Bytes, used: Bytes, elapsed_secs: u64, period_secs: u64) -> (u64, Rate) {
     let period = period_secs.max(1);
     let left_secs = period - elapsed_secs.min(period - 1);
-    let left_bits = u128::from(limits.quota.0.saturating_sub(used.0)) * 8;
+    let left_bits = u128::from(quota.0.saturating_sub(used.0)) * 8;
     let rate = u64::try_from(left_bits / u128::from(left_secs)).unwrap_or(u64::MAX);
-    Rate(rate).clamp(limits.min, limits.max.max(limits.min))
+    (left_secs, Rate(rate))
 }
 
 /// Seconds from `start` to `now`, 0 when the clock says `now` is earlier.
@@ -181,7 +188,8 @@ pub fn plus_secs(t: DateTime<Utc>, secs: u64) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-fn period_over(start: DateTime<Utc>, now: DateTime<Utc>, period_secs: u64) -> bool {
+/// Whether the period that began at `start` is over at `now`.
+pub fn period_over(start: DateTime<Utc>, now: DateTime<Utc>, period_secs: u64) -> bool {
     elapsed_secs(start, now) >= period_secs
 }
 
@@ -201,6 +209,14 @@ pub fn advance(class: &mut ClassState, counter: Bytes) {
         class.base = counter;
     }
     class.last = counter;
+}
+
+/// A class's new period from `counter`: nothing used, nothing carried
+/// (a rollover, `reset`, and what `explain` says a rollover would give).
+pub fn start_period(class: &mut ClassState, counter: Bytes) {
+    class.base = counter;
+    class.last = counter;
+    class.carry = Bytes(0);
 }
 
 /// Usage of a class whose kernel class is gone: it ends at the last counter seen.
@@ -331,10 +347,7 @@ impl Completed {
 pub fn closed_now(s: &SliceState, kernel: &[KernelClass], now: DateTime<Utc>) -> Completed {
     let mut used = [Bytes(0); 2];
     for (i, kind) in Kind::BOTH.into_iter().enumerate() {
-        let counter = kernel
-            .iter()
-            .find(|c| Kind::of_kernel_class(c) == Some((kind, s.xid)))
-            .map_or(Bytes(0), |c| c.sent);
+        let counter = slice_class(kernel, kind, s.xid).map_or(Bytes(0), |c| c.sent);
         used[i] = used_at(class_of(s, kind), counter);
     }
     Completed::of_slice(s, used, now, false)
@@ -608,10 +621,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
             s.capped = None;
             for (i, kind) in Kind::BOTH.into_iter().enumerate() {
                 let counter = kernel_counter(&k, kind, xid, added[i]);
-                let class = class_mut(&mut s, kind);
-                class.base = counter;
-                class.last = counter;
-                class.carry = Bytes(0);
+                start_period(class_mut(&mut s, kind), counter);
             }
         }
 
@@ -759,14 +769,9 @@ pub fn reset(s: &mut SliceState, kernel: &[KernelClass], now: DateTime<Utc>) -> 
     s.capped = None;
     let mut ops = Vec::new();
     for kind in Kind::BOTH {
-        let kc = kernel
-            .iter()
-            .find(|c| Kind::of_kernel_class(c) == Some((kind, xid)));
+        let kc = slice_class(kernel, kind, xid);
         let class = class_mut(s, kind);
-        let counter = kc.map_or(Bytes(0), |c| c.sent);
-        class.base = counter;
-        class.last = counter;
-        class.carry = Bytes(0);
+        start_period(class, kc.map_or(Bytes(0), |c| c.sent));
         let spec = Spec {
             rate: class.min,
             ceil: class.max,
@@ -788,7 +793,15 @@ pub fn reset(s: &mut SliceState, kernel: &[KernelClass], now: DateTime<Utc>) -> 
     ops
 }
 
-fn class_of(s: &SliceState, kind: Kind) -> &ClassState {
+/// One slice class in a dump, for the commands that look at one slice
+/// (`reset`, `explain`); the plan indexes the whole dump instead.
+pub fn slice_class(kernel: &[KernelClass], kind: Kind, xid: u16) -> Option<&KernelClass> {
+    kernel
+        .iter()
+        .find(|c| Kind::of_kernel_class(c) == Some((kind, xid)))
+}
+
+pub fn class_of(s: &SliceState, kind: Kind) -> &ClassState {
     match kind {
         Kind::Low => &s.lo,
         Kind::I2 => &s.i2,

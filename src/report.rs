@@ -9,7 +9,7 @@
 use crate::classes::KernelClass;
 use crate::format::{self, bytes_short, rate_short};
 use crate::json::Pretty;
-use crate::policy::{KernelIndex, Kind, advance, plus_secs};
+use crate::policy::{KernelIndex, Kind, advance, class_of, plus_secs};
 use crate::state::{ClassState, Counters, Hierarchy, SliceState, State, is_special};
 use crate::units::{Bytes, Rate};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -136,12 +136,14 @@ pub fn build(
         .and_then(|t| u64::try_from((now - t).num_seconds()).ok())
         .filter(|&s| s > 0);
     let class_view = |s: &SliceState, kind: Kind| {
-        let c = match kind {
-            Kind::Low => &s.lo,
-            Kind::I2 => &s.i2,
-        };
         let kc = counters.get((kind, s.xid));
-        view_class(c, kc.map(|k| k.sent), kc.map(|k| k.ceil), pace_secs, now)
+        view_class(
+            class_of(s, kind),
+            kc.map(|k| k.sent),
+            kc.map(|k| k.ceil),
+            pace_secs,
+            now,
+        )
     };
     let slices = state
         .slices

@@ -64,14 +64,10 @@ pub fn decide(
     super::advance(&mut live, counter);
     let used = live.used(counter);
     let elapsed = elapsed_secs(start, at);
-    let period = period_secs.max(1);
-    let secs_left = period - elapsed.min(period - 1);
+    let (secs_left, rate) = super::formula(class.quota, used, elapsed, period_secs);
     let left = Bytes(class.quota.0.saturating_sub(used.0));
     let over = !special && used >= class.thresh;
-    let formula = over.then(|| {
-        let bits = u128::from(left.0) * 8 / u128::from(secs_left);
-        Rate(u64::try_from(bits).unwrap_or(u64::MAX))
-    });
+    let formula = over.then_some(rate);
     let ceil = if over {
         capped_ceil(
             &super::Limits {
