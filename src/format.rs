@@ -20,6 +20,7 @@
 
 use crate::units::{Bytes, Rate};
 use std::fmt;
+use std::fmt::Write as _;
 
 /// The low class in people's text (SPEC §6's mail wording).
 pub const LOW: &str = "low bandwidth";
@@ -135,6 +136,16 @@ pub fn grouped(n: u64) -> String {
     out
 }
 
+/// Names for a one-line message: the first `shown`, then "and N more", so
+/// a warning about thousands of slices stays one readable line.
+pub fn listed(names: &[&str], shown: usize) -> String {
+    let mut out = names[..shown.min(names.len())].join(", ");
+    if names.len() > shown {
+        let _ = write!(out, " and {} more", names.len() - shown);
+    }
+    out
+}
+
 impl fmt::Display for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&bytes(*self))
@@ -150,6 +161,13 @@ impl fmt::Display for Rate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_name_lists_end_in_a_count() {
+        assert_eq!(listed(&["a", "b"], 3), "a, b");
+        assert_eq!(listed(&["a", "b", "c", "d", "e"], 3), "a, b, c and 2 more");
+        assert_eq!(listed(&[], 3), "");
+    }
 
     #[test]
     fn rates_as_tc_shows_them() {

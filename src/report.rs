@@ -106,16 +106,6 @@ fn opt_time<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::
     }
 }
 
-/// Names for a one-line message: the first `shown`, then "and N more", so
-/// a warning about thousands of slices stays one readable line.
-pub fn listed(names: &[&str], shown: usize) -> String {
-    let mut out = names[..shown.min(names.len())].join(", ");
-    if names.len() > shown {
-        let _ = write!(out, " and {} more", names.len() - shown);
-    }
-    out
-}
-
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }

@@ -176,7 +176,7 @@ fn mark_classified(
     if hierarchy && !silent.is_empty() {
         log::warn!(
             "{} count no bytes and have no entry in the {} maps: their traffic is not shaped (`bwmon sync` restores the entries)",
-            report::listed(&silent, 5),
+            crate::format::listed(&silent, 5),
             crate::nft::TABLE
         );
     }

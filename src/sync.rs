@@ -377,7 +377,7 @@ fn check_removals(
     };
     let over_share = removed.len() * 100 > usize::from(max_percent) * live.len();
     if removed.len() > crate::config::MASS_REMOVAL_MIN && over_share {
-        let named = report::listed(&removed, LISTED);
+        let named = crate::format::listed(&removed, LISTED);
         return Err(format!(
             "this input would remove {} of the {} live slices ({named}), more than {max_percent} %: nothing was changed; {OVERRIDE}",
             removed.len(),

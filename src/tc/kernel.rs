@@ -15,6 +15,10 @@ use std::time::Instant;
 /// A dump that keeps changing under us is read this many times at most.
 const DUMP_ATTEMPTS: usize = 3;
 
+fn decode_error(dev: &str, e: &super::decode::DecodeError) -> Fatal {
+    Fatal::Unavailable(format!("cannot read the kernel's dump of {dev}: {e}"))
+}
+
 /// How a batch went: the changes (by index) the kernel refused, and why.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
@@ -54,17 +58,8 @@ impl Kernel {
             let seq = self.rtnl.reserve_seq(1);
             let mut dump = ClassDump::new(seq, self.rtnl.ifindex);
             self.dump(Dump::Classes, seq, &mut |buf| dump.feed(buf))?;
-            match dump.finish() {
-                Ok(classes) => {
-                    log::debug!(
-                        "rtnetlink: class dump of {} classes took {} µs",
-                        classes.len(),
-                        started.elapsed().as_micros()
-                    );
-                    return Ok(classes);
-                }
-                Err(DumpError::Interrupted) => log::debug!("class dump interrupted, reading again"),
-                Err(e) => return Err(self.dump_error("classes", &e)),
+            if let Some(classes) = self.class_dump_end(dump, started)? {
+                return Ok(classes);
             }
         }
         Err(Fatal::Unavailable(format!(
@@ -112,30 +107,37 @@ impl Kernel {
             (received, out, dump, decoded)
         });
         let classes = received
-            .and_then(|()| {
-                decoded.map_err(|e| {
-                    Fatal::Unavailable(format!(
-                        "cannot read the kernel's dump of {}: {e}",
-                        self.dev()
-                    ))
-                })
-            })
-            .and_then(|_| match dump.finish() {
-                Ok(classes) => {
-                    log::debug!(
-                        "rtnetlink: class dump of {} classes took {} µs",
-                        classes.len(),
-                        started.elapsed().as_micros()
-                    );
-                    Ok(classes)
-                }
-                Err(DumpError::Interrupted) => {
-                    log::debug!("class dump interrupted, reading again");
-                    self.dump_classes()
-                }
-                Err(e) => Err(self.dump_error("classes", &e)),
+            .and_then(|()| decoded.map_err(|e| decode_error(self.dev(), &e)))
+            .and_then(|_| self.class_dump_end(dump, started))
+            .and_then(|classes| match classes {
+                Some(classes) => Ok(classes),
+                None => self.dump_classes(),
             });
         (classes, out)
+    }
+
+    /// A class dump read to its end: its classes, or `None` when the kernel
+    /// says it was interrupted (to be read again).
+    fn class_dump_end(
+        &self,
+        dump: ClassDump,
+        started: Instant,
+    ) -> Result<Option<Vec<KernelClass>>, Fatal> {
+        match dump.finish() {
+            Ok(classes) => {
+                log::debug!(
+                    "rtnetlink: class dump of {} classes took {} µs",
+                    classes.len(),
+                    started.elapsed().as_micros()
+                );
+                Ok(Some(classes))
+            }
+            Err(DumpError::Interrupted) => {
+                log::debug!("class dump interrupted, reading again");
+                Ok(None)
+            }
+            Err(e) => Err(self.dump_error("classes", &e)),
+        }
     }
 
     /// The qdiscs of the device (the root one and the leaves).
@@ -172,9 +174,7 @@ impl Kernel {
         self.rtnl.dump(&request, &mut |buf| match feed(buf) {
             Ok(Feed::Done) => Ok(true),
             Ok(Feed::More) => Ok(false),
-            Err(e) => Err(Fatal::Unavailable(format!(
-                "cannot read the kernel's dump of {dev}: {e}"
-            ))),
+            Err(e) => Err(decode_error(&dev, &e)),
         })
     }
 
