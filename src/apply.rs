@@ -49,9 +49,7 @@ pub fn print_dry_run(batch: &Batch, mails: &[String], cfg: &Config) {
 /// Temp file in the same directory, then rename: the node exporter never reads
 /// half a file.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
+    let tmp = crate::files::with_suffix(path, ".tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
 }

@@ -7,12 +7,12 @@
 use crate::context::Context;
 use crate::error::Fatal;
 use crate::format;
+use crate::format::rfc3339;
 use crate::json::Pretty;
 use crate::lock::{self, Mode};
 use crate::policy::{
     Clamp, Decision, Kind, class_of, decide, period_over, plus_secs, slice_class, start_period,
 };
-use crate::report::rfc3339;
 use crate::state::{SliceState, Store, is_special};
 use crate::tc::kernel::Kernel;
 use crate::units::Rate;

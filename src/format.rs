@@ -19,6 +19,7 @@
 //! line is one of these forms.
 
 use crate::units::{Bytes, Rate};
+use chrono::{DateTime, SecondsFormat, Utc};
 use std::fmt;
 use std::fmt::Write as _;
 
@@ -134,6 +135,11 @@ pub fn grouped(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// A time to the second, `2026-11-24T00:00:00Z`, as every surface shows it.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// Names for a one-line message: the first `shown`, then "and N more", so

@@ -26,13 +26,14 @@
 
 use crate::config::Config;
 use crate::error::Fatal;
+use crate::files::{self, with_suffix};
 use crate::format;
 use crate::json::{Pretty, put_bool, put_str, put_time, put_u64};
 use crate::lock::{self, Mode};
 use crate::policy::Completed;
 use crate::state::{Capped, Store};
 use crate::units::{Bytes, Rate};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -368,18 +369,10 @@ pub fn prune(path: &Path, now: DateTime<Utc>, keep: Duration) -> Result<(), Fata
     for c in &kept {
         out.extend_from_slice(&line(c));
     }
+    let failed = |f: files::Failed| io(f.what, &f.path, f.error);
     let tmp = with_suffix(path, ".tmp");
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    File::create(&tmp)
-        .and_then(|mut f| f.write_all(&out).and_then(|()| f.sync_all()))
-        .map_err(|e| io("write", &tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| io("replace", path, e))?;
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io("sync directory", &dir, e))?;
+    files::write_synced(&tmp, &out).map_err(failed)?;
+    files::rename_synced(&tmp, path).map_err(failed)?;
     log::info!(
         "history file {}: pruned {} record(s) older than {} and {dropped_bad} unreadable line(s)",
         path.display(),
@@ -387,12 +380,6 @@ pub fn prune(path: &Path, now: DateTime<Utc>, keep: Duration) -> Result<(), Fata
         humantime::format_duration(keep)
     );
     Ok(())
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 /// One slice's periods shown, summed.
@@ -456,10 +443,6 @@ pub fn view(
 
 fn minute(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M").to_string()
-}
-
-fn secs(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 impl View {
@@ -555,7 +538,7 @@ impl View {
                 .map(|value| match value {
                     Field::Str(s) => csv_field(s),
                     Field::Num(n) => n.map_or_else(String::new, |n| n.to_string()),
-                    Field::Time(t) => t.as_ref().map_or_else(String::new, secs),
+                    Field::Time(t) => t.map_or_else(String::new, format::rfc3339),
                     Field::Bool(b) => b.to_string(),
                 })
                 .collect();

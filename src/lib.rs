@@ -13,6 +13,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod explain;
+pub mod files;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;

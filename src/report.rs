@@ -7,12 +7,13 @@
 //! [`Report::prometheus`], so they hold the same families.
 
 use crate::classes::KernelClass;
+use crate::format::rfc3339;
 use crate::format::{self, bytes_short, rate_short};
 use crate::json::Pretty;
 use crate::policy::{KernelIndex, Kind, advance, class_of, plus_secs};
 use crate::state::{ClassState, Counters, Hierarchy, SliceState, State, is_special};
 use crate::units::{Bytes, Rate};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -104,10 +105,6 @@ fn opt_time<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::
         Some(t) => s.serialize_str(&rfc3339(*t)),
         None => s.serialize_none(),
     }
-}
-
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// Builds the view. `kernel` gives live counters; a class missing from it

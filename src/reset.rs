@@ -4,9 +4,9 @@
 use crate::apply::{apply_outcome, finish, print_dry_run};
 use crate::context::Context;
 use crate::error::Fatal;
+use crate::format::rfc3339;
 use crate::hierarchy::Tree;
 use crate::policy;
-use crate::report::rfc3339;
 use crate::state::is_special;
 use crate::tc::batch::Batch;
 use crate::tc::kernel::Kernel;

@@ -35,13 +35,13 @@
 //!   the tests and the fuzz target compare with.
 
 use crate::error::Fatal;
+use crate::files::{self, with_suffix};
 use crate::json::{line, put_bool, put_str, put_time, put_u64};
 use crate::units::{Bytes, Rate};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The state format this bwmon reads and writes.
@@ -1043,16 +1043,9 @@ impl Store {
                 path.display()
             ))
         };
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let failed = |f: files::Failed| io(f.what, &f.path, f.error);
         let tmp = with_suffix(&self.path, ".tmp");
-        let mut file = File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
-        file.write_all(state.to_yaml().as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| io("write", &tmp, e))?;
-        drop(file);
+        files::write_synced(&tmp, state.to_yaml().as_bytes()).map_err(failed)?;
         if self.path.exists() {
             // A hard link keeps the old state in place until the rename below,
             // so there is no instant without a state file.
@@ -1066,11 +1059,7 @@ impl Store {
             // (a run killed between the two renames): tidy the extra name.
             let _ = fs::remove_file(&bak_tmp);
         }
-        fs::rename(&tmp, &self.path).map_err(|e| io("replace", &self.path, e))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("sync directory", &dir, e))?;
-        Ok(())
+        files::rename_synced(&tmp, &self.path).map_err(failed)
     }
 }
 
@@ -1087,12 +1076,6 @@ fn read_state(path: &Path) -> Result<Option<State>, Fatal> {
             path.display()
         ))),
     }
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 #[cfg(test)]
