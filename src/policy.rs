@@ -13,6 +13,7 @@ use crate::state::{
 use crate::units::{BWMIN, Bytes, Rate};
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
+use std::collections::btree_map::Entry;
 
 /// HTB's quantum per unit of share.
 pub const QUANTUM_PER_SHARE: u64 = 1600;
@@ -466,12 +467,15 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
     let State {
         hierarchy,
         last_sync,
-        slices: old_slices,
+        mut slices,
         mut dead,
         classified,
         counters,
     } = state;
-    let mut slices: Vec<(u16, SliceState)> = Vec::with_capacity(live.len() + 2);
+    // The plan works on the state's own map: held and continuing slices stay
+    // where they are, removed ones leave it, new ones enter it. At thousands
+    // of slices, moving every slice state through new containers was a third
+    // of the plan, most of it fresh memory.
     let mut kept = vec![false; XIDS];
     let mut deletes = Vec::new();
     let mut changes = Vec::new();
@@ -479,29 +483,27 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
     let mut ended = Vec::new();
     // xids whose kernel classes are deleted this run: their counters are gone.
     let mut freed = vec![false; XIDS];
+    // Slices the live input goes on with, by xid (taken by the first live
+    // record of that xid).
+    let mut continuing = vec![false; XIDS];
 
     // Held and dying slices first (SPEC §5 step 1: deaths before births).
-    let mut continuing: Vec<Option<SliceState>> = Vec::with_capacity(old_slices.len());
-    let mut continuing_at = vec![usize::MAX; XIDS];
-    for (xid, s) in old_slices {
+    slices.retain(|&xid, s| {
+        let at = usize::from(xid);
         if held_xids.contains(&xid) || held_names.contains(&s.name) {
-            if let Some(k) = kept.get_mut(usize::from(xid)) {
+            if let Some(k) = kept.get_mut(at) {
                 *k = true;
             }
-            slices.push((xid, s));
-            continue;
+            return true;
         }
-        let at = usize::from(xid);
         let special = is_special(xid);
         if at < XIDS && (special || live_by_xid[at].is_some_and(|l| l.name == s.name)) {
-            continuing_at[at] = continuing.len();
-            continuing.push(Some(s));
-            continue;
+            continuing[at] = true;
+            return true;
         }
-        let mut s = s;
         let mut used = [Bytes(0); 2];
         for (i, kind) in Kind::BOTH.into_iter().enumerate() {
-            let class = class_mut(&mut s, kind);
+            let class = class_mut(s, kind);
             if let Some(kc) = k.get((kind, xid)) {
                 advance(class, kc.sent);
                 deletes.push(Op::Delete { xid, kind });
@@ -513,16 +515,17 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         }
         if period_over(s.start, now, period) {
             log::info!("{}: removed; its period had ended", s.name);
-            ended.push(Completed::of_slice(&s, used, now, true));
+            ended.push(Completed::of_slice(s, used, now, true));
         } else {
             log::info!(
                 "{}: removed; its usage is kept until its period ends",
                 s.name
             );
+            let name = std::mem::take(&mut s.name);
             dead.insert(
-                s.name.clone(),
+                name.clone(),
                 DeadState {
-                    name: s.name,
+                    name,
                     start: s.start,
                     lo: used[0],
                     i2: used[1],
@@ -532,7 +535,8 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                 },
             );
         }
-    }
+        false
+    });
     dead.retain(|_, d| {
         let over = period_over(d.start, now, period);
         if over {
@@ -559,53 +563,62 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
     for (xid, name, limits, special) in work {
         let mut added = [false; 2];
         let at = usize::from(xid);
-        let mut s = if let Some(mut s) = continuing_at
-            .get(at)
-            .and_then(|&i| continuing.get_mut(i))
-            .and_then(Option::take)
-        {
-            for (i, kind) in Kind::BOTH.into_iter().enumerate() {
-                if !k.contains_key((kind, xid)) {
-                    // Classes gone (qdisc rebuilt, reboot): keep the period and
-                    // carry what was counted (step 4).
-                    retire(class_mut(&mut s, kind));
-                    added[i] = true;
-                }
-            }
-            s
-        } else {
-            let back = dead.remove(name);
-            if back.is_some() {
-                log::info!("{name}: recreated within its period: its usage and period go on");
-            } else {
-                log::info!("{name}: new slice, period starts now");
-            }
-            let mut s = SliceState {
-                name: name.to_string(),
-                xid,
-                start: back.as_ref().map_or(now, |d| d.start),
-                mailed: back.as_ref().is_some_and(|d| d.mailed),
-                lo: ClassState::default(),
-                i2: ClassState::default(),
-                capped: back.as_ref().and_then(|d| d.capped),
-            };
-            for (i, kind) in Kind::BOTH.into_iter().enumerate() {
-                let class = class_mut(&mut s, kind);
-                class.carry = match (&back, kind) {
-                    (Some(d), Kind::Low) => d.lo,
-                    (Some(d), Kind::I2) => d.i2,
-                    (None, _) => Bytes(0),
-                };
-                match k.get((kind, xid)).filter(|_| !freed[at]) {
-                    // Adopted: counting starts from the counter as it stands (step 5).
-                    Some(kc) => {
-                        class.base = kc.sent;
-                        class.last = kc.sent;
+        let goes_on = continuing.get_mut(at).is_some_and(std::mem::take);
+        let s = match slices.entry(xid) {
+            Entry::Occupied(entry) if goes_on => {
+                let s = entry.into_mut();
+                for (i, kind) in Kind::BOTH.into_iter().enumerate() {
+                    if !k.contains_key((kind, xid)) {
+                        // Classes gone (qdisc rebuilt, reboot): keep the period and
+                        // carry what was counted (step 4).
+                        retire(class_mut(s, kind));
+                        added[i] = true;
                     }
-                    None => added[i] = true,
+                }
+                s
+            }
+            entry => {
+                let back = dead.remove(name);
+                if back.is_some() {
+                    log::info!("{name}: recreated within its period: its usage and period go on");
+                } else {
+                    log::info!("{name}: new slice, period starts now");
+                }
+                let mut s = SliceState {
+                    name: name.to_string(),
+                    xid,
+                    start: back.as_ref().map_or(now, |d| d.start),
+                    mailed: back.as_ref().is_some_and(|d| d.mailed),
+                    lo: ClassState::default(),
+                    i2: ClassState::default(),
+                    capped: back.as_ref().and_then(|d| d.capped),
+                };
+                for (i, kind) in Kind::BOTH.into_iter().enumerate() {
+                    let class = class_mut(&mut s, kind);
+                    class.carry = match (&back, kind) {
+                        (Some(d), Kind::Low) => d.lo,
+                        (Some(d), Kind::I2) => d.i2,
+                        (None, _) => Bytes(0),
+                    };
+                    match k.get((kind, xid)).filter(|_| !freed[at]) {
+                        // Adopted: counting starts from the counter as it stands (step 5).
+                        Some(kc) => {
+                            class.base = kc.sent;
+                            class.last = kc.sent;
+                        }
+                        None => added[i] = true,
+                    }
+                }
+                // A second live record of an xid replaces the first, as the
+                // later of two equal keys does in a map.
+                match entry {
+                    Entry::Occupied(mut held) => {
+                        held.insert(s);
+                        held.into_mut()
+                    }
+                    Entry::Vacant(place) => place.insert(s),
                 }
             }
-            s
         };
 
         if period_over(s.start, now, period) {
@@ -613,15 +626,15 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
             let mut used = [Bytes(0); 2];
             for (i, kind) in Kind::BOTH.into_iter().enumerate() {
                 let counter = kernel_counter(&k, kind, xid, added[i]);
-                used[i] = used_at(class_of(&s, kind), counter);
+                used[i] = used_at(class_of(s, kind), counter);
             }
-            ended.push(Completed::of_slice(&s, used, now, false));
+            ended.push(Completed::of_slice(s, used, now, false));
             s.start = now;
             s.mailed = false;
             s.capped = None;
             for (i, kind) in Kind::BOTH.into_iter().enumerate() {
                 let counter = kernel_counter(&k, kind, xid, added[i]);
-                start_period(class_mut(&mut s, kind), counter);
+                start_period(class_mut(s, kind), counter);
             }
         }
 
@@ -631,7 +644,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         for (i, kind) in Kind::BOTH.into_iter().enumerate() {
             let counter = kernel_counter(&k, kind, xid, added[i]);
             let l = limits.get(kind);
-            let class = class_mut(&mut s, kind);
+            let class = class_mut(s, kind);
             advance(class, counter);
             let used = class.used(counter);
             let ceil = if !special && used >= l.thresh {
@@ -699,7 +712,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
             class.thresh = l.thresh;
             class.share = l.share;
         }
-        note_caps(&mut s, ceils, now);
+        note_caps(s, ceils, now);
         if !capped.is_empty() && !s.mailed && !special {
             mails.push(MailRequest {
                 xid,
@@ -709,8 +722,10 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
             });
         }
         kept[at] = true;
-        slices.push((xid, s));
     }
+    // A continuing slice no live record took (none today: each is some
+    // record's) would leave with its record.
+    slices.retain(|&xid, _| !continuing.get(usize::from(xid)).copied().unwrap_or(false));
 
     // Orphans: slice-form classes nobody claims (step 3).
     let mut orphans: Vec<(Kind, u16)> = k
@@ -731,7 +746,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         state: State {
             hierarchy,
             last_sync,
-            slices: slices.into_iter().collect(),
+            slices,
             dead,
             classified,
             counters,
