@@ -1,7 +1,8 @@
 //! The serde half of the slivers reader: the input as given, judged by the
 //! parent once all of it has parsed, so one bad value costs only its key or
 //! its record. It owns one visitor for any JSON value ([`Json`], strings
-//! borrowed from the input), the records in order ([`Top`]), the four keys
+//! borrowed from the input), the records in order, each handed on as it
+//! is read ([`top`]), the four keys
 //! of a record bwmon reads ([`Fields`]), an rspec's [`KEYS`] ([`Keys`]),
 //! each a value as given ([`Raw`]) that prints back for a message, and
 //! every other value checked and dropped ([`Skip`]).
@@ -17,18 +18,38 @@
 use super::clip;
 use serde::Deserialize;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
-use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 use std::{borrow::Cow, fmt, marker::PhantomData};
 
-/// The whole input as [`Top`] reads it.
-pub(super) fn top(bytes: &[u8]) -> serde_json::Result<Json<'_, Top<'_>>> {
+/// The whole input: each record handed to `each` as soon as it is read
+/// (its position from 1, its key in the object form, the record), so no
+/// record is held in its raw form beyond its own reading; or the kind of a
+/// top level that is neither an object nor an array.
+pub(super) fn top<'a, R>(
+    bytes: &'a [u8],
+    each: impl FnMut(usize, Option<&str>, Json<'a, Fields<'a>>) -> R,
+) -> serde_json::Result<Top<R>> {
     // UTF-8 checked once here is not checked again string by string; invalid
     // UTF-8 goes the slow way, for serde_json's own message.
+    let seed = TopSeed(each);
     match std::str::from_utf8(bytes) {
-        Ok(text) => serde_json::from_str(text),
-        Err(_) => serde_json::from_slice(bytes),
+        Ok(text) => read_all(seed, serde_json::Deserializer::from_str(text)),
+        Err(_) => read_all(seed, serde_json::Deserializer::from_slice(bytes)),
     }
+}
+
+fn read_all<'a, In, R, F>(
+    seed: TopSeed<F>,
+    mut de: serde_json::Deserializer<In>,
+) -> serde_json::Result<Top<R>>
+where
+    In: serde_json::de::Read<'a>,
+    F: FnMut(usize, Option<&str>, Json<'a, Fields<'a>>) -> R,
+{
+    let top = seed.deserialize(&mut de)?;
+    de.end()?;
+    Ok(top)
 }
 
 /// The rspec keys read, in [`Rspec`](super::Rspec)'s order: rates, volumes, shares.
@@ -171,28 +192,72 @@ impl Raw<'_> {
     }
 }
 
-/// The records, each with its key in the object form, in order, repeated
-/// keys included (a repeated key is two records, so both get held).
-pub(super) struct Top<'a>(pub(super) Vec<(Option<Cow<'a, str>>, Json<'a, Fields<'a>>)>);
+/// The top level: what `each` made of the records, in order, repeated
+/// keys included (a repeated key is two records, so both get held); or
+/// the kind of anything else.
+pub(super) enum Top<R> {
+    Records(Vec<R>),
+    Other(&'static str),
+}
 
 /// An object's key.
 #[derive(Deserialize)]
 struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
 
-impl<'de> Container<'de> for Top<'de> {
-    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+struct TopSeed<F>(F);
+
+impl<'de, R, F> DeserializeSeed<'de> for TopSeed<F>
+where
+    F: FnMut(usize, Option<&str>, Json<'de, Fields<'de>>) -> R,
+{
+    type Value = Top<R>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Top<R>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, R, F> Visitor<'de> for TopSeed<F>
+where
+    F: FnMut(usize, Option<&str>, Json<'de, Fields<'de>>) -> R,
+{
+    type Value = Top<R>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Top<R>, E> {
+        Ok(Top::Other(Json::<Skip>::Null.kind()))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Top<R>, E> {
+        Ok(Top::Other(Json::<Skip>::Bool(false).kind()))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Top<R>, E> {
+        Ok(Top::Other(Json::<Skip>::Number(0.into()).kind()))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Top<R>, E> {
+        Ok(Top::Other(Json::<Skip>::Number(0.into()).kind()))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Top<R>, E> {
+        // Finite from serde_json.
+        Ok(Top::Other(Json::<Skip>::Number(0.into()).kind()))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Top<R>, E> {
+        Ok(Top::Other(Json::<Skip>::String(Cow::Borrowed("")).kind()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Top<R>, A::Error> {
         let mut recs = Vec::new();
         while let Some(rec) = seq.next_element()? {
-            recs.push((None, rec));
+            recs.push((self.0)(recs.len() + 1, None, rec));
         }
-        Ok(Top(recs))
+        Ok(Top::Records(recs))
     }
-    fn map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Top<R>, A::Error> {
         let mut recs = Vec::new();
         while let Some((Key(key), rec)) = map.next_entry()? {
-            recs.push((Some(key), rec));
+            recs.push((self.0)(recs.len() + 1, Some(&key), rec));
         }
-        Ok(Top(recs))
+        Ok(Top::Records(recs))
     }
 }
 
