@@ -1,10 +1,9 @@
-//! The serde half of the slivers reader: the input as given, judged by the
-//! parent once all of it has parsed, so one bad value costs only its key or
-//! its record. It owns one visitor for any JSON value ([`Json`], strings
-//! borrowed from the input), the records in order, each handed on as it
-//! is read ([`top`]), the four keys
-//! of a record bwmon reads ([`Fields`]), an rspec's [`KEYS`] ([`Keys`]),
-//! each a value as given ([`Raw`]) that prints back for a message, and
+//! The serde half of the slivers reader: the input as given, each record
+//! handed to the parent's judge as soon as it is read ([`top`]), so one bad
+//! value costs only its key or its record. It owns one visitor for any JSON
+//! value ([`Json`], strings borrowed from the input), the four keys of a
+//! record bwmon reads ([`Fields`]), an rspec's [`KEYS`] ([`Keys`]), each a
+//! value as given ([`Raw`]) that prints back for a message, and
 //! every other value checked and dropped ([`Skip`]).
 //!
 //! By hand where derive would cost speed or behaviour (the figures are in
