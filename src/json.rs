@@ -146,20 +146,30 @@ impl Pretty {
         }
     }
 
-    /// A writer for a run of elements of the level this one is at, to be
-    /// [`Pretty::append`]ed to it: `after` says whether elements come before
-    /// that run. Lets two threads write the two halves of a long array.
-    pub fn part(&self, after: bool, bytes: usize) -> Self {
+    /// A writer for a run of elements of the level this one is at, into
+    /// `out` (emptied first), its bytes to go out after this one's:
+    /// `after` says whether elements come before that run. Lets another
+    /// thread write a piece of a long array.
+    pub fn part(&self, after: bool, mut out: Vec<u8>) -> Self {
+        out.clear();
         Pretty {
-            out: Vec::with_capacity(bytes),
+            out,
             depth: self.depth,
             first: self.first && !after,
         }
     }
 
-    /// Takes the elements `part` wrote, in order.
-    pub fn append(&mut self, mut part: Pretty) {
-        self.out.append(&mut part.out);
+    /// Sends what this writer holds to `w` and empties it, keeping its
+    /// place: a long document goes out in pieces, never whole in memory.
+    pub fn drain_to(&mut self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        w.write_all(&self.out)?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Goes on after a [`Pretty::part`] whose bytes went out: an element
+    /// came if it wrote one.
+    pub fn follow(&mut self, part: &Pretty) {
         self.first = part.first;
     }
 

@@ -25,6 +25,11 @@ pub const FORMAT_VERSION: u32 = 1;
 /// About what one slice takes in `status --format json`.
 const PER_SLICE: usize = 760;
 
+/// Slices written and sent out at a time by [`Report::write_json`]: about
+/// 100 KB, as large as a write need be, small enough that the output is
+/// never whole in memory (2.9 MB at 4,000 slices).
+const CHUNK: usize = 128;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ClassView {
     pub used_bytes: u64,
@@ -180,6 +185,66 @@ pub fn build(
     }
 }
 
+/// The elements of `slices` in [`Report::json`], sent to `w` [`CHUNK`]
+/// slices at a time, after what `j` holds. At thousands of slices writing
+/// them is most of a status run, and both cores are free once the dump is
+/// read: a second thread writes every other chunk while this one writes
+/// the others and sends all of them out in order. The few buffers in
+/// flight go back and forth, so the output never takes fresh memory of
+/// its size.
+fn write_slices(
+    j: &mut Pretty,
+    slices: &[SliceView],
+    w: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let chunks: Vec<&[SliceView]> = slices.chunks(CHUNK).collect();
+    if chunks.len() < 4 {
+        for s in slices {
+            slice_json(j, s);
+        }
+        return Ok(());
+    }
+    j.drain_to(w)?;
+    std::thread::scope(|scope| {
+        // At most two chunks ahead of what is sent.
+        let (written, take) = std::sync::mpsc::sync_channel::<Pretty>(2);
+        let (emptied, reuse) = std::sync::mpsc::channel::<Vec<u8>>();
+        let template = j.part(true, Vec::new());
+        let odd: Vec<&[SliceView]> = chunks.iter().skip(1).step_by(2).copied().collect();
+        scope.spawn(move || {
+            for chunk in odd {
+                let buf = reuse
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(PER_SLICE * CHUNK));
+                let mut part = template.part(true, buf);
+                for s in chunk {
+                    slice_json(&mut part, s);
+                }
+                // The receiver is gone only when sending failed.
+                if written.send(part).is_err() {
+                    return;
+                }
+            }
+        });
+        for (k, chunk) in chunks.iter().enumerate() {
+            if k % 2 == 0 {
+                for s in *chunk {
+                    slice_json(j, s);
+                }
+                j.drain_to(w)?;
+            } else {
+                // Closed only if the other thread panicked; the scope
+                // passes its panic on.
+                let Ok(part) = take.recv() else { break };
+                w.write_all(&part.out)?;
+                j.follow(&part);
+                let _ = emptied.send(part.out);
+            }
+        }
+        Ok(())
+    })
+}
+
 /// One element of `slices` in [`Report::json`].
 fn slice_json(j: &mut Pretty, s: &SliceView) {
     let SliceView {
@@ -293,7 +358,19 @@ impl Report {
     /// for the report (a test holds the two equal), written by hand because
     /// at thousands of slices serde's generic path cost more than the dump.
     pub fn json(&self) -> Vec<u8> {
-        let mut j = Pretty::with_capacity(1024 + 200 * self.dead.len());
+        let mut out = Vec::with_capacity(1024 + PER_SLICE * self.slices.len());
+        self.write_json(&mut out)
+            .unwrap_or_else(|e| unreachable!("writing to memory cannot fail: {e}"));
+        out
+    }
+
+    /// [`Report::json`] sent to `w` a piece at a time.
+    ///
+    /// # Errors
+    ///
+    /// The first error of `w` (a closed pipe, say); the rest is not written.
+    pub fn write_json(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mut j = Pretty::with_capacity(PER_SLICE * CHUNK + 1024);
         j.open(b'{');
         j.u64("format_version", u64::from(self.format_version));
         j.str("dev", &self.dev);
@@ -315,32 +392,7 @@ impl Report {
         }
         j.key("slices");
         j.open(b'[');
-        // At thousands of slices writing them is most of a status run: the
-        // two halves are written on two threads, as the two cores are free
-        // once the dump is read.
-        if self.slices.len() >= 1024 {
-            let (head, tail) = self.slices.split_at(self.slices.len() / 2);
-            let mut first = j.part(false, PER_SLICE * head.len());
-            let mut second = j.part(true, PER_SLICE * tail.len());
-            std::thread::scope(|scope| {
-                let t = scope.spawn(|| {
-                    for s in tail {
-                        slice_json(&mut second, s);
-                    }
-                });
-                for s in head {
-                    slice_json(&mut first, s);
-                }
-                t.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            });
-            j.append(first);
-            j.append(second);
-        } else {
-            for s in &self.slices {
-                slice_json(&mut j, s);
-            }
-        }
+        write_slices(&mut j, &self.slices, w)?;
         j.close(b']');
         j.key("dead");
         j.open(b'[');
@@ -366,7 +418,7 @@ impl Report {
         j.close(b']');
         j.close(b'}');
         j.out.push(b'\n');
-        j.finish()
+        j.drain_to(w)
     }
 
     /// Prometheus text (`node_exporter`'s textfile format), by the naming
@@ -1086,9 +1138,9 @@ mod tests {
             )
         }
 
-        /// Enough slices that the two halves are written on two threads.
+        /// Enough slices that the chunks are written on two threads.
         #[test]
-        fn json_written_in_halves_is_serdes_too() {
+        fn json_written_in_chunks_is_serdes_too() {
             let mut runner = proptest::test_runner::TestRunner::deterministic();
             let slices = proptest::collection::vec(slice(), 1500)
                 .new_tree(&mut runner)
@@ -1106,7 +1158,44 @@ mod tests {
                 counters: Counters::default(),
                 sync_duration: None,
             };
-            assert_eq!(String::from_utf8(r.json()).expect("UTF-8"), serde(&r));
+            let json = r.json();
+            assert_eq!(String::from_utf8(json.clone()).expect("UTF-8"), serde(&r));
+            // Sent a chunk at a time, never whole: each write at most a few
+            // chunks' worth, and in order.
+            let mut sink = Writes::default();
+            r.write_json(&mut sink).expect("written");
+            assert_eq!(sink.bytes, json);
+            assert!(sink.writes > 1500 / CHUNK, "{} writes", sink.writes);
+            assert!(sink.largest < 3 * PER_SLICE * CHUNK, "{} bytes in one write", sink.largest);
+            // A reader gone halfway (`status | head`): the error comes back,
+            // nothing hangs.
+            let mut closed = Writes { fail_after: Some(2), ..Writes::default() };
+            assert!(r.write_json(&mut closed).is_err());
+            assert_eq!(closed.writes, 2);
+        }
+
+        /// A writer that counts its writes, and fails from a given one on.
+        #[derive(Default)]
+        struct Writes {
+            bytes: Vec<u8>,
+            writes: usize,
+            largest: usize,
+            fail_after: Option<usize>,
+        }
+
+        impl std::io::Write for Writes {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                if self.fail_after.is_some_and(|n| self.writes >= n) {
+                    return Err(std::io::ErrorKind::BrokenPipe.into());
+                }
+                self.writes += 1;
+                self.largest = self.largest.max(buf.len());
+                self.bytes.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
         }
 
         proptest! {
