@@ -1162,28 +1162,35 @@ mod tests {
             assert_eq!(String::from_utf8(json.clone()).expect("UTF-8"), serde(&r));
             // Sent a chunk at a time, never whole: each write at most a few
             // chunks' worth, and in order.
-            let mut sink = Writes::default();
+            let mut sink = Sink::default();
             r.write_json(&mut sink).expect("written");
             assert_eq!(sink.bytes, json);
             assert!(sink.writes > 1500 / CHUNK, "{} writes", sink.writes);
-            assert!(sink.largest < 3 * PER_SLICE * CHUNK, "{} bytes in one write", sink.largest);
+            assert!(
+                sink.largest < 3 * PER_SLICE * CHUNK,
+                "{} bytes in one write",
+                sink.largest
+            );
             // A reader gone halfway (`status | head`): the error comes back,
             // nothing hangs.
-            let mut closed = Writes { fail_after: Some(2), ..Writes::default() };
+            let mut closed = Sink {
+                fail_after: Some(2),
+                ..Sink::default()
+            };
             assert!(r.write_json(&mut closed).is_err());
             assert_eq!(closed.writes, 2);
         }
 
         /// A writer that counts its writes, and fails from a given one on.
         #[derive(Default)]
-        struct Writes {
+        struct Sink {
             bytes: Vec<u8>,
             writes: usize,
             largest: usize,
             fail_after: Option<usize>,
         }
 
-        impl std::io::Write for Writes {
+        impl std::io::Write for Sink {
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
                 if self.fail_after.is_some_and(|n| self.writes >= n) {
                     return Err(std::io::ErrorKind::BrokenPipe.into());
