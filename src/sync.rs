@@ -49,7 +49,7 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
 
     // The dump (read-only) runs while the slivers and the state are parsed:
     // at thousands of slices each takes a noticeable share of the run.
-    let (kernel, (input, (loaded, before), mapped)) = tc.dump_classes_while(|| {
+    let (kernel, (input, (loaded, before, guessed), mapped)) = tc.dump_classes_while(|| {
         let input = slivers::parse(&text, &slivers::uid_from_nss);
         let loaded = if input.is_ok() {
             store.load()
@@ -63,10 +63,23 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
             Ok(Some(state)) => Some(state.clone()),
             _ => None,
         };
+        // The live slices' limits, for the node the state remembers: the
+        // kernel's own figures, read below, are nearly always the same.
+        let guessed = match (&input, &loaded) {
+            (Ok(input), Ok(Some(state))) => state.hierarchy.get(&cfg.dev).map(|h| {
+                let node = Node {
+                    bwcap: h.bwcap,
+                    bwmax: h.bwmax,
+                    period_secs: cfg.period_secs,
+                };
+                (node, live_slices(input, cfg, &node))
+            }),
+            _ => None,
+        };
         // What the nft maps hold now, not what the state says they were
         // given: a flushed ruleset is put back by the next run.
         let mapped = (cfg.classify != Classify::None).then(nft::classified);
-        (input, (loaded, before), mapped)
+        (input, (loaded, before, guessed), mapped)
     });
     // Whole-input errors stop the run before anything is changed.
     let origin = path.map_or_else(|| "stdin".to_string(), |p| p.display().to_string());
@@ -132,15 +145,10 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
         .or_insert(crate::state::Hierarchy::new(bwcap, bwmax));
     // Built again by hand after a teardown: it is bwmon's again.
     entry.removed = false;
-    let live: Vec<Live> = input
-        .live
-        .iter()
-        .map(|s| Live {
-            name: s.name.clone(),
-            xid: s.xid,
-            limits: policy::limits_for(&s.rspec, &cfg.defaults, &node),
-        })
-        .collect();
+    let live = match guessed {
+        Some((guess, live)) if guess == node => live,
+        _ => live_slices(&input, cfg, &node),
+    };
     let held_xids: HashSet<u16> = input.held.iter().filter_map(|h| h.xid).collect();
     let held_names: HashSet<String> = input.held.iter().filter_map(|h| h.name.clone()).collect();
 
@@ -317,6 +325,19 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
     // at 4,000 slices), and the kernel takes the memory back at exit.
     std::mem::forget((plan, before, kernel, input, live));
     Ok(finish(&failures))
+}
+
+/// The live slices with their limits on `node`.
+fn live_slices(input: &Input, cfg: &crate::config::Config, node: &Node) -> Vec<Live> {
+    input
+        .live
+        .iter()
+        .map(|s| Live {
+            name: s.name.clone(),
+            xid: s.xid,
+            limits: policy::limits_for(&s.rspec, &cfg.defaults, node),
+        })
+        .collect()
 }
 
 fn read_input(path: Option<&Path>) -> Result<Vec<u8>, Fatal> {

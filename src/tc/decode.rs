@@ -746,11 +746,17 @@ impl ClassDump<DumpedClass> {
     }
 }
 
+/// Room for every class bwmon makes (two per xid, 4,096 xids, and the
+/// hierarchy's few), reserved at once: growing the vector as the dump comes
+/// in copied it a dozen times on the dump's own thread. Pages never written
+/// are never touched, so a small node pays nothing for it.
+const CLASSES_RESERVED: usize = 2 * 0x1000 + 16;
+
 impl<T: Kept> ClassDump<T> {
     fn with(seq: u32, ifindex: u32) -> Self {
         ClassDump {
             framing: Framing::new(seq, ifindex, RTM_NEWTCLASS),
-            classes: Vec::new(),
+            classes: Vec::with_capacity(CLASSES_RESERVED),
             seen: Seen::new(),
             skipped: 0,
             in_place: true,
