@@ -200,6 +200,15 @@ impl Pretty {
         self.out.extend_from_slice(b"\": ");
     }
 
+    /// Starts an array element the caller lays out itself, for the level
+    /// `depth` this writer is at (a hot loop writes its constant runs of
+    /// keys and punctuation whole): `true` for the level's first element,
+    /// which takes no comma.
+    pub fn raw_element(&mut self, depth: usize) -> bool {
+        assert_eq!(self.depth, depth, "an element laid out for another level");
+        std::mem::replace(&mut self.first, false)
+    }
+
     /// Starts an array element: the value is written next.
     pub fn element(&mut self) {
         if !self.first {
