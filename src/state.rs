@@ -203,8 +203,11 @@ impl State {
     pub fn caps_since(&self, before: &State) -> u64 {
         let capped = |c: &ClassState| c.ceil.0 != 0 && c.ceil < c.max;
         let mut n = 0;
+        // Both maps in xid order, walked side by side rather than looked up.
+        let mut then = before.slices.iter().peekable();
         for (xid, s) in &self.slices {
-            let old = before.slices.get(xid);
+            while then.next_if(|(x, _)| *x < xid).is_some() {}
+            let old = then.next_if(|(x, _)| *x == xid).map(|(_, o)| o);
             for (now, then) in [(&s.lo, old.map(|o| &o.lo)), (&s.i2, old.map(|o| &o.i2))] {
                 if capped(now) && !then.is_some_and(capped) {
                     n += 1;
