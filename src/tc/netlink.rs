@@ -122,6 +122,31 @@ impl Rtnl {
         }
     }
 
+    /// As [`Rtnl::dump`], each datagram received into a buffer from `fresh`
+    /// and handed over whole to `each`, which returns `true` once it has
+    /// seen the end of the dump: for another thread to decode.
+    pub fn dump_buffers(
+        &mut self,
+        request: &[u8],
+        fresh: &mut dyn FnMut() -> Vec<u8>,
+        each: &mut dyn FnMut(Vec<u8>) -> bool,
+    ) -> Result<(), Fatal> {
+        self.socket
+            .send(request, 0)
+            .map_err(|e| self.io_error("sending a dump request", &e))?;
+        loop {
+            let mut buf = fresh();
+            buf.clear();
+            buf.reserve(RECV_BUF);
+            self.socket
+                .recv(&mut buf, 0)
+                .map_err(|e| self.io_error("reading a dump", &e))?;
+            if each(buf) {
+                return Ok(());
+            }
+        }
+    }
+
     /// Sends `messages` (each encoded with `NLM_F_ACK` and sequence number
     /// `first_seq + i`) and returns, per message, the kernel's refusal if any.
     /// A socket that fails mid-batch (an ack lost to a full receive buffer,
