@@ -301,16 +301,17 @@ fn slice_json(j: &mut Pretty, s: &SliceView) {
         } = c;
         out.extend_from_slice(opening);
         json::put_u64(out, *used_bytes);
-        out.extend_from_slice(b",\n        \"quota_bytes\": ");
-        json::put_u64(out, *quota_bytes);
-        out.extend_from_slice(b",\n        \"threshold_bytes\": ");
-        json::put_u64(out, *threshold_bytes);
-        out.extend_from_slice(b",\n        \"ceil_bps\": ");
-        json::put_u64(out, *ceil_bps);
-        out.extend_from_slice(b",\n        \"max_bps\": ");
-        json::put_u64(out, *max_bps);
-        out.extend_from_slice(b",\n        \"min_bps\": ");
-        json::put_u64(out, *min_bps);
+        let figures: [(&[u8], u64); 5] = [
+            (b",\n        \"quota_bytes\": ", *quota_bytes),
+            (b",\n        \"threshold_bytes\": ", *threshold_bytes),
+            (b",\n        \"ceil_bps\": ", *ceil_bps),
+            (b",\n        \"max_bps\": ", *max_bps),
+            (b",\n        \"min_bps\": ", *min_bps),
+        ];
+        for (key, value) in figures {
+            out.extend_from_slice(key);
+            json::put_u64(out, value);
+        }
         out.extend_from_slice(b",\n        \"capped\": ");
         json::put_bool(out, *capped);
         out.extend_from_slice(b",\n        \"full_at\": ");
