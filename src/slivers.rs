@@ -151,9 +151,21 @@ pub fn parse(
     // Each record is judged as it is read: held in its raw form until the
     // whole input had parsed, 4,000 records took 2 MB. A record that names
     // no slice still loses to invalid JSON after it, as before.
-    let judged = read::top(bytes, |pos, key, rec| Record::read(pos, key, rec, uid_of));
-    let mut records = match judged {
-        Ok(Top::Records(recs)) => recs.into_iter().collect::<Result<Vec<_>, _>>()?,
+    // After the first such record the rest are only parsed (no user lookups).
+    let mut unusable: Option<InputError> = None;
+    let judged = read::top(bytes, |pos, key, rec| {
+        if unusable.is_some() {
+            return None;
+        }
+        Record::read(pos, key, rec, uid_of)
+            .map_err(|e| unusable = Some(e))
+            .ok()
+    });
+    let mut records: Vec<Record> = match judged {
+        Ok(Top::Records(recs)) => match unusable {
+            Some(e) => return Err(e),
+            None => recs.into_iter().flatten().collect(),
+        },
         Ok(Top::Other(kind)) => {
             return error(&format!("is {kind}, not an object or array of slivers"));
         }
