@@ -388,7 +388,7 @@ pub struct Inputs<'a> {
 }
 
 /// Every xid a class id can hold (`1:(1000|xid)`, 12 bits).
-const XIDS: usize = 0x1000;
+pub(crate) const XIDS: usize = 0x1000;
 
 /// The kernel's slice classes by kind and xid: a lookup per class without
 /// hashing, for the plan and the status view alike.

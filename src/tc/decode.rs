@@ -750,7 +750,7 @@ impl ClassDump<DumpedClass> {
 /// hierarchy's few), reserved at once: growing the vector as the dump comes
 /// in copied it a dozen times on the dump's own thread. Pages never written
 /// are never touched, so a small node pays nothing for it.
-const CLASSES_RESERVED: usize = 2 * 0x1000 + 16;
+const CLASSES_RESERVED: usize = 2 * crate::policy::XIDS + 16;
 
 impl<T: Kept> ClassDump<T> {
     fn with(seq: u32, ifindex: u32) -> Self {

@@ -111,7 +111,7 @@ impl Kernel {
                         // NLMSG_DONE: every one goes to the decoder. One
                         // gone has panicked, which its join reports.
                         let end = ends_dump(&buf, seq);
-                        full.send(buf).is_err() || end
+                        Ok(full.send(buf).is_err() || end)
                     },
                 )
             });

@@ -107,29 +107,22 @@ impl Rtnl {
         request: &[u8],
         feed: &mut dyn FnMut(&[u8]) -> Result<bool, Fatal>,
     ) -> Result<(), Fatal> {
-        self.socket
-            .send(request, 0)
-            .map_err(|e| self.io_error("sending a dump request", &e))?;
-        let mut buf: Vec<u8> = Vec::with_capacity(RECV_BUF);
-        loop {
-            buf.clear();
-            self.socket
-                .recv(&mut buf, 0)
-                .map_err(|e| self.io_error("reading a dump", &e))?;
-            if feed(&buf)? {
-                return Ok(());
-            }
-        }
+        // One buffer, received into again once `feed` is done with it.
+        let spare = std::cell::RefCell::new(Vec::new());
+        self.dump_buffers(request, &mut || spare.take(), &mut |buf| {
+            let end = feed(&buf);
+            spare.replace(buf);
+            end
+        })
     }
 
     /// As [`Rtnl::dump`], each datagram received into a buffer from `fresh`
-    /// and handed over whole to `each`, which returns `true` once it has
-    /// seen the end of the dump: for another thread to decode.
+    /// and handed over whole to `each`: for another thread to decode.
     pub fn dump_buffers(
         &mut self,
         request: &[u8],
         fresh: &mut dyn FnMut() -> Vec<u8>,
-        each: &mut dyn FnMut(Vec<u8>) -> bool,
+        each: &mut dyn FnMut(Vec<u8>) -> Result<bool, Fatal>,
     ) -> Result<(), Fatal> {
         self.socket
             .send(request, 0)
@@ -141,7 +134,7 @@ impl Rtnl {
             self.socket
                 .recv(&mut buf, 0)
                 .map_err(|e| self.io_error("reading a dump", &e))?;
-            if each(buf) {
+            if each(buf)? {
                 return Ok(());
             }
         }
