@@ -203,11 +203,7 @@ impl State {
     pub fn caps_since(&self, before: &State) -> u64 {
         let capped = |c: &ClassState| c.ceil.0 != 0 && c.ceil < c.max;
         let mut n = 0;
-        // Both maps in xid order, walked side by side rather than looked up.
-        let mut then = before.slices.iter().peekable();
-        for (xid, s) in &self.slices {
-            while then.next_if(|(x, _)| *x < xid).is_some() {}
-            let old = then.next_if(|(x, _)| *x == xid).map(|(_, o)| o);
+        for (s, old) in beside(self.slices.iter().map(|(&x, s)| (x, s)), &before.slices) {
             for (now, then) in [(&s.lo, old.map(|o| &o.lo)), (&s.i2, old.map(|o| &o.i2))] {
                 if capped(now) && !then.is_some_and(capped) {
                     n += 1;
@@ -216,6 +212,20 @@ impl State {
         }
         n
     }
+}
+
+/// Each item of `rising` (xids in rising order) with the slice `other`
+/// has under its xid: both walked side by side, in xid order, rather than
+/// each looked up.
+pub fn beside<T>(
+    rising: impl IntoIterator<Item = (u16, T)>,
+    other: &BTreeMap<u16, SliceState>,
+) -> impl Iterator<Item = (T, Option<&SliceState>)> {
+    let mut other = other.iter().peekable();
+    rising.into_iter().map(move |(xid, item)| {
+        while other.next_if(|(x, _)| **x < xid).is_some() {}
+        (item, other.next_if(|(x, _)| **x == xid).map(|(_, s)| s))
+    })
 }
 
 /// The file's shape, as read. Kept apart from `State` so the in-memory form
@@ -1140,6 +1150,28 @@ pub(crate) mod tests {
             },
         );
         s
+    }
+
+    #[test]
+    fn beside_pairs_each_xid_with_the_other_maps_slice_or_none() {
+        let one = sample().slices[&257].clone();
+        let other: BTreeMap<u16, SliceState> = [2, 5, 6, 9]
+            .map(|xid| (xid, SliceState { xid, ..one.clone() }))
+            .into();
+        // Gaps on either side, a run past the other's end, nothing left out.
+        let got: Vec<(u16, Option<u16>)> = beside([1, 2, 6, 7, 9, 12].map(|x| (x, x)), &other)
+            .map(|(x, s)| (x, s.map(|s| s.xid)))
+            .collect();
+        let want = [
+            (1, None),
+            (2, Some(2)),
+            (6, Some(6)),
+            (7, None),
+            (9, Some(9)),
+            (12, None),
+        ];
+        assert_eq!(got, want);
+        assert_eq!(beside([3].map(|x| (x, x)), &BTreeMap::new()).count(), 1);
     }
 
     // SPEC §9.11: the Python 3 port could not write its own state back.

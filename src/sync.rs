@@ -411,16 +411,11 @@ fn check_removals(
         .filter(|s| !crate::state::is_special(s.xid))
         .map(|s| (s.xid, s.name.as_str()))
         .collect();
-    // A slice kept under its xid is the common case (both maps walked side
-    // by side, in xid order); the names are hashed only when some slice is
-    // not (removed, or its xid changed).
-    let mut now = after.slices.iter().peekable();
-    let mut same_xid = |&(xid, name): &(u16, &str)| {
-        while now.next_if(|(x, _)| **x < xid).is_some() {}
-        now.next_if(|(x, _)| **x == xid)
-            .is_some_and(|(_, s)| s.name == name)
-    };
-    let removed: Vec<&str> = if live.iter().all(&mut same_xid) {
+    // A slice kept under its xid is the common case; the names are hashed
+    // only when some slice is not (removed, or its xid changed).
+    let same_xids = crate::state::beside(live.iter().copied(), &after.slices)
+        .all(|(name, now)| now.is_some_and(|s| s.name == name));
+    let removed: Vec<&str> = if same_xids {
         Vec::new()
     } else {
         let kept: HashSet<&str> = after.slices.values().map(|s| s.name.as_str()).collect();
