@@ -25,10 +25,10 @@ use std::{borrow::Cow, fmt, marker::PhantomData};
 /// (its position from 1, its key in the object form, the record), so no
 /// record is held in its raw form beyond its own reading; or the kind of a
 /// top level that is neither an object nor an array.
-pub(super) fn top<'a, R>(
+pub(super) fn top<'a>(
     bytes: &'a [u8],
-    each: impl FnMut(usize, Option<&str>, Json<'a, Fields<'a>>) -> R,
-) -> serde_json::Result<Top<R>> {
+    each: impl FnMut(usize, Option<&str>, Json<'a, Fields<'a>>),
+) -> serde_json::Result<Top> {
     // UTF-8 checked once here is not checked again string by string; invalid
     // UTF-8 goes the slow way, for serde_json's own message.
     let seed = TopSeed(each);
@@ -38,13 +38,13 @@ pub(super) fn top<'a, R>(
     }
 }
 
-fn read_all<'a, In, R, F>(
+fn read_all<'a, In, F>(
     seed: TopSeed<F>,
     mut de: serde_json::Deserializer<In>,
-) -> serde_json::Result<Top<R>>
+) -> serde_json::Result<Top>
 where
     In: serde_json::de::Read<'a>,
-    F: FnMut(usize, Option<&str>, Json<'a, Fields<'a>>) -> R,
+    F: FnMut(usize, Option<&str>, Json<'a, Fields<'a>>),
 {
     let top = seed.deserialize(&mut de)?;
     de.end()?;
@@ -191,11 +191,11 @@ impl Raw<'_> {
     }
 }
 
-/// The top level: what `each` made of the records, in order, repeated
+/// The top level: records, each gone to `each` in order, repeated
 /// keys included (a repeated key is two records, so both get held); or
 /// the kind of anything else.
-pub(super) enum Top<R> {
-    Records(Vec<R>),
+pub(super) enum Top {
+    Records,
     Other(&'static str),
 }
 
@@ -205,58 +205,60 @@ struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
 
 struct TopSeed<F>(F);
 
-impl<'de, R, F> DeserializeSeed<'de> for TopSeed<F>
+impl<'de, F> DeserializeSeed<'de> for TopSeed<F>
 where
-    F: FnMut(usize, Option<&str>, Json<'de, Fields<'de>>) -> R,
+    F: FnMut(usize, Option<&str>, Json<'de, Fields<'de>>),
 {
-    type Value = Top<R>;
+    type Value = Top;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Top<R>, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Top, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de, R, F> Visitor<'de> for TopSeed<F>
+impl<'de, F> Visitor<'de> for TopSeed<F>
 where
-    F: FnMut(usize, Option<&str>, Json<'de, Fields<'de>>) -> R,
+    F: FnMut(usize, Option<&str>, Json<'de, Fields<'de>>),
 {
-    type Value = Top<R>;
+    type Value = Top;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_unit<E>(self) -> Result<Top<R>, E> {
+    fn visit_unit<E>(self) -> Result<Top, E> {
         Ok(Top::Other(Json::<Skip>::Null.kind()))
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Top<R>, E> {
+    fn visit_bool<E>(self, _: bool) -> Result<Top, E> {
         Ok(Top::Other(Json::<Skip>::Bool(false).kind()))
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Top<R>, E> {
+    fn visit_i64<E>(self, _: i64) -> Result<Top, E> {
         Ok(Top::Other(Json::<Skip>::Number(0.into()).kind()))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Top<R>, E> {
+    fn visit_u64<E>(self, _: u64) -> Result<Top, E> {
         Ok(Top::Other(Json::<Skip>::Number(0.into()).kind()))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Top<R>, E> {
+    fn visit_f64<E>(self, _: f64) -> Result<Top, E> {
         // Finite from serde_json.
         Ok(Top::Other(Json::<Skip>::Number(0.into()).kind()))
     }
-    fn visit_str<E>(self, _: &str) -> Result<Top<R>, E> {
+    fn visit_str<E>(self, _: &str) -> Result<Top, E> {
         Ok(Top::Other(Json::<Skip>::String(Cow::Borrowed("")).kind()))
     }
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Top<R>, A::Error> {
-        let mut recs = Vec::new();
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Top, A::Error> {
+        let mut n = 0;
         while let Some(rec) = seq.next_element()? {
-            recs.push((self.0)(recs.len() + 1, None, rec));
+            n += 1;
+            (self.0)(n, None, rec);
         }
-        Ok(Top::Records(recs))
+        Ok(Top::Records)
     }
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Top<R>, A::Error> {
-        let mut recs = Vec::new();
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Top, A::Error> {
+        let mut n = 0;
         while let Some((Key(key), rec)) = map.next_entry()? {
-            recs.push((self.0)(recs.len() + 1, Some(&key), rec));
+            n += 1;
+            (self.0)(n, Some(&key), rec);
         }
-        Ok(Top::Records(recs))
+        Ok(Top::Records)
     }
 }
 
