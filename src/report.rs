@@ -122,66 +122,87 @@ pub fn build(
     period_secs: u64,
     now: DateTime<Utc>,
 ) -> Report {
-    let counters = KernelIndex::new(kernel);
-    let pace_secs = state
-        .last_sync
-        .and_then(|t| u64::try_from((now - t).num_seconds()).ok())
-        .filter(|&s| s > 0);
-    let class_view = |s: &SliceState, kind: Kind| {
-        let kc = counters.get((kind, s.xid));
-        view_class(
-            class_of(s, kind),
-            kc.map(|k| k.sent),
-            kc.map(|k| k.ceil),
-            pace_secs,
-            now,
-        )
-    };
-    let slices = state
-        .slices
-        .values()
-        .map(|s| {
-            let low = class_view(s, Kind::Low);
-            let i2 = class_view(s, Kind::I2);
-            SliceView {
-                name: s.name.clone(),
-                xid: s.xid,
-                period_start: s.start,
-                period_end: plus_secs(s.start, period_secs),
-                capped: low.capped || i2.capped,
-                mailed: s.mailed,
-                classified: None,
-                low,
-                i2,
-            }
-        })
-        .collect();
-    let dead = state
-        .dead
-        .values()
-        .map(|d| DeadView {
-            name: d.name.clone(),
-            period_start: d.start,
-            period_end: plus_secs(d.start, period_secs),
-            mailed: d.mailed,
-            low_used_bytes: d.lo.0,
-            i2_used_bytes: d.i2.0,
-        })
-        .collect();
-    Report {
+    let mut report = from_state(state, dev, period_secs, now);
+    report.count(state, kernel, node);
+    report
+}
+
+/// The view as the state alone has it, as if no class were in the kernel:
+/// what [`Report::count`] then completes. Made apart so that `status` can
+/// make it (thousands of views, fresh memory) while the kernel dumps.
+pub fn from_state(state: &State, dev: &str, period_secs: u64, now: DateTime<Utc>) -> Report {
+    let mut report = Report {
         format_version: FORMAT_VERSION,
         dev: dev.to_string(),
         now,
         last_sync: state.last_sync,
         period_seconds: period_secs,
-        node: node.map(|h| NodeView {
-            bwcap_bps: h.bwcap.0,
-            bwmax_bps: h.bwmax.0,
-        }),
-        slices,
-        dead,
+        node: None,
+        slices: Vec::with_capacity(state.slices.len()),
+        dead: Vec::with_capacity(state.dead.len()),
         counters: state.counters,
         sync_duration: None,
+    };
+    for s in state.slices.values() {
+        let low = view_class(class_of(s, Kind::Low), None, None, None, now);
+        let i2 = view_class(class_of(s, Kind::I2), None, None, None, now);
+        report.slices.push(SliceView {
+            name: s.name.clone(),
+            xid: s.xid,
+            period_start: s.start,
+            period_end: plus_secs(s.start, period_secs),
+            capped: low.capped || i2.capped,
+            mailed: s.mailed,
+            classified: None,
+            low,
+            i2,
+        });
+    }
+    report.dead.extend(state.dead.values().map(|d| DeadView {
+        name: d.name.clone(),
+        period_start: d.start,
+        period_end: plus_secs(d.start, period_secs),
+        mailed: d.mailed,
+        low_used_bytes: d.lo.0,
+        i2_used_bytes: d.i2.0,
+    }));
+    report
+}
+
+impl Report {
+    /// Completes a view [`from_state`] made of the same `state` with the
+    /// kernel's counters and ceils, and the node's limits.
+    pub fn count(&mut self, state: &State, kernel: &[KernelClass], node: Option<Hierarchy>) {
+        debug_assert_eq!(
+            self.slices.len(),
+            state.slices.len(),
+            "a view of another state"
+        );
+        let counters = KernelIndex::new(kernel);
+        let now = self.now;
+        let pace_secs = state
+            .last_sync
+            .and_then(|t| u64::try_from((now - t).num_seconds()).ok())
+            .filter(|&s| s > 0);
+        let class_view = |s: &SliceState, kind: Kind| {
+            let kc = counters.get((kind, s.xid));
+            view_class(
+                class_of(s, kind),
+                kc.map(|k| k.sent),
+                kc.map(|k| k.ceil),
+                pace_secs,
+                now,
+            )
+        };
+        for (view, s) in self.slices.iter_mut().zip(state.slices.values()) {
+            view.low = class_view(s, Kind::Low);
+            view.i2 = class_view(s, Kind::I2);
+            view.capped = view.low.capped || view.i2.capped;
+        }
+        self.node = node.map(|h| NodeView {
+            bwcap_bps: h.bwcap.0,
+            bwmax_bps: h.bwmax.0,
+        });
     }
 }
 

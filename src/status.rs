@@ -33,13 +33,23 @@ pub fn run(
     let cfg = &ctx.config;
     let store = Store::new(&cfg.state_file);
     let _lock = lock::acquire(&store.lock_path(), Mode::Shared, cfg.lock_wait)?;
-    // The class dump runs while the state is parsed and the nft map read.
+    // The class dump runs while the state is parsed, the nft map read and
+    // the state's half of the view made.
     let work = || {
         let loaded = store.load();
         let classified = (cfg.classify != Classify::None).then(nft::classified);
-        (loaded, classified)
+        let view = match &loaded {
+            Ok(Some(state)) => Some(report::from_state(
+                state,
+                &cfg.dev,
+                cfg.period_secs,
+                ctx.now,
+            )),
+            _ => None,
+        };
+        (loaded, classified, view)
     };
-    let (kernel, (loaded, classified)) = match Kernel::open(&cfg.dev) {
+    let (kernel, (loaded, classified, view)) = match Kernel::open(&cfg.dev) {
         Ok(mut tc) => tc.dump_classes_while(work),
         Err(e) => (Err(e), work()),
     };
@@ -84,7 +94,15 @@ pub fn run(
         }
         remembered
     };
-    let mut report = report::build(&state, &kernel, &cfg.dev, node, cfg.period_secs, ctx.now);
+    // A view made during the dump is of this very state (none was made of
+    // a state that could not be loaded).
+    let mut report = match view {
+        Some(mut view) => {
+            view.count(&state, &kernel, node);
+            view
+        }
+        _ => report::build(&state, &kernel, &cfg.dev, node, cfg.period_secs, ctx.now),
+    };
     report.sync_duration = store.sync_note().and_then(|n| n.duration);
 
     let mut unknown = false;
