@@ -6,8 +6,12 @@ In a throwaway network namespace on `lo`, for each N (BENCH_N, default
 put traffic on a tenth of them, and time bwmon's runs against three floors
 measured in the same namespace, at the same N, in the same run:
 
-  nl floor   examples/nl_floor: one RTM_GETTCLASS dump of lo, messages
-             counted, nothing parsed (the least any rtnetlink reader does)
+  nl floor   examples/nl_floor: one RTM_GETTCLASS dump of every class of
+             lo, messages counted, nothing parsed (the least any rtnetlink
+             reader of every class does). Beside it, not a target: the same
+             floor for bwmon's own request (the classes of qdisc 1: only,
+             which spares the kernel a walk of every leaf qdisc per
+             datagram), so bwmon's own overhead can be read apart.
   tc dump    `tc -s -d class show dev lo`
   tc batch   `tc -force -batch` of the same changes bwmon makes (its
              `sync --dry-run` lines, which are tc -batch lines)
@@ -19,8 +23,10 @@ measured in the same namespace, at the same N, in the same run:
   status json  -                                nl floor                     (≤ 1.5 ×)
   every run    peak RSS including children ≤ 16 MiB at every N; 0 tc processes
 
-Each is repeated BENCH_REPEAT times (default 5), interleaved with its floors
-(one of each per repetition, the order rotating), so that machine noise
+The first sync is repeated BENCH_REPEAT times (default 5; seconds each at
+N = 4000), the runs of milliseconds BENCH_REPEAT_FAST times (default 15:
+one slow moment of the machine moves a median of five), each interleaved
+with its floors (one of each per repetition, the order rotating), so that machine noise
 hits bwmon and the floors alike; reported as median and spread (min..max),
 ratios as ratios of medians.
 
@@ -66,6 +72,7 @@ NFT = shutil.which("nft") or "/usr/sbin/nft"
 STRACE = shutil.which("strace")
 SIZES = [int(n) for n in os.environ.get("BENCH_N", "100 1000 4000").split()]
 REPEAT = int(os.environ.get("BENCH_REPEAT", "5"))
+FAST = int(os.environ.get("BENCH_REPEAT_FAST", "15"))
 T0 = 1795478400  # 2026-11-24T00:00:00Z
 # Only the rtnetlink timings and the peak memory are logged: -vv would also
 # format a decision line per class, which is not what is measured.
@@ -176,8 +183,8 @@ class Bench:
     def bwmon(self, args, now, stdin=True, cfg=None):
         return self.launch(self.bwmon_argv(args, now, cfg), self.slivers if stdin else None)
 
-    def nl_floor(self):
-        r = self.launch([NL_FLOOR, "lo"])
+    def nl_floor(self, *major):
+        r = self.launch([NL_FLOOR, "lo", *major])
         m = re.match(r"messages=(\d+) bytes=(\d+)", r.out)
         r.messages, r.bytes = int(m.group(1)), int(m.group(2))
         return r
@@ -279,17 +286,20 @@ class Bench:
         self.bwmon(["sync"], now)
 
         # Steady: same time, same counters: nothing to change.
-        steady, nl, dump, nft_runs = [], [], [], []
-        for k in range(REPEAT):
+        steady, nl, nl1, dump, nft_runs = [], [], [], [], []
+        for k in range(FAST):
             text, c, nft = self.dry_run(now)
             assert c == 0, f"the steady run would change {c} classes"
             nft_runs.append(nft)
             for f in rot(k, [lambda: steady.append(self.bwmon(["sync"], now)),
                              lambda: nl.append(self.nl_floor()),
+                             lambda: nl1.append(self.nl_floor("1")),
                              lambda: dump.append(self.tc_dump())]):
                 f()
         r["steady"] = summarize(steady, own=lambda x: x.wall - batch_time(x.err))
+        assert nl1[0].messages == nl[0].messages, "qdisc 1: holds every class"
         r["steady"].update(nft_in_timed_runs=nft_runs, floor_nl=stats([x.wall for x in nl]),
+                           floor_nl_1=stats([x.wall for x in nl1]),
                            floor_tc_dump=stats([x.wall for x in dump]))
         r["steady"]["spawns"] = self.spawns(["sync"], now)
         r["nl_messages"], r["nl_bytes"] = nl[0].messages, nl[0].bytes
@@ -300,8 +310,8 @@ class Bench:
         # tc batch replays the same changes after bwmon made them (the kernel
         # does the same work for a change to the value a class already has).
         recap, batch, dump, nl, nft_runs, changes = [], [], [], [], [], []
-        nows = [now + 60 * (k + 1) for k in range(REPEAT + 1)]
-        for k in range(REPEAT):
+        nows = [now + 60 * (k + 1) for k in range(FAST + 1)]
+        for k in range(FAST):
             text, c, nft = self.dry_run(nows[k])
             assert c >= n // 10, f"the 10 % run would change only {c} classes"
             changes.append(c)
@@ -316,20 +326,22 @@ class Bench:
                           floor_tc_batch=stats([x.wall for x in batch]),
                           floor_tc_dump=stats([x.wall for x in dump]),
                           floor_nl=stats([x.wall for x in nl]))
-        r["recap"]["spawns"] = self.spawns(["sync"], nows[REPEAT])
-        last = nows[REPEAT] + 60
+        r["recap"]["spawns"] = self.spawns(["sync"], nows[FAST])
+        last = nows[FAST] + 60
 
         # Status: it reads the nft map in-process on every run (while the
         # dump runs), so an nft process here would be a regression.
-        status, nl, dump = [], [], []
+        status, nl, nl1, dump = [], [], [], []
         args = ["status", "--format", "json"]
-        for k in range(REPEAT):
+        for k in range(FAST):
             for f in rot(k, [lambda: status.append(self.bwmon(args, last, stdin=False)),
                              lambda: nl.append(self.nl_floor()),
+                             lambda: nl1.append(self.nl_floor("1")),
                              lambda: dump.append(self.tc_dump())]):
                 f()
         r["status"] = summarize(status, own=lambda x: x.wall)
         r["status"].update(floor_nl=stats([x.wall for x in nl]),
+                           floor_nl_1=stats([x.wall for x in nl1]),
                            floor_tc_dump=stats([x.wall for x in dump]),
                            output_bytes=len(status[0].out.encode()))
         r["status"]["spawns"] = self.spawns(args, last, stdin=False)
@@ -392,7 +404,7 @@ def main():
     if not os.path.exists(LAUNCH) or os.path.getmtime(LAUNCH) < os.path.getmtime(LAUNCH_SRC):
         cc = os.environ.get("CC", "cc")
         subprocess.run([cc, "-O2", "-Wall", "-o", LAUNCH, LAUNCH_SRC], check=True)
-    results = {"machine": machine(), "repeat": REPEAT, "targets": TARGETS, "sizes": []}
+    results = {"machine": machine(), "repeat": REPEAT, "repeat_fast": FAST, "targets": TARGETS, "sizes": []}
     for n in SIZES:
         ns = Namespace()
         out = tempfile.mktemp(prefix=f"bwbench-{n}-", suffix=".json")
@@ -513,10 +525,16 @@ def table(res):
         st = r["steady"]
         lines.append(
             f"{r['n']:>5} floors       nl floor {ms(med(st['floor_nl']))} ms ({r['nl_messages']} messages, "
-            f"{r['nl_bytes'] / 1e6:.2f} MB) | tc dump {ms(med(st['floor_tc_dump']))} ms | "
+            f"{r['nl_bytes'] / 1e6:.2f} MB), of 1: only {ms(med(st['floor_nl_1']))} ms | tc dump {ms(med(st['floor_tc_dump']))} ms | "
             f"tc batch: {r['first']['changes']} adds {ms(med(r['first']['floor_tc_batch']))} ms, "
             f"{r['recap']['changes'][0]} changes {ms(med(r['recap']['floor_tc_batch']))} ms | "
             f"state {r['state_bytes'] / 1e6:.2f} MB"
+        )
+        ss = r["status"]
+        lines.append(
+            f"{r['n']:>5} same request  vs the nl floor of 1: only (no target): sync steady "
+            f"{med(st['wall']) / med(st['floor_nl_1']):.2f} ×, status json "
+            f"{med(ss['wall']) / med(ss['floor_nl_1']):.2f} ×"
         )
         nft = [(label, c) for label, kind in (("first sync: nft -f", "first"), ("status: nft -j list", "status"))
                for c in r[kind]["nft"]["calls"]]

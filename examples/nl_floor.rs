@@ -3,7 +3,10 @@
 //! messages counted and nothing parsed, so bwmon's read path can be compared
 //! with the kernel's own cost (as `tc -s -d class show` is the tc floor).
 //!
-//! usage: `nl_floor DEV` → prints `messages=N bytes=B`
+//! usage: `nl_floor DEV [MAJOR]` → prints `messages=N bytes=B`. Without
+//! MAJOR every class of the device is asked for, as `tc class show` asks (the
+//! benchmark's floor); with it (`1`) only the classes of qdisc `MAJOR:`, the
+//! request bwmon sends, which spares the kernel a walk of every leaf qdisc.
 
 use bwmon::tc::encode::{Dump, dump_request};
 use netlink_packet_core::{NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer};
@@ -12,8 +15,11 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 fn main() {
     let dev = std::env::args().nth(1).expect("usage: nl_floor DEV");
     let ifindex = nix::net::if_::if_nametoindex(dev.as_str()).expect("no such device");
-    // The same request bwmon sends: only what follows it differs.
-    let bytes = dump_request(Dump::Classes, ifindex, 1);
+    let what = match std::env::args().nth(2) {
+        Some(major) => Dump::ClassesOf(major.parse().expect("MAJOR: a number, 1 for 1:")),
+        None => Dump::Classes,
+    };
+    let bytes = dump_request(what, ifindex, 1);
 
     let mut sock = Socket::new(NETLINK_ROUTE).expect("netlink socket");
     sock.bind_auto().expect("bind");
