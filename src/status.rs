@@ -101,7 +101,7 @@ pub fn run(
             view.count(&state, &kernel, node);
             view
         }
-        _ => report::build(&state, &kernel, &cfg.dev, node, cfg.period_secs, ctx.now),
+        None => report::build(&state, &kernel, &cfg.dev, node, cfg.period_secs, ctx.now),
     };
     report.sync_duration = store.sync_note().and_then(|n| n.duration);
 

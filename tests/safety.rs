@@ -197,42 +197,57 @@ fn init_after_teardown_reuses_the_node_cap() {
     assert_eq!(alice.ceil, "100Mbit", "slices get the node cap");
 }
 
+/// Builds `tree` (tc commands) on a fresh sandbox's `lo` and runs each of
+/// `commands` on it: each exits 69 with one line that names the tree (every
+/// piece of `named`) and says how to clear it, and nothing is changed.
+fn assert_foreign_tree_refused(tree: &[&str], commands: &[&str], named: &[&str]) {
+    let sb = or_skip!(Sandbox::new(&Settings::default()));
+    for cmd in tree {
+        let args: Vec<&str> = cmd.split(' ').collect();
+        sb.ns.tc(&args);
+    }
+    let before = sb.snapshot();
+    let slivers = all_five();
+    let runs: [(&str, &[&str], Option<&str>); 4] = [
+        ("sync", &["sync"], Some(&slivers)),
+        ("status", &["status"], None),
+        ("reset", &["reset", "pl_alice"], None),
+        ("init", &["init"], None),
+    ];
+    for what in commands {
+        let (_, args, input) = runs
+            .iter()
+            .find(|r| r.0 == *what)
+            .unwrap_or_else(|| panic!("no run named {what}"));
+        let out = sb.run_bwmon(&at(MIN), args, *input);
+        assert_exit(&out, 69, what);
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{what}: {err}");
+        for piece in named {
+            assert!(err.contains(piece), "{what}: {err}");
+        }
+        assert!(err.contains("tc qdisc del dev lo root"), "{what}: {err}");
+        sb.assert_unchanged(&before, what);
+    }
+}
+
 /// Issue 9, problem 4: an old shaping script's tree (`PlanetLab`'s `bwlimit`: root
 /// 1:, 1:1, 1:10 and 1:20 under it, slices under 1:10, no 1:100) was taken for
 /// bwmon's. sync, status, reset and init refuse it with 69, naming what
 /// differs, and touch nothing.
 #[test]
 fn foreign_htb_tree_is_refused_by_every_command() {
-    let sb = or_skip!(Sandbox::new(&Settings::default()));
-    for cmd in [
-        "qdisc add dev lo root handle 1: htb default 1fff",
-        "class add dev lo parent 1: classid 1:1 htb rate 1gbit",
-        "class add dev lo parent 1:1 classid 1:10 htb rate 1mbit ceil 100mbit",
-        "class add dev lo parent 1:1 classid 1:20 htb rate 1mbit ceil 1gbit",
-        "class add dev lo parent 1:10 classid 1:1101 htb rate 1mbit ceil 10mbit",
-    ] {
-        let args: Vec<&str> = cmd.split(' ').collect();
-        sb.ns.tc(&args);
-    }
-    let before = sb.snapshot();
-    let runs: [(&str, &[&str], Option<&str>); 4] = [
-        ("sync", &["sync"], Some(&all_five())),
-        ("status", &["status"], None),
-        ("reset", &["reset", "pl_alice"], None),
-        ("init", &["init"], None),
-    ];
-    for (what, args, input) in runs {
-        let out = sb.run_bwmon(&at(MIN), args, input);
-        assert_exit(&out, 69, what);
-        let err = stderr(&out);
-        assert_eq!(err.lines().count(), 1, "{what}: {err}");
-        assert!(
-            err.contains("lo: HTB classes 1:1, 1:10, ") && err.contains("but no class 1:100"),
-            "{what}: {err}"
-        );
-        assert!(err.contains("tc qdisc del dev lo root"), "{what}: {err}");
-        sb.assert_unchanged(&before, what);
-    }
+    assert_foreign_tree_refused(
+        &[
+            "qdisc add dev lo root handle 1: htb default 1fff",
+            "class add dev lo parent 1: classid 1:1 htb rate 1gbit",
+            "class add dev lo parent 1:1 classid 1:10 htb rate 1mbit ceil 100mbit",
+            "class add dev lo parent 1:1 classid 1:20 htb rate 1mbit ceil 1gbit",
+            "class add dev lo parent 1:10 classid 1:1101 htb rate 1mbit ceil 10mbit",
+        ],
+        &["sync", "status", "reset", "init"],
+        &["lo: HTB classes 1:1, 1:10, ", "but no class 1:100"],
+    );
 }
 
 /// A tree under another root handle: bwmon asks the kernel for the classes
@@ -240,30 +255,15 @@ fn foreign_htb_tree_is_refused_by_every_command() {
 /// foreign tree is still named and left alone.
 #[test]
 fn foreign_tree_under_another_handle_is_named() {
-    let sb = or_skip!(Sandbox::new(&Settings::default()));
-    for cmd in [
-        "qdisc add dev lo root handle 2: htb default 20",
-        "class add dev lo parent 2: classid 2:1 htb rate 1gbit",
-        "class add dev lo parent 2:1 classid 2:20 htb rate 1mbit ceil 1gbit",
-    ] {
-        let args: Vec<&str> = cmd.split(' ').collect();
-        sb.ns.tc(&args);
-    }
-    let before = sb.snapshot();
-    let runs: [(&str, &[&str], Option<&str>); 2] = [
-        ("sync", &["sync"], Some(&all_five())),
-        ("status", &["status"], None),
-    ];
-    for (what, args, input) in runs {
-        let out = sb.run_bwmon(&at(MIN), args, input);
-        assert_exit(&out, 69, what);
-        let err = stderr(&out);
-        assert!(
-            err.contains("lo: HTB classes 2:1, 2:20 but no class 1:1"),
-            "{what}: {err}"
-        );
-        sb.assert_unchanged(&before, what);
-    }
+    assert_foreign_tree_refused(
+        &[
+            "qdisc add dev lo root handle 2: htb default 20",
+            "class add dev lo parent 2: classid 2:1 htb rate 1gbit",
+            "class add dev lo parent 2:1 classid 2:20 htb rate 1mbit ceil 1gbit",
+        ],
+        &["sync", "status"],
+        &["lo: HTB classes 2:1, 2:20 but no class 1:1"],
+    );
 }
 
 /// Issue 9, problem 5: tenants named `root` or `default` were two rows each
