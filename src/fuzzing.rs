@@ -35,7 +35,15 @@ pub fn slivers(data: &[u8]) {
 pub fn state(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let what = Path::new("fuzz");
-    if let Some(fast) = State::from_own_yaml(&text) {
+    let fast = State::from_own_yaml(&text);
+    // The file is read a window at a time: any window gives the same answer.
+    let step = 1 + data.len() % 13;
+    assert_eq!(
+        State::from_own_yaml_in_steps(&text, step),
+        fast,
+        "reading {step} bytes at a time reads another state"
+    );
+    if let Some(fast) = fast {
         match State::from_yaml_serde(&text, what) {
             Ok(general) => assert_eq!(fast, general, "the fast path reads another state"),
             Err(e) => panic!("the fast path accepts what serde refuses: {e}"),

@@ -25,6 +25,9 @@
 //!   duplicate or out-of-range xid also sends the text down the serde path),
 //!   so every check and message is the serde path's. Where it answers, it
 //!   gives what the serde path would: `fuzzing::state` checks exactly that.
+//!   It reads the file 64 KiB at a time into one window: a buffer for the
+//!   whole 1.4 MB cost ~350 page faults, more than the scan (status 2.5 ms
+//!   faster, BENCHMARKS.md); only a file it gives up on is read whole.
 //!   Tried and dropped: eight digits a step (SWAR), no faster here.
 //! - *Save*: `serde_json` per value cost 32 M, most of it escaping the keys
 //!   of every record. `to_yaml` now writes literals, integers two digits a
@@ -387,7 +390,13 @@ impl State {
     /// [`Scan`]. `None` on anything else, errors included: the serde path
     /// then reads it, or names what is wrong with it.
     pub(crate) fn from_own_yaml(text: &str) -> Option<State> {
-        Scan::new(json_body(text)).state()
+        Self::from_own_yaml_in_steps(text, SCAN_STEP)
+    }
+
+    /// [`State::from_own_yaml`] reading `step` bytes at a time, as it reads
+    /// a file: the same answer at every step is what the tests check.
+    pub(crate) fn from_own_yaml_in_steps(text: &str, step: usize) -> Option<State> {
+        Scan::new(text.as_bytes(), step).state(text.len())
     }
 
     /// The general path: any JSON of the file's shape through `serde_json`,
@@ -563,26 +572,102 @@ fn put_class(out: &mut Vec<u8>, c: &ClassState) {
 /// byte for byte; every method answers `None` at the first thing that is not
 /// (other whitespace or key order, escapes in a string, a number with a
 /// sign, fraction, exponent, leading zero or overflow, xids out of order or
-/// beyond 4095, a time chrono refuses). Where it answers, `serde_json` into
-/// `Disk` would have given the same `State`: the fuzz target checks this.
-struct Scan<'a> {
-    text: &'a str,
+/// beyond 4095, a time chrono refuses, bytes that are not UTF-8, a read that
+/// fails). Where it answers, `serde_json` into `Disk` would have given the
+/// same `State` from the file's text: the fuzz target checks this.
+///
+/// It reads from `src` a window at a time, never the whole file: at 4,000
+/// slices a fresh buffer for the 1.4 MB of text cost more than scanning it
+/// (each new page is a fault), and a reused 64 KiB window costs nothing.
+/// The window is refilled only where a method looks ahead, so whatever one
+/// borrows from it lives until the next call.
+struct Scan<R> {
+    src: R,
+    buf: Vec<u8>,
     at: usize,
+    /// Bytes asked of `src` at a time (a few in tests, to cross every
+    /// boundary).
+    step: usize,
+    eof: bool,
+    /// A read failed: nothing more is read, and no state is given, however
+    /// the text read so far might parse.
+    failed: bool,
     /// The last time read, text and value: most slices share a period start.
-    time: (&'a str, DateTime<Utc>),
+    time: (Vec<u8>, DateTime<Utc>),
 }
 
-impl<'a> Scan<'a> {
-    fn new(text: &'a str) -> Scan<'a> {
+/// The window's size for a file: room for several slice lines a read.
+const SCAN_STEP: usize = 64 * 1024;
+/// The most any literal, number or `true`/`false` of the layout takes.
+const LOOKAHEAD: usize = 64;
+
+impl<R: std::io::Read> Scan<R> {
+    fn new(src: R, step: usize) -> Scan<R> {
         Scan {
-            text,
+            src,
+            buf: Vec::with_capacity(step + LOOKAHEAD),
             at: 0,
-            time: ("", DateTime::UNIX_EPOCH),
+            step: step.max(1),
+            eof: false,
+            failed: false,
+            time: (Vec::new(), DateTime::UNIX_EPOCH),
         }
     }
 
-    fn rest(&self) -> &'a [u8] {
-        &self.text.as_bytes()[self.at..]
+    /// Reads on until `n` bytes lie ahead or the source ends (or fails).
+    #[inline]
+    fn ahead(&mut self, n: usize) {
+        if self.buf.len() - self.at < n && !self.eof {
+            self.refill(n);
+        }
+    }
+
+    #[cold]
+    fn refill(&mut self, n: usize) {
+        self.buf.drain(..self.at);
+        self.at = 0;
+        while self.buf.len() < n && !self.eof {
+            let len = self.buf.len();
+            self.buf.resize(len + self.step, 0);
+            match self.src.read(&mut self.buf[len..]) {
+                Ok(0) => {
+                    self.buf.truncate(len);
+                    self.eof = true;
+                }
+                Ok(got) => self.buf.truncate(len + got),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => self.buf.truncate(len),
+                Err(_) => {
+                    self.buf.truncate(len);
+                    self.failed = true;
+                    self.eof = true;
+                }
+            }
+        }
+    }
+
+    /// What lies ahead in the window: at least `n` bytes unless the source
+    /// ends first.
+    #[inline]
+    fn rest(&mut self, n: usize) -> &[u8] {
+        self.ahead(n);
+        &self.buf[self.at..]
+    }
+
+    /// The first index at or after `from` (relative to `at`) where `stop`
+    /// holds, reading on as far as it takes.
+    fn find(&mut self, from: usize, stop: impl Fn(u8) -> bool) -> Option<usize> {
+        let mut from = from;
+        loop {
+            let window = &self.buf[self.at..];
+            if let Some(i) = window.get(from..)?.iter().position(|&b| stop(b)) {
+                return Some(from + i);
+            }
+            from = window.len();
+            if self.eof {
+                return None;
+            }
+            self.ahead(from + self.step);
+        }
     }
 
     #[inline]
@@ -592,18 +677,42 @@ impl<'a> Scan<'a> {
 
     #[inline]
     fn eat_if(&mut self, literal: &[u8]) -> bool {
-        let found = self.rest().starts_with(literal);
+        let found = self.rest(literal.len()).starts_with(literal);
         if found {
             self.at += literal.len();
         }
         found
     }
 
+    /// Whitespace as JSON and `char::is_whitespace` agree on it.
+    fn skip_space(&mut self) {
+        while self
+            .rest(1)
+            .first()
+            .is_some_and(|b| matches!(b, b' ' | b'\n' | b'\t' | b'\r'))
+        {
+            self.at += 1;
+        }
+    }
+
+    /// What [`json_body`] skips: leading whitespace and `#` lines (each one
+    /// UTF-8, as the whole text must be).
+    fn skip_preamble(&mut self) -> Option<()> {
+        self.skip_space();
+        while self.rest(1).first() == Some(&b'#') {
+            let end = self.find(0, |b| b == b'\n')?;
+            std::str::from_utf8(&self.buf[self.at..self.at + end]).ok()?;
+            self.at += end + 1;
+            self.skip_space();
+        }
+        Some(())
+    }
+
     /// Digits only, no leading zero, within u64: what JSON and `u64` agree on.
     /// (Eight digits a step, SWAR-style, measured no faster: most numbers
     /// here have one to eleven digits.)
     fn u64(&mut self) -> Option<u64> {
-        let digits = self.rest();
+        let digits = self.rest(21);
         let mut n: u64 = 0;
         let mut len = 0;
         // Nineteen digits always fit: no overflow check in the loop.
@@ -630,20 +739,24 @@ impl<'a> Scan<'a> {
         Some(n)
     }
 
-    /// A string with nothing to unescape (and no control character, which
-    /// JSON refuses), borrowed from the text.
-    fn str(&mut self) -> Option<&'a str> {
+    /// Where a string with nothing to unescape (and no control character,
+    /// which JSON refuses) lies in the window, its quotes eaten.
+    fn str_span(&mut self) -> Option<std::ops::Range<usize>> {
         self.eat(b"\"")?;
-        let rest = self.rest();
-        let len = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        if rest[len] != b'"' {
+        let len = self.find(0, |b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if self.buf[self.at + len] != b'"' {
             return None;
         }
-        let s = self.text.get(self.at..self.at + len)?;
+        let span = self.at..self.at + len;
+        std::str::from_utf8(&self.buf[span.clone()]).ok()?;
         self.at += len + 1;
-        Some(s)
+        Some(span)
+    }
+
+    fn string(&mut self) -> Option<String> {
+        let span = self.str_span()?;
+        // UTF-8 checked by `str_span`.
+        String::from_utf8(self.buf[span].to_vec()).ok()
     }
 
     fn bool(&mut self) -> Option<bool> {
@@ -657,8 +770,10 @@ impl<'a> Scan<'a> {
     }
 
     fn time(&mut self) -> Option<DateTime<Utc>> {
-        let s = self.str()?;
-        if s != self.time.0 {
+        let span = self.str_span()?;
+        let text = &self.buf[span];
+        if text != self.time.0.as_slice() {
+            let s = std::str::from_utf8(text).ok()?;
             let t = own_time(s).or_else(|| {
                 use serde::de::IntoDeserializer;
                 // Any other form: chrono's own deserializer, as serde's path calls it.
@@ -667,13 +782,18 @@ impl<'a> Scan<'a> {
                 )
                 .ok()
             })?;
-            self.time = (s, t);
+            self.time.0.clear();
+            self.time.0.extend_from_slice(text);
+            self.time.1 = t;
         }
         Some(self.time.1)
     }
 
-    fn state(mut self) -> Option<State> {
+    /// The state, or `None`; `size` (the file's length, if known) sizes the
+    /// slices' buffer.
+    fn state(mut self, size: usize) -> Option<State> {
         let mut state = State::default();
+        self.skip_preamble()?;
         self.eat(b"{\"version\": ")?;
         if self.u64()? != u64::from(VERSION) {
             return None;
@@ -685,7 +805,7 @@ impl<'a> Scan<'a> {
         self.eat(b",\n \"hierarchy\": {")?;
         if !self.eat_if(b"}") {
             loop {
-                let dev = self.str()?;
+                let dev = self.string()?;
                 self.eat(b":{\"bwcap\":")?;
                 let bwcap = Rate(self.u64()?);
                 self.eat(b",\"bwmax\":")?;
@@ -697,7 +817,7 @@ impl<'a> Scan<'a> {
                     bwmax,
                     removed,
                 };
-                state.hierarchy.insert(dev.to_owned(), h);
+                state.hierarchy.insert(dev, h);
                 if self.eat_if(b"}") {
                     break;
                 }
@@ -727,7 +847,7 @@ impl<'a> Scan<'a> {
         if !self.eat_if(b"]") {
             self.eat(b"\n  ")?;
             // Rising xids, collected and then built into the map in one go.
-            let mut slices: Vec<(u16, SliceState)> = Vec::with_capacity(self.rest().len() / 256);
+            let mut slices: Vec<(u16, SliceState)> = Vec::with_capacity(size / 256);
             loop {
                 let s = self.slice()?;
                 // Strictly rising: no duplicate (serde's path names that error).
@@ -756,15 +876,13 @@ impl<'a> Scan<'a> {
         }
         self.eat(b"}")?;
         // serde_json allows trailing JSON whitespace and nothing else.
-        self.rest()
-            .iter()
-            .all(|b| matches!(b, b' ' | b'\n' | b'\t' | b'\r'))
-            .then_some(state)
+        self.skip_space();
+        (self.rest(1).is_empty() && !self.failed).then_some(state)
     }
 
     fn slice(&mut self) -> Option<SliceState> {
         self.eat(b"{\"name\":")?;
-        let name = self.str()?.to_owned();
+        let name = self.string()?;
         self.eat(b",\"xid\":")?;
         let xid = u16::try_from(self.u64()?).ok()?;
         self.eat(b",\"start\":")?;
@@ -833,7 +951,7 @@ impl<'a> Scan<'a> {
 
     fn dead(&mut self) -> Option<DeadState> {
         self.eat(b"{\"name\":")?;
-        let name = self.str()?.to_owned();
+        let name = self.string()?;
         self.eat(b",\"start\":")?;
         let start = self.time()?;
         self.eat(b",\"lo\":")?;
@@ -1077,18 +1195,34 @@ impl Store {
 }
 
 fn read_state(path: &Path) -> Result<Option<State>, Fatal> {
-    match fs::read_to_string(path) {
-        Ok(text) => State::from_yaml(&text, path).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(Fatal::BadData(format!(
-            "state file {}: not UTF-8 text",
-            path.display()
-        ))),
-        Err(e) => Err(Fatal::Io(format!(
-            "cannot read state file {}: {e}",
-            path.display()
-        ))),
+    use std::io::{Read, Seek};
+    let cannot = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            Fatal::BadData(format!("state file {}: not UTF-8 text", path.display()))
+        } else {
+            Fatal::Io(format!("cannot read state file {}: {e}", path.display()))
+        }
+    };
+    let mut file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(cannot(e)),
+    };
+    let size = file
+        .metadata()
+        .ok()
+        .and_then(|m| usize::try_from(m.len()).ok())
+        .unwrap_or(0);
+    if let Some(state) = Scan::new(&mut file, SCAN_STEP).state(size) {
+        return Ok(Some(state));
     }
+    // Not bwmon's own layout (or a read failed): the whole text, through the
+    // serde path and its messages.
+    let mut text = String::with_capacity(size);
+    file.rewind()
+        .and_then(|()| file.read_to_string(&mut text))
+        .map_err(cannot)?;
+    State::from_yaml_serde(&text, path).map(Some)
 }
 
 #[cfg(test)]
@@ -1230,6 +1364,81 @@ pub(crate) mod tests {
         assert!(!dir.path().join("state.yaml.tmp").exists());
     }
 
+    /// A read that fails partway gives no state (the caller reads the file
+    /// again, and names the error), however the bytes so far parse; one
+    /// interrupted by a signal is read again.
+    #[test]
+    fn the_scan_gives_up_on_a_failed_read() {
+        struct Flaky<'a> {
+            text: &'a [u8],
+            reads: usize,
+            fail_at: usize,
+            kind: std::io::ErrorKind,
+        }
+        impl std::io::Read for Flaky<'_> {
+            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+                self.reads += 1;
+                if self.reads == self.fail_at {
+                    return Err(self.kind.into());
+                }
+                let n = out.len().min(self.text.len());
+                out[..n].copy_from_slice(&self.text[..n]);
+                self.text = &self.text[n..];
+                Ok(n)
+            }
+        }
+        let text = sample().to_yaml();
+        // 16 bytes a read: the first, one inside, the last with bytes.
+        for fail_at in [1, 5, text.len().div_ceil(16)] {
+            for (kind, read) in [
+                (std::io::ErrorKind::Other, false),
+                (std::io::ErrorKind::Interrupted, true),
+            ] {
+                let src = Flaky {
+                    text: text.as_bytes(),
+                    reads: 0,
+                    fail_at,
+                    kind,
+                };
+                let got = Scan::new(src, 16).state(text.len());
+                assert_eq!(got.is_some(), read, "{kind:?} at read {fail_at}");
+            }
+        }
+    }
+
+    /// The file is read a window at a time: a file in another layout is
+    /// read again whole after the scan gave up partway, and a file that is
+    /// not UTF-8 is refused as before, wherever the bad bytes lie.
+    #[test]
+    fn a_file_the_scan_gives_up_on_is_read_again_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(&dir.path().join("state.yaml"));
+        let own = sample().to_yaml();
+        // Past the first window (64 KiB) before the scan gives up.
+        let mut big = sample();
+        for x in 1..700u16 {
+            let mut s = big.slices[&257].clone();
+            s.xid = x;
+            s.name = format!("pl_{x}");
+            big.slices.insert(x, s);
+        }
+        let far = big.to_yaml();
+        assert!(far.len() > 2 * SCAN_STEP, "{}", far.len());
+        let odd = far.replacen("\"name\":\"pl_699\"", "\"name\": \"pl_699\"", 1);
+        assert_ne!(odd, far);
+        for (text, want) in [(own, sample()), (odd, big)] {
+            fs::write(&store.path, &text).expect("write");
+            assert_eq!(store.load().expect("loads"), Some(want));
+        }
+        for at in [10, SCAN_STEP + 10] {
+            let mut bytes = far.clone().into_bytes();
+            bytes[at] = 0xff;
+            fs::write(&store.path, &bytes).expect("write");
+            let err = store.load().expect_err("not UTF-8");
+            assert!(err.to_string().contains("not UTF-8 text"), "{err}");
+        }
+    }
+
     #[test]
     fn truncated_state_is_bad_data() {
         let text = sample().to_yaml();
@@ -1337,7 +1546,16 @@ pub(crate) mod tests {
             .expect("a leap second")
             .and_utc();
         s.slices.insert(4095, leap);
-        assert_eq!(State::from_own_yaml(&s.to_yaml()), Some(s.clone()));
+        let text = s.to_yaml();
+        assert_eq!(State::from_own_yaml(&text), Some(s.clone()));
+        // However the reads cut it, each window boundary anywhere.
+        for step in 1..=80 {
+            assert_eq!(
+                State::from_own_yaml_in_steps(&text, step),
+                Some(s.clone()),
+                "step {step}"
+            );
+        }
         assert_eq!(
             State::from_own_yaml(&State::default().to_yaml()),
             Some(State::default())
@@ -1424,7 +1642,13 @@ pub(crate) mod tests {
         for (text, fast, error) in cases {
             assert_ne!(text, &own);
             let general = load_serde(text);
-            assert_eq!(State::from_own_yaml(text).is_some(), *fast, "{text}");
+            for step in [1, 2, 3, 7, 64, SCAN_STEP] {
+                assert_eq!(
+                    State::from_own_yaml_in_steps(text, step).is_some(),
+                    *fast,
+                    "step {step}: {text}"
+                );
+            }
             let got = load(text);
             assert_eq!(got, general, "{text}");
             match (error, &got) {
