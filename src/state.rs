@@ -25,9 +25,11 @@
 //!   duplicate or out-of-range xid also sends the text down the serde path),
 //!   so every check and message is the serde path's. Where it answers, it
 //!   gives what the serde path would: `fuzzing::state` checks exactly that.
-//!   It reads the file 64 KiB at a time into one window: a buffer for the
-//!   whole 1.4 MB cost ~350 page faults, more than the scan (status 2.5 ms
-//!   faster, BENCHMARKS.md); only a file it gives up on is read whole.
+//!   It reads the file 64 KiB at a time into one window, and puts each
+//!   slice straight into the map: a buffer for the whole 1.4 MB and a `Vec`
+//!   of slices before the map cost ~440 page faults, more than the scan
+//!   (status ~3 ms faster, BENCHMARKS.md); only a file it gives up on is
+//!   read whole.
 //!   Tried and dropped: eight digits a step (SWAR), no faster here.
 //! - *Save*: `serde_json` per value cost 32 M, most of it escaping the keys
 //!   of every record. `to_yaml` now writes literals, integers two digits a
@@ -396,7 +398,7 @@ impl State {
     /// [`State::from_own_yaml`] reading `step` bytes at a time, as it reads
     /// a file: the same answer at every step is what the tests check.
     pub(crate) fn from_own_yaml_in_steps(text: &str, step: usize) -> Option<State> {
-        Scan::new(text.as_bytes(), step).state(text.len())
+        Scan::new(text.as_bytes(), step).state()
     }
 
     /// The general path: any JSON of the file's shape through `serde_json`,
@@ -789,9 +791,7 @@ impl<R: std::io::Read> Scan<R> {
         Some(self.time.1)
     }
 
-    /// The state, or `None`; `size` (the file's length, if known) sizes the
-    /// slices' buffer.
-    fn state(mut self, size: usize) -> Option<State> {
+    fn state(mut self) -> Option<State> {
         let mut state = State::default();
         self.skip_preamble()?;
         self.eat(b"{\"version\": ")?;
@@ -846,21 +846,21 @@ impl<R: std::io::Read> Scan<R> {
         self.eat(b",\n \"slices\": [")?;
         if !self.eat_if(b"]") {
             self.eat(b"\n  ")?;
-            // Rising xids, collected and then built into the map in one go.
-            let mut slices: Vec<(u16, SliceState)> = Vec::with_capacity(size / 256);
+            // Rising xids, each put straight into the map.
+            let mut last: Option<u16> = None;
             loop {
                 let s = self.slice()?;
                 // Strictly rising: no duplicate (serde's path names that error).
-                if s.xid > DEFAULT_XID || slices.last().is_some_and(|l| l.0 >= s.xid) {
+                if s.xid > DEFAULT_XID || last.is_some_and(|l| l >= s.xid) {
                     return None;
                 }
-                slices.push((s.xid, s));
+                last = Some(s.xid);
+                state.slices.insert(s.xid, s);
                 if self.eat_if(b"]") {
                     break;
                 }
                 self.eat(b",\n  ")?;
             }
-            state.slices = slices.into_iter().collect();
         }
         self.eat(b",\n \"dead\": [")?;
         if !self.eat_if(b"]") {
@@ -1213,7 +1213,7 @@ fn read_state(path: &Path) -> Result<Option<State>, Fatal> {
         .ok()
         .and_then(|m| usize::try_from(m.len()).ok())
         .unwrap_or(0);
-    if let Some(state) = Scan::new(&mut file, SCAN_STEP).state(size) {
+    if let Some(state) = Scan::new(&mut file, SCAN_STEP).state() {
         return Ok(Some(state));
     }
     // Not bwmon's own layout (or a read failed): the whole text, through the
@@ -1400,7 +1400,7 @@ pub(crate) mod tests {
                     fail_at,
                     kind,
                 };
-                let got = Scan::new(src, 16).state(text.len());
+                let got = Scan::new(src, 16).state();
                 assert_eq!(got.is_some(), read, "{kind:?} at read {fail_at}");
             }
         }
