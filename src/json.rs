@@ -29,6 +29,23 @@ const PAIRS: [[u8; 2]; 100] = {
     t
 };
 
+/// Every byte of `bufs`, in order, in as few vectored writes as `w` takes
+/// (`Write::write_all_vectored` is not stable).
+pub fn write_all_vectored(w: &mut dyn std::io::Write, bufs: &[&[u8]]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice> = bufs.iter().map(|b| std::io::IoSlice::new(b)).collect();
+    let mut left = &mut slices[..];
+    std::io::IoSlice::advance_slices(&mut left, 0);
+    while !left.is_empty() {
+        match w.write_vectored(left) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut left, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 #[allow(clippy::cast_possible_truncation)] // every cast is of a value < 100
 pub fn put_u64(out: &mut Vec<u8>, mut n: u64) {
     // Zeros and small counts are most of what is written.
@@ -261,5 +278,62 @@ impl Pretty {
     /// The text, UTF-8 by construction (only `&str`s and ASCII go in).
     pub fn finish(self) -> Vec<u8> {
         self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_all_vectored;
+    use std::io::{self, IoSlice, Write};
+
+    /// Takes at most `most` bytes a call, across buffers, and is
+    /// interrupted every third call.
+    struct Stingy {
+        got: Vec<u8>,
+        most: usize,
+        calls: usize,
+    }
+
+    impl Write for Stingy {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.calls.is_multiple_of(3) {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let mut left = self.most;
+            for b in bufs {
+                let n = b.len().min(left);
+                self.got.extend_from_slice(&b[..n]);
+                left -= n;
+            }
+            Ok(self.most - left)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn vectored_writes_send_every_byte_in_order() {
+        let bufs: [&[u8]; 4] = [b"", b"abc", b"defgh", b"ij"];
+        for most in 1..=11 {
+            let mut w = Stingy {
+                got: Vec::new(),
+                most,
+                calls: 0,
+            };
+            write_all_vectored(&mut w, &bufs).expect("written");
+            assert_eq!(w.got, b"abcdefghij", "{most} a call");
+        }
+        let mut full = Stingy {
+            got: Vec::new(),
+            most: 0,
+            calls: 0,
+        };
+        let e = write_all_vectored(&mut full, &bufs).expect_err("nothing taken");
+        assert_eq!(e.kind(), io::ErrorKind::WriteZero);
     }
 }

@@ -210,9 +210,10 @@ impl Report {
 /// slices at a time, after what `j` holds. At thousands of slices writing
 /// them is most of a status run, and both cores are free once the dump is
 /// read: a second thread writes every other chunk while this one writes
-/// the others and sends all of them out in order. The few buffers in
-/// flight go back and forth, so the output never takes fresh memory of
-/// its size.
+/// the others, and each pair goes out in one vectored write (to a file,
+/// writes of ~200 KB cost the kernel a third less than ~100 KB ones). The
+/// few buffers in flight go back and forth, so the output never takes
+/// fresh memory of its size.
 fn write_slices(
     j: &mut Pretty,
     slices: &[SliceView],
@@ -247,21 +248,22 @@ fn write_slices(
                 }
             }
         });
-        for (k, chunk) in chunks.iter().enumerate() {
-            if k % 2 == 0 {
-                for s in *chunk {
-                    slice_json(j, s);
-                }
-                j.drain_to(w)?;
-            } else {
-                // Closed only if the other thread panicked; the scope
-                // passes its panic on.
-                let Ok(part) = take.recv() else { break };
-                w.write_all(&part.out)?;
-                j.follow(&part);
-                let _ = emptied.send(part.out);
+        for pair in chunks.chunks(2) {
+            for s in pair[0] {
+                slice_json(j, s);
             }
+            if pair.len() == 1 {
+                break;
+            }
+            // Closed only if the other thread panicked; the scope passes
+            // its panic on.
+            let Ok(part) = take.recv() else { break };
+            json::write_all_vectored(w, &[&j.out, &part.out])?;
+            j.out.clear();
+            j.follow(&part);
+            let _ = emptied.send(part.out);
         }
+        // What is left (an even chunk last) goes out with the closing lines.
         Ok(())
     })
 }
