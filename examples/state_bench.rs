@@ -52,7 +52,7 @@ fn sample(n: u16) -> State {
         let i = u64::from(xid);
         s.slices.insert(
             xid,
-            SliceState {
+            Box::new(SliceState {
                 name,
                 xid,
                 start: if i % 10 == 3 { earlier } else { day },
@@ -60,7 +60,7 @@ fn sample(n: u16) -> State {
                 lo: class(i, 100_000_000, 5_798_205_440),
                 i2: class(i + 5000, 1_000_000_000, 17_609_365_504),
                 capped: None,
-            },
+            }),
         );
     };
     add("root".into(), 0);

@@ -146,7 +146,7 @@ mod tests {
             };
             state.slices.insert(
                 xid,
-                SliceState {
+                Box::new(SliceState {
                     name: name.into(),
                     xid,
                     start: chrono::DateTime::UNIX_EPOCH,
@@ -154,7 +154,7 @@ mod tests {
                     lo: class.clone(),
                     i2: class,
                     capped: None,
-                },
+                }),
             );
         }
         let refused = Refusal {

@@ -105,7 +105,7 @@ proptest! {
             capped: None,
         };
         let mut state = State::default();
-        state.slices.insert(0x101, slice);
+        state.slices.insert(0x101, Box::new(slice));
         let kernel = vec![
             kernel_class(Kind::Low, 0x101, counters.0, 1_000_000),
             kernel_class(Kind::I2, 0x101, counters.1, 1_000_000),
@@ -171,7 +171,7 @@ fn u64_max_everywhere_round_trips() {
     let mut s = State::default();
     s.slices.insert(
         0xffe,
-        SliceState {
+        Box::new(SliceState {
             name: "m".into(),
             xid: 0xffe,
             start: DateTime::<Utc>::MAX_UTC,
@@ -179,7 +179,7 @@ fn u64_max_everywhere_round_trips() {
             lo: max.clone(),
             i2: max,
             capped: None,
-        },
+        }),
     );
     let _ = ClassId::new(1, 0x1ffe);
     let text = s.to_yaml();

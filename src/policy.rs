@@ -613,10 +613,10 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
                 // later of two equal keys does in a map.
                 match entry {
                     Entry::Occupied(mut held) => {
-                        held.insert(s);
+                        held.insert(Box::new(s));
                         held.into_mut()
                     }
-                    Entry::Vacant(place) => place.insert(s),
+                    Entry::Vacant(place) => place.insert(Box::new(s)),
                 }
             }
         };

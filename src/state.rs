@@ -185,7 +185,11 @@ impl Counters {
 pub struct State {
     pub hierarchy: BTreeMap<String, Hierarchy>,
     pub last_sync: Option<DateTime<Utc>>,
-    pub slices: BTreeMap<u16, SliceState>,
+    /// Boxed: a map of 232-byte values, filled in rising order, leaves its
+    /// nodes half empty (1.7 MB at 4,000 slices, and as much again for a
+    /// sync's copy); boxes keep the nodes small and the slices packed
+    /// (~1.1 MB), and every page not touched is a fault not taken.
+    pub slices: BTreeMap<u16, Box<SliceState>>,
     pub dead: BTreeMap<String, DeadState>,
     /// The xids bwmon's nftables maps held after the last update.
     pub classified: BTreeSet<u16>,
@@ -224,12 +228,12 @@ impl State {
 /// each looked up.
 pub fn beside<T>(
     rising: impl IntoIterator<Item = (u16, T)>,
-    other: &BTreeMap<u16, SliceState>,
+    other: &BTreeMap<u16, Box<SliceState>>,
 ) -> impl Iterator<Item = (T, Option<&SliceState>)> {
     let mut other = other.iter().peekable();
     rising.into_iter().map(move |(xid, item)| {
         while other.next_if(|(x, _)| **x < xid).is_some() {}
-        (item, other.next_if(|(x, _)| **x == xid).map(|(_, s)| s))
+        (item, other.next_if(|(x, _)| **x == xid).map(|(_, s)| &**s))
     })
 }
 
@@ -423,7 +427,7 @@ impl State {
                     s.name, s.xid
                 )));
             }
-            if state.slices.insert(s.xid, s).is_some() {
+            if state.slices.insert(s.xid, Box::new(s)).is_some() {
                 return Err(bad("two slices with one xid".into()));
             }
         }
@@ -855,7 +859,7 @@ impl<R: std::io::Read> Scan<R> {
                     return None;
                 }
                 last = Some(s.xid);
-                state.slices.insert(s.xid, s);
+                state.slices.insert(s.xid, Box::new(s));
                 if self.eat_if(b"]") {
                     break;
                 }
@@ -1261,7 +1265,7 @@ pub(crate) mod tests {
         );
         s.slices.insert(
             257,
-            SliceState {
+            Box::new(SliceState {
                 name: "pl_alice".into(),
                 xid: 257,
                 start,
@@ -1269,7 +1273,7 @@ pub(crate) mod tests {
                 lo: class.clone(),
                 i2: class,
                 capped: None,
-            },
+            }),
         );
         s.dead.insert(
             "pl_bob".into(),
@@ -1288,9 +1292,9 @@ pub(crate) mod tests {
 
     #[test]
     fn beside_pairs_each_xid_with_the_other_maps_slice_or_none() {
-        let one = sample().slices[&257].clone();
-        let other: BTreeMap<u16, SliceState> = [2, 5, 6, 9]
-            .map(|xid| (xid, SliceState { xid, ..one.clone() }))
+        let one = (*sample().slices[&257]).clone();
+        let other: BTreeMap<u16, Box<SliceState>> = [2, 5, 6, 9]
+            .map(|xid| (xid, Box::new(SliceState { xid, ..one.clone() })))
             .into();
         // Gaps on either side, a run past the other's end, nothing left out.
         let got: Vec<(u16, Option<u16>)> = beside([1, 2, 6, 7, 9, 12].map(|x| (x, x)), &other)
@@ -1572,7 +1576,7 @@ pub(crate) mod tests {
             put_slice(&mut out, s);
             String::from_utf8(out).expect("UTF-8")
         };
-        let alice = &sample().slices[&257];
+        let alice: &SliceState = &sample().slices[&257];
         let line = object(alice);
         assert!(own.contains(&line));
         let other = object(&SliceState {
@@ -1880,7 +1884,7 @@ pub(crate) mod tests {
                     |(h, last_sync, slices, dead, classified, [caps, mails_failed])| State {
                         hierarchy: h.into_iter().collect(),
                         last_sync,
-                        slices: slices.into_iter().map(|s| (s.xid, s)).collect(),
+                        slices: slices.into_iter().map(|s| (s.xid, Box::new(s))).collect(),
                         dead: dead.into_iter().map(|d| (d.name.clone(), d)).collect(),
                         classified,
                         counters: Counters { caps, mails_failed },

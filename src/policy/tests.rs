@@ -188,7 +188,7 @@ fn kernel_of(s: &SliceState) -> Vec<KernelClass> {
 }
 
 fn kernel_of_state(state: &State) -> Vec<KernelClass> {
-    state.slices.values().flat_map(kernel_of).collect()
+    state.slices.values().flat_map(|s| kernel_of(s)).collect()
 }
 
 fn specials(start: DateTime<Utc>) -> Vec<SliceState> {
@@ -213,7 +213,7 @@ fn specials(start: DateTime<Utc>) -> Vec<SliceState> {
 fn world(slices: Vec<SliceState>) -> (State, Vec<KernelClass>) {
     let mut state = State::default();
     for s in specials(t0()).into_iter().chain(slices) {
-        state.slices.insert(s.xid, s);
+        state.slices.insert(s.xid, Box::new(s));
     }
     let kernel = kernel_of_state(&state);
     (state, kernel)
@@ -1984,7 +1984,7 @@ proptest! {
         if specials_in_state {
             for s in specials(t0()) {
                 kernel.extend(kernel_of(&s));
-                state.slices.insert(s.xid, s);
+                state.slices.insert(s.xid, Box::new(s));
             }
         }
         for (i, g) in gens.iter().enumerate() {
@@ -2009,7 +2009,7 @@ proptest! {
                     }
                 }
                 names_in_state.insert(name.clone());
-                state.slices.insert(xid, s);
+                state.slices.insert(xid, Box::new(s));
             } else if let Moved::Grew(sent) = g.lo.moved {
                 // Classes in the kernel without state (adoption or orphan).
                 kernel.push(Kc::new(Kind::Low, xid).sent(sent).build());
@@ -2051,7 +2051,7 @@ proptest! {
 
         // Usage never decreases within a period: state → state or dead record.
         let out_by_name: std::collections::HashMap<&str, &SliceState> =
-            p.state.slices.values().map(|s| (s.name.as_str(), s)).collect();
+            p.state.slices.values().map(|s| (s.name.as_str(), &**s)).collect();
         for s in input.slices.values() {
             let before = (used_of(s, Kind::Low), used_of(s, Kind::I2));
             if let Some(o) = out_by_name.get(s.name.as_str()) {
