@@ -599,7 +599,9 @@ struct Scan<R> {
     /// the text read so far might parse.
     failed: bool,
     /// The last time read, text and value: most slices share a period start.
-    time: (Vec<u8>, DateTime<Utc>),
+    /// None before the first, so that no text (an empty one neither) is
+    /// taken for a time it is not.
+    time: Option<(Vec<u8>, DateTime<Utc>)>,
 }
 
 /// The window's size for a file: room for several slice lines a read.
@@ -616,7 +618,7 @@ impl<R: std::io::Read> Scan<R> {
             step: step.max(1),
             eof: false,
             failed: false,
-            time: (Vec::new(), DateTime::UNIX_EPOCH),
+            time: None,
         }
     }
 
@@ -659,10 +661,10 @@ impl<R: std::io::Read> Scan<R> {
         &self.buf[self.at..]
     }
 
-    /// The first index at or after `from` (relative to `at`) where `stop`
-    /// holds, reading on as far as it takes.
-    fn find(&mut self, from: usize, stop: impl Fn(u8) -> bool) -> Option<usize> {
-        let mut from = from;
+    /// The first index (relative to `at`) where `stop` holds, reading on as
+    /// far as it takes.
+    fn find(&mut self, stop: impl Fn(u8) -> bool) -> Option<usize> {
+        let mut from = 0;
         loop {
             let window = &self.buf[self.at..];
             if let Some(i) = window.get(from..)?.iter().position(|&b| stop(b)) {
@@ -706,7 +708,7 @@ impl<R: std::io::Read> Scan<R> {
     fn skip_preamble(&mut self) -> Option<()> {
         self.skip_space();
         while self.rest(1).first() == Some(&b'#') {
-            let end = self.find(0, |b| b == b'\n')?;
+            let end = self.find(|b| b == b'\n')?;
             std::str::from_utf8(&self.buf[self.at..self.at + end]).ok()?;
             self.at += end + 1;
             self.skip_space();
@@ -746,23 +748,22 @@ impl<R: std::io::Read> Scan<R> {
     }
 
     /// Where a string with nothing to unescape (and no control character,
-    /// which JSON refuses) lies in the window, its quotes eaten.
+    /// which JSON refuses) lies in the window, its quotes eaten. Its bytes
+    /// are the caller's to check as UTF-8.
     fn str_span(&mut self) -> Option<std::ops::Range<usize>> {
         self.eat(b"\"")?;
-        let len = self.find(0, |b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let len = self.find(|b| b == b'"' || b == b'\\' || b < 0x20)?;
         if self.buf[self.at + len] != b'"' {
             return None;
         }
         let span = self.at..self.at + len;
-        std::str::from_utf8(&self.buf[span.clone()]).ok()?;
         self.at += len + 1;
         Some(span)
     }
 
     fn string(&mut self) -> Option<String> {
         let span = self.str_span()?;
-        // UTF-8 checked by `str_span`.
-        String::from_utf8(self.buf[span].to_vec()).ok()
+        std::str::from_utf8(&self.buf[span]).ok().map(str::to_owned)
     }
 
     fn bool(&mut self) -> Option<bool> {
@@ -778,21 +779,23 @@ impl<R: std::io::Read> Scan<R> {
     fn time(&mut self) -> Option<DateTime<Utc>> {
         let span = self.str_span()?;
         let text = &self.buf[span];
-        if text != self.time.0.as_slice() {
-            let s = std::str::from_utf8(text).ok()?;
-            let t = own_time(s).or_else(|| {
-                use serde::de::IntoDeserializer;
-                // Any other form: chrono's own deserializer, as serde's path calls it.
-                DateTime::<Utc>::deserialize(
-                    IntoDeserializer::<serde::de::value::Error>::into_deserializer(s),
-                )
-                .ok()
-            })?;
-            self.time.0.clear();
-            self.time.0.extend_from_slice(text);
-            self.time.1 = t;
+        // The same bytes as the last time read: UTF-8 then, and that time.
+        if let Some((last, t)) = &self.time
+            && last.as_slice() == text
+        {
+            return Some(*t);
         }
-        Some(self.time.1)
+        let s = std::str::from_utf8(text).ok()?;
+        let t = own_time(s).or_else(|| {
+            use serde::de::IntoDeserializer;
+            // Any other form: chrono's own deserializer, as serde's path calls it.
+            DateTime::<Utc>::deserialize(
+                IntoDeserializer::<serde::de::value::Error>::into_deserializer(s),
+            )
+            .ok()
+        })?;
+        self.time = Some((text.to_vec(), t));
+        Some(t)
     }
 
     fn state(mut self) -> Option<State> {
@@ -1640,6 +1643,8 @@ pub(crate) mod tests {
                 None,
             ),
             case("2026-11-24T00:00:00Z", "2026-02-30T00:00:00Z", false, bad),
+            // An empty time is no time (and no match for the last one read).
+            case("\"2026-11-24T00:00:00Z\"", "\"\"", false, bad),
             // JSON whitespace after the end, as serde_json allows.
             case("]}\n", "]} \t\r\n\n", true, None),
         ];
