@@ -124,7 +124,14 @@ pub fn run(
         mark_classified(&mut report, &kernel, classified);
     }
     // A closed pipe (`bwmon status | head`) is not an error worth a message.
-    let _ = render(&report, format, &mut std::io::stdout().lock());
+    // Straight to the descriptor (nothing went to stdout before): std's
+    // line buffer would send each piece of the JSON's last line in a write
+    // of its own.
+    let stdout = std::io::stdout();
+    let _ = match stdout.as_fd().try_clone_to_owned() {
+        Ok(fd) => render(&report, format, &mut std::fs::File::from(fd)),
+        Err(_) => render(&report, format, &mut stdout.lock()),
+    };
     let status = exit_status(check, report.any_capped(), unknown);
     // The process ends with this run: thousands of slice views and states
     // handed back to the allocator one by one would only cost time.
@@ -151,13 +158,8 @@ fn exit_status(check: bool, capped: bool, unknown: bool) -> u8 {
 fn render(report: &Report, format: Format, out: &mut dyn Write) -> std::io::Result<()> {
     match format {
         Format::Table { legend } => out.write_all(report.table(legend).as_bytes()),
-        // Sent a piece at a time: 2.9 MB at 4,000 slices. Straight to the
-        // descriptor (nothing went to stdout before): std's line buffer
-        // would send each piece's last line in a write of its own.
-        Format::Json => match std::io::stdout().as_fd().try_clone_to_owned() {
-            Ok(fd) => report.write_json(&mut std::fs::File::from(fd)),
-            Err(_) => report.write_json(out),
-        },
+        // Sent a piece at a time: 2.9 MB at 4,000 slices.
+        Format::Json => report.write_json(out),
         Format::Prometheus => out.write_all(report.prometheus().as_bytes()),
     }
 }
