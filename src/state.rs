@@ -1140,11 +1140,30 @@ impl Store {
 
     /// Notes a completed sync. Not fsynced: losing it loses only a timestamp
     /// and a duration.
+    ///
+    /// Written over the old note in place, not through a temp file and a
+    /// rename: every reader takes the state's lock, which the sync holds
+    /// now, so none can see it half written; and on ext4 the create and the
+    /// rename over an existing file cost a millisecond, a twentieth of a
+    /// steady sync at 4,000 slices. A crash between the write and the
+    /// truncation leaves the old note's tail after the new line, which
+    /// [`SyncNote::parse`] ignores.
     pub fn note_sync(&self, note: &SyncNote) -> Result<(), Fatal> {
+        use std::os::unix::fs::FileExt;
         let path = self.last_sync_path();
-        let tmp = with_suffix(&path, ".tmp");
-        fs::write(&tmp, note.line())
-            .and_then(|()| fs::rename(&tmp, &path))
+        let line = note.line();
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .and_then(|file| {
+                file.write_all_at(line.as_bytes(), 0)?;
+                if file.metadata()?.len() > line.len() as u64 {
+                    file.set_len(line.len() as u64)?;
+                }
+                Ok(())
+            })
             .map_err(|e| Fatal::Io(format!("cannot write {}: {e}", path.display())))
     }
 
@@ -1773,6 +1792,29 @@ pub(crate) mod tests {
             );
         }
         assert_eq!(SyncNote::parse("yesterday 1.000000"), None);
+    }
+
+    #[test]
+    fn a_sync_note_is_written_over_the_old_one_in_place() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = Store::new(&dir.path().join("state.yaml"));
+        let at = time("2026-11-24T23:00:00Z");
+        let note = |micros| SyncNote::new(at, std::time::Duration::from_micros(micros));
+        let path = store.last_sync_path();
+        // A longer note, a shorter one over it, then a longer one again.
+        for micros in [12_345_678, 45_678, 100_000_001] {
+            store.note_sync(&note(micros)).expect("noted");
+            assert_eq!(
+                fs::read_to_string(&path).expect("read"),
+                note(micros).line()
+            );
+            assert_eq!(store.sync_note(), Some(note(micros)));
+        }
+        // What a crash between the write and the truncation leaves: the new
+        // line, then the old one's tail.
+        fs::write(&path, "2026-11-24T23:00:00Z 0.045678\n1\n").expect("written");
+        assert_eq!(store.sync_note(), Some(note(45_678)));
+        assert!(!with_suffix(&path, ".tmp").exists(), "no temp file");
     }
 
     pub(crate) mod props {
