@@ -8,7 +8,7 @@ use crate::classes::{ClassId, KernelClass};
 use crate::config::Defaults;
 use crate::slivers::Rspec;
 use crate::state::{
-    Capped, ClassState, DEFAULT_XID, DeadState, ROOT_XID, SliceState, State, is_special,
+    Capped, CapsAt, ClassState, DEFAULT_XID, DeadState, ROOT_XID, SliceState, State, is_special,
 };
 use crate::units::{BWMIN, Bytes, Rate};
 use chrono::{DateTime, Utc};
@@ -370,6 +370,18 @@ pub struct Plan {
     /// Periods ended this run (rollovers, removals after the period's end,
     /// removed slices' records that expired), for the history file.
     pub ended: Vec<Completed>,
+    /// Whether the plan changed any slice's or removed slice's record. The
+    /// plan knows where it writes, so a run need not keep a copy of the
+    /// state to compare with (at thousands of slices, a megabyte of fresh
+    /// memory). Errs only towards true: a slice replaced by an equal one.
+    pub changed: bool,
+    /// Which classes were capped before the plan, to count the caps it began.
+    pub caps_before: CapsAt,
+    /// Slices (not root or default) before the plan.
+    pub live_before: usize,
+    /// Names of the slices the plan removes; one that only moved to another
+    /// xid is not removed.
+    pub removed: Vec<String>,
 }
 
 /// Everything `plan` looks at.
@@ -486,6 +498,10 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
     // Slices the live input goes on with, by xid (taken by the first live
     // record of that xid).
     let mut continuing = vec![false; XIDS];
+    let caps_before = CapsAt::of(&slices);
+    let live_before = slices.keys().filter(|&&x| !is_special(x)).count();
+    let mut touched = false;
+    let mut removed = Vec::new();
 
     // Held and dying slices first (SPEC §5 step 1: deaths before births).
     slices.retain(|&xid, s| {
@@ -513,6 +529,8 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         if let Some(f) = freed.get_mut(at) {
             *f = true;
         }
+        touched = true;
+        removed.push(s.name.clone());
         if period_over(s.start, now, period) {
             log::info!("{}: removed; its period had ended", s.name);
             ended.push(Completed::of_slice(s, used, now, true));
@@ -541,6 +559,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         let over = period_over(d.start, now, period);
         if over {
             ended.push(Completed::of_dead(d, period));
+            touched = true;
         }
         !over
     });
@@ -562,11 +581,15 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
 
     for (xid, name, limits, special) in work {
         let mut added = [false; 2];
+        // What a slice that goes on held before this run, to tell whether
+        // it changed (a new one did).
+        let mut was = None;
         let at = usize::from(xid);
         let goes_on = continuing.get_mut(at).is_some_and(std::mem::take);
         let s = match slices.entry(xid) {
             Entry::Occupied(entry) if goes_on => {
                 let s = entry.into_mut();
+                was = Some(figures(s));
                 for (i, kind) in Kind::BOTH.into_iter().enumerate() {
                     if !k.contains_key((kind, xid)) {
                         // Classes gone (qdisc rebuilt, reboot): keep the period and
@@ -713,6 +736,7 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
             class.share = l.share;
         }
         note_caps(s, ceils, now);
+        touched |= was.is_none_or(|w| w != figures(s));
         if !capped.is_empty() && !s.mailed && !special {
             mails.push(MailRequest {
                 xid,
@@ -725,7 +749,15 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
     }
     // A continuing slice no live record took (none today: each is some
     // record's) would leave with its record.
-    slices.retain(|&xid, _| !continuing.get(usize::from(xid)).copied().unwrap_or(false));
+    slices.retain(|&xid, _| {
+        let keep = !continuing.get(usize::from(xid)).copied().unwrap_or(false);
+        touched |= !keep;
+        keep
+    });
+    if !removed.is_empty() {
+        let kept: HashSet<&str> = slices.values().map(|s| s.name.as_str()).collect();
+        removed.retain(|name| !kept.contains(name.as_str()));
+    }
 
     // Orphans: slice-form classes nobody claims (step 3).
     let mut orphans: Vec<(Kind, u16)> = k
@@ -754,7 +786,17 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
         ops: deletes,
         mails,
         ended,
+        changed: touched,
+        caps_before,
+        live_before,
+        removed,
     }
+}
+
+/// All of a slice the plan may change but its name and xid: a slice goes
+/// on only under its own name.
+fn figures(s: &SliceState) -> (DateTime<Utc>, bool, ClassState, ClassState, Option<Capped>) {
+    (s.start, s.mailed, s.lo.clone(), s.i2.clone(), s.capped)
 }
 
 /// Keeps the period's first cap time and each class's lowest ceil.

@@ -206,35 +206,47 @@ impl State {
             .collect()
     }
 
-    /// Caps that began between `before` and this state: classes below
-    /// their max now that were not then (a new slice's counts too). A ceil
-    /// of 0 is one the kernel refused, so no cap is in force.
-    pub fn caps_since(&self, before: &State) -> u64 {
-        let capped = |c: &ClassState| c.ceil.0 != 0 && c.ceil < c.max;
+    /// Caps that began since `before` was taken: classes below their max
+    /// now that were not then (a new slice's counts too). A ceil of 0 is
+    /// one the kernel refused, so no cap is in force.
+    pub fn caps_since(&self, before: &CapsAt) -> u64 {
+        let mut then = before.0.iter().peekable();
         let mut n = 0;
-        for (s, old) in beside(self.slices.iter().map(|(&x, s)| (x, s)), &before.slices) {
-            for (now, then) in [(&s.lo, old.map(|o| &o.lo)), (&s.i2, old.map(|o| &o.i2))] {
-                if capped(now) && !then.is_some_and(capped) {
-                    n += 1;
-                }
-            }
+        for (&xid, s) in &self.slices {
+            while then.next_if(|(x, _)| *x < xid).is_some() {}
+            let was = then
+                .next_if(|(x, _)| *x == xid)
+                .map_or([false; 2], |&(_, c)| c);
+            n += [is_capped(&s.lo) && !was[0], is_capped(&s.i2) && !was[1]]
+                .into_iter()
+                .filter(|&began| began)
+                .count() as u64;
         }
         n
     }
 }
 
-/// Each item of `rising` (xids in rising order) with the slice `other`
-/// has under its xid: both walked side by side, in xid order, rather than
-/// each looked up.
-pub fn beside<T>(
-    rising: impl IntoIterator<Item = (u16, T)>,
-    other: &BTreeMap<u16, Box<SliceState>>,
-) -> impl Iterator<Item = (T, Option<&SliceState>)> {
-    let mut other = other.iter().peekable();
-    rising.into_iter().map(move |(xid, item)| {
-        while other.next_if(|(x, _)| **x < xid).is_some() {}
-        (item, other.next_if(|(x, _)| **x == xid).map(|(_, s)| &**s))
-    })
+/// A class under its max, by a ceil the kernel took (0: refused).
+fn is_capped(c: &ClassState) -> bool {
+    c.ceil.0 != 0 && c.ceil < c.max
+}
+
+/// Which of each slice's classes were capped, by xid in rising order:
+/// what a run counts new caps against. A sync keeps this rather than a
+/// copy of its whole state, which at thousands of slices is a megabyte of
+/// fresh memory per run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CapsAt(Vec<(u16, [bool; 2])>);
+
+impl CapsAt {
+    pub fn of(slices: &BTreeMap<u16, Box<SliceState>>) -> Self {
+        CapsAt(
+            slices
+                .iter()
+                .map(|(&xid, s)| (xid, [is_capped(&s.lo), is_capped(&s.i2)]))
+                .collect(),
+        )
+    }
 }
 
 /// The file's shape, as read. Kept apart from `State` so the in-memory form
@@ -1312,28 +1324,6 @@ pub(crate) mod tests {
         s
     }
 
-    #[test]
-    fn beside_pairs_each_xid_with_the_other_maps_slice_or_none() {
-        let one = (*sample().slices[&257]).clone();
-        let other: BTreeMap<u16, Box<SliceState>> = [2, 5, 6, 9]
-            .map(|xid| (xid, Box::new(SliceState { xid, ..one.clone() })))
-            .into();
-        // Gaps on either side, a run past the other's end, nothing left out.
-        let got: Vec<(u16, Option<u16>)> = beside([1, 2, 6, 7, 9, 12].map(|x| (x, x)), &other)
-            .map(|(x, s)| (x, s.map(|s| s.xid)))
-            .collect();
-        let want = [
-            (1, None),
-            (2, Some(2)),
-            (6, Some(6)),
-            (7, None),
-            (9, Some(9)),
-            (12, None),
-        ];
-        assert_eq!(got, want);
-        assert_eq!(beside([3].map(|x| (x, x)), &BTreeMap::new()).count(), 1);
-    }
-
     // SPEC §9.11: the Python 3 port could not write its own state back.
     #[test]
     fn regression_9_11_state_written_is_read_back() {
@@ -1758,22 +1748,41 @@ pub(crate) mod tests {
         let lo = &mut before.slices.get_mut(&257).expect("alice").lo;
         lo.ceil = lo.max;
         let mut after = before.clone();
-        assert_eq!(after.caps_since(&before), 0);
+        assert_eq!(after.caps_since(&CapsAt::of(&before.slices)), 0);
         after.slices.get_mut(&257).expect("alice").lo.ceil = Rate(21_217);
-        assert_eq!(after.caps_since(&before), 1, "low capped now");
+        assert_eq!(
+            after.caps_since(&CapsAt::of(&before.slices)),
+            1,
+            "low capped now"
+        );
         // Still capped (another ceil): the same cap, not a new one.
         let mut later = after.clone();
         later.slices.get_mut(&257).expect("alice").lo.ceil = Rate(20_000);
-        assert_eq!(later.caps_since(&after), 0);
+        assert_eq!(later.caps_since(&CapsAt::of(&after.slices)), 0);
         // A ceil the kernel refused (0) is no cap in force.
         later.slices.get_mut(&257).expect("alice").lo.ceil = Rate(0);
-        assert_eq!(later.caps_since(&before), 0);
+        assert_eq!(later.caps_since(&CapsAt::of(&before.slices)), 0);
         // A slice that is new and capped at once: its i2 was capped in the sample.
         let mut born = before.clone();
         let mut carol = born.slices[&257].clone();
         carol.xid = 300;
         born.slices.insert(300, carol);
-        assert_eq!(born.caps_since(&before), 1);
+        assert_eq!(born.caps_since(&CapsAt::of(&before.slices)), 1);
+        // Only the slices now count, each against its own xid then,
+        // whatever the walk skips on either side.
+        let mut apart = born.clone();
+        let carol = apart.slices.remove(&300).expect("carol");
+        apart.slices.insert(100, carol.clone());
+        apart.slices.insert(400, carol);
+        let then = CapsAt::of(&apart.slices);
+        assert_eq!(
+            born.caps_since(&then),
+            1,
+            "carol's i2 is new, alice's is not"
+        );
+        apart.slices.remove(&257);
+        let then = CapsAt::of(&apart.slices);
+        assert_eq!(born.caps_since(&then), 2, "both i2 caps are new");
     }
 
     #[test]

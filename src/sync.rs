@@ -49,19 +49,12 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
 
     // The dump (read-only) runs while the slivers and the state are parsed:
     // at thousands of slices each takes a noticeable share of the run.
-    let (kernel, (input, (loaded, before, guessed), mapped)) = tc.dump_classes_while(|| {
+    let (kernel, (input, (loaded, guessed), mapped)) = tc.dump_classes_while(|| {
         let input = slivers::parse(&text, &slivers::uid_from_nss);
         let loaded = if input.is_ok() {
             store.load()
         } else {
             Ok(None)
-        };
-        // The copy the end of the run compares with, made here while the
-        // kernel still dumps rather than after it: at thousands of slices it
-        // is a megabyte of fresh memory.
-        let before = match &loaded {
-            Ok(Some(state)) => Some(state.clone()),
-            _ => None,
         };
         // The live slices' limits, for the node the state remembers: the
         // kernel's own figures, read below, are nearly always the same.
@@ -79,7 +72,7 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
         // What the nft maps hold now, not what the state says they were
         // given: a flushed ruleset is put back by the next run.
         let mapped = (cfg.classify != Classify::None).then(nft::classified);
-        (input, (loaded, before, guessed), mapped)
+        (input, (loaded, guessed), mapped)
     });
     // Whole-input errors stop the run before anything is changed.
     let origin = path.map_or_else(|| "stdin".to_string(), |p| p.display().to_string());
@@ -90,12 +83,10 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
     let rebuild = rebuild_state && !dry_run;
     let mut state = load_state(&store, loaded, &kernel, rebuild, ctx.now)?;
     report_input(&input, &state, &mut failures);
-    // `load_state` gives the file's state as read unless it rebuilt or fell
-    // back to the backup.
-    let before = match before {
-        Some(b) if !rebuild => b,
-        _ => state.clone(),
-    };
+    // What the end of the run compares with besides what the plan reports
+    // (it knows which slices it changed).
+    let hierarchy_before = state.hierarchy.clone();
+    let counters_before = state.counters;
 
     // SPEC §5 step 1: bwmon's tree, or none (rebuilt from the state), never
     // somebody else's.
@@ -164,7 +155,7 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
     });
 
     if !allow_mass_removal {
-        check_removals(&input, &before, &plan.state, cfg.max_removal_percent)
+        check_removals(&input, &plan, cfg.max_removal_percent)
             .map_err(|why| Fatal::BadData(format!("{origin}: {why}")))?;
     }
 
@@ -230,27 +221,32 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
         cfg,
         &mut failures,
     );
-    plan.state.counters.caps += plan.state.caps_since(&before);
+    plan.state.counters.caps += plan.state.caps_since(&plan.caps_before);
 
     // Usage and caps are saved before any mail is tried: a hanging or killed
     // sendmail can cost a mail (retried next run), never counted bytes. A run
     // that changed nothing only notes its time.
+    let mut maps_changed = false;
     if let Some((want, script)) = nft_script {
         match Nft::new(&cfg.nft)
             .map_err(|e| e.to_string())
             .and_then(|n| n.apply(&script))
         {
-            Ok(()) => plan.state.classified = want,
+            Ok(()) => {
+                maps_changed = plan.state.classified != want;
+                plan.state.classified = want;
+            }
             Err(e) => failures.push(format!(
                 "{e}; until it works, slices' packets reach their classes only if something else classifies them (retried next run)"
             )),
         }
     }
-    let changed = plan.state.slices != before.slices
-        || plan.state.dead != before.dead
-        || plan.state.hierarchy != before.hierarchy
-        || plan.state.classified != before.classified
-        || plan.state.counters != before.counters;
+    // A refused change forgot its slice's ceil (see `apply_outcome`).
+    let changed = plan.changed
+        || !failed_xids.is_empty()
+        || maps_changed
+        || plan.state.hierarchy != hierarchy_before
+        || plan.state.counters != counters_before;
     plan.state.last_sync = Some(ctx.now);
     if changed {
         store.save(&plan.state)?;
@@ -323,7 +319,7 @@ pub fn run(ctx: &Context, opts: Options<'_>) -> anyhow::Result<ExitCode> {
     // The process ends with this run: handing thousands of slice states
     // back to the allocator one by one would only cost time (a millisecond
     // at 4,000 slices), and the kernel takes the memory back at exit.
-    std::mem::forget((plan, before, kernel, input, live));
+    std::mem::forget((plan, kernel, input, live));
     Ok(finish(&failures))
 }
 
@@ -391,12 +387,7 @@ fn report_input(input: &Input, state: &State, failures: &mut Vec<String>) {
 /// [`crate::config::MASS_REMOVAL_MIN`]), is refused before anything is
 /// changed. Removals are counted on the plan itself, so held records and
 /// slices whose xid changed are not counted.
-fn check_removals(
-    input: &Input,
-    before: &State,
-    after: &State,
-    max_percent: u8,
-) -> Result<(), String> {
+fn check_removals(input: &Input, plan: &policy::Plan, max_percent: u8) -> Result<(), String> {
     const LISTED: usize = 3;
     const OVERRIDE: &str = "if that is what the node manager means, run `bwmon sync --allow-mass-removal` (config `max_removal_percent`)";
     let records = input.live.len() + input.held.len() + input.skipped.len();
@@ -405,32 +396,14 @@ fn check_removals(
             "{records} record(s) but no live slice among them: nothing was changed; {OVERRIDE}"
         ));
     }
-    let live: Vec<(u16, &str)> = before
-        .slices
-        .values()
-        .filter(|s| !crate::state::is_special(s.xid))
-        .map(|s| (s.xid, s.name.as_str()))
-        .collect();
-    // A slice kept under its xid is the common case; the names are hashed
-    // only when some slice is not (removed, or its xid changed).
-    let same_xids = crate::state::beside(live.iter().copied(), &after.slices)
-        .all(|(name, now)| now.is_some_and(|s| s.name == name));
-    let removed: Vec<&str> = if same_xids {
-        Vec::new()
-    } else {
-        let kept: HashSet<&str> = after.slices.values().map(|s| s.name.as_str()).collect();
-        live.iter()
-            .map(|&(_, name)| name)
-            .filter(|n| !kept.contains(n))
-            .collect()
-    };
-    let over_share = removed.len() * 100 > usize::from(max_percent) * live.len();
+    let removed: Vec<&str> = plan.removed.iter().map(String::as_str).collect();
+    let over_share = removed.len() * 100 > usize::from(max_percent) * plan.live_before;
     if removed.len() > crate::config::MASS_REMOVAL_MIN && over_share {
         let named = crate::format::listed(&removed, LISTED);
         return Err(format!(
             "this input would remove {} of the {} live slices ({named}), more than {max_percent} %: nothing was changed; {OVERRIDE}",
             removed.len(),
-            live.len()
+            plan.live_before
         ));
     }
     Ok(())

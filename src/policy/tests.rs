@@ -2079,6 +2079,21 @@ proptest! {
                 prop_assert_eq!(o.mailed, d.mailed);
             }
         }
+
+        // What a sync goes by instead of a copy of the state: the plan's
+        // own account of what it changed, removed and found capped.
+        let differs = p.state.slices != input.slices || p.state.dead != input.dead;
+        prop_assert_eq!(p.changed, differs);
+        let kept: HashSet<&str> = p.state.slices.values().map(|s| s.name.as_str()).collect();
+        let gone: Vec<&str> = input
+            .slices
+            .values()
+            .filter(|s| !is_special(s.xid) && !kept.contains(s.name.as_str()))
+            .map(|s| s.name.as_str())
+            .collect();
+        prop_assert_eq!(p.removed.iter().map(String::as_str).collect::<Vec<_>>(), gone);
+        prop_assert_eq!(p.live_before, input.slices.keys().filter(|&&x| !is_special(x)).count());
+        prop_assert_eq!(&p.caps_before, &CapsAt::of(&input.slices));
     }
 }
 
