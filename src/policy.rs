@@ -566,18 +566,19 @@ pub fn plan(inputs: Inputs<'_>) -> Plan {
 
     // Root and default always exist, with default limits (step 2).
     let specials = [(ROOT_XID, "root"), (DEFAULT_XID, "default")];
-    let mut work: Vec<(u16, &str, SliceLimits, bool)> = specials
+    // Walked, not collected: at thousands of slices a list of them is
+    // hundreds of kilobytes of fresh memory after the dump.
+    let work = specials
         .iter()
         .map(|&(xid, name)| (xid, name, base_limits, true))
-        .collect();
-    work.extend(
-        live.iter()
-            // SPEC §9.7: an xid outside 1..=4094 would alias another slice's
-            // classes; the slivers reader holds such records, this is the backstop.
-            .filter(|l| (1..DEFAULT_XID).contains(&l.xid))
-            .filter(|l| !held_xids.contains(&l.xid) && !held_names.contains(&l.name))
-            .map(|l| (l.xid, l.name.as_str(), l.limits, false)),
-    );
+        .chain(
+            live.iter()
+                // SPEC §9.7: an xid outside 1..=4094 would alias another slice's
+                // classes; the slivers reader holds such records, this is the backstop.
+                .filter(|l| (1..DEFAULT_XID).contains(&l.xid))
+                .filter(|l| !held_xids.contains(&l.xid) && !held_names.contains(&l.name))
+                .map(|l| (l.xid, l.name.as_str(), l.limits, false)),
+        );
 
     for (xid, name, limits, special) in work {
         let mut added = [false; 2];
