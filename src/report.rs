@@ -208,19 +208,18 @@ impl Report {
 
 /// The elements of `slices` in [`Report::json`], sent to `w` [`CHUNK`]
 /// slices at a time, after what `j` holds. At thousands of slices writing
-/// them is most of a status run, and both cores are free once the dump is
-/// read: a second thread writes every other chunk while this one writes
-/// the others, and each pair goes out in one vectored write (to a file,
-/// writes of ~200 KB cost the kernel a third less than ~100 KB ones). The
-/// few buffers in flight go back and forth, so the output never takes
-/// fresh memory of its size.
+/// them is most of a status run once the dump is read: a second thread lays
+/// the chunks out while this one writes them, two at a time when two are
+/// ready (to a file, writes of ~200 KB cost the kernel a third less than
+/// ~100 KB ones). Laying out a chunk takes less than writing it to a file,
+/// so the writes follow each other back to back. The few buffers in flight go back
+/// and forth, so the output never takes fresh memory of its size.
 fn write_slices(
     j: &mut Pretty,
     slices: &[SliceView],
     w: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
-    let chunks: Vec<&[SliceView]> = slices.chunks(CHUNK).collect();
-    if chunks.len() < 4 {
+    if slices.len() < 4 * CHUNK {
         for s in slices {
             slice_json(j, s);
         }
@@ -229,41 +228,40 @@ fn write_slices(
     j.drain_to(w)?;
     std::thread::scope(|scope| {
         // At most two chunks ahead of what is sent.
-        let (written, take) = std::sync::mpsc::sync_channel::<Pretty>(2);
+        let (laid_out, take) = std::sync::mpsc::sync_channel::<Pretty>(2);
         let (emptied, reuse) = std::sync::mpsc::channel::<Vec<u8>>();
-        let template = j.part(true, Vec::new());
-        let odd: Vec<&[SliceView]> = chunks.iter().skip(1).step_by(2).copied().collect();
+        let template = j.part(false, Vec::new());
         scope.spawn(move || {
-            for chunk in odd {
+            for (i, chunk) in slices.chunks(CHUNK).enumerate() {
                 let buf = reuse
                     .try_recv()
                     .unwrap_or_else(|_| Vec::with_capacity(PER_SLICE * CHUNK));
-                let mut part = template.part(true, buf);
+                let mut part = template.part(i > 0, buf);
                 for s in chunk {
                     slice_json(&mut part, s);
                 }
-                // The receiver is gone only when sending failed.
-                if written.send(part).is_err() {
+                // The receiver is gone only when writing failed.
+                if laid_out.send(part).is_err() {
                     return;
                 }
             }
         });
-        for pair in chunks.chunks(2) {
-            for s in pair[0] {
-                slice_json(j, s);
+        // Ends when the other thread has sent every chunk (or panicked:
+        // the scope passes its panic on).
+        while let Ok(part) = take.recv() {
+            let next = take.try_recv().ok();
+            let last = if let Some(next) = &next {
+                json::write_all_vectored(w, &[&part.out, &next.out])?;
+                next
+            } else {
+                w.write_all(&part.out)?;
+                &part
+            };
+            j.follow(last);
+            for p in std::iter::once(part).chain(next) {
+                let _ = emptied.send(p.out);
             }
-            if pair.len() == 1 {
-                break;
-            }
-            // Closed only if the other thread panicked; the scope passes
-            // its panic on.
-            let Ok(part) = take.recv() else { break };
-            json::write_all_vectored(w, &[&j.out, &part.out])?;
-            j.out.clear();
-            j.follow(&part);
-            let _ = emptied.send(part.out);
         }
-        // What is left (an even chunk last) goes out with the closing lines.
         Ok(())
     })
 }
@@ -1190,7 +1188,7 @@ mod tests {
             )
         }
 
-        /// Enough slices that the chunks are written on two threads.
+        /// Enough slices that the chunks are laid out on a second thread.
         #[test]
         fn json_written_in_chunks_is_serdes_too() {
             let mut runner = proptest::test_runner::TestRunner::deterministic();
