@@ -212,8 +212,8 @@ impl Report {
 /// the chunks out while this one writes them, two at a time when two are
 /// ready (to a file, writes of ~200 KB cost the kernel a third less than
 /// ~100 KB ones). Laying out a chunk takes less than writing it to a file,
-/// so the writes follow each other back to back. The few buffers in flight go back
-/// and forth, so the output never takes fresh memory of its size.
+/// so the writes follow each other back to back. The few buffers in flight
+/// go back and forth, so the output never takes fresh memory of its size.
 fn write_slices(
     j: &mut Pretty,
     slices: &[SliceView],
