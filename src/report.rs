@@ -250,14 +250,9 @@ fn write_slices(
         // the scope passes its panic on).
         while let Ok(part) = take.recv() {
             let next = take.try_recv().ok();
-            let last = if let Some(next) = &next {
-                json::write_all_vectored(w, &[&part.out, &next.out])?;
-                next
-            } else {
-                w.write_all(&part.out)?;
-                &part
-            };
-            j.follow(last);
+            let second = next.as_ref().map_or(&[][..], |n| &n.out[..]);
+            json::write_all_vectored(w, &[&part.out, second])?;
+            j.follow(next.as_ref().unwrap_or(&part));
             for p in std::iter::once(part).chain(next) {
                 let _ = emptied.send(p.out);
             }
